@@ -1,0 +1,3 @@
+"""Driftkeeper: drift monitoring and automated retraining for scikit-learn models."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,216 @@
+"""The ``driftkeeper`` command line. Thin: each command parses flags and calls the library.
+
+Heavy imports happen inside the commands, so ``driftkeeper serve`` can set the environment
+(PROMETHEUS_MULTIPROC_DIR, OMP_NUM_THREADS) before numpy, scikit-learn or prometheus-client
+are loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import DriftkeeperError
+
+EXIT_OK, EXIT_DRIFT, EXIT_ERROR, EXIT_INSUFFICIENT = 0, 1, 2, 3
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model version (and make it current)",
+                       description="Fit the model, evaluate it on a held-out split, profile "
+                       "the reference and write DIR/versions/<id>/ atomically.")
+    p.add_argument("--output", required=True, type=Path, metavar="DIR", help="model directory")
+    p.add_argument("--model", choices=("hgb", "rf"), default="hgb",
+                   help="hgb: gradient boosting (default); rf: the lab's random forest")
+    p.add_argument("--data", metavar="CSV", help="base training data (default: the shipped "
+                   "diamonds table)")
+    p.add_argument("--feedback", metavar="DIR", help="feedback store to learn from "
+                   "(e.g. DIR/feedback of a running service)")
+    p.add_argument("--feedback-rows", type=int, default=20_000, metavar="N",
+                   help="newest labelled rows to use (default 20000)")
+    p.add_argument("--min-feedback-rows", type=int, default=500, metavar="N",
+                   help="fewer feedback rows than this are ignored (default 500)")
+    p.add_argument("--feedback-share", type=float, default=0.8, metavar="F",
+                   help="share of sample weight carried by feedback rows (default 0.8)")
+    p.add_argument("--no-base", action="store_true", help="train on feedback rows only")
+    p.add_argument("--seed", type=int, default=42, help="split and model seed (default 42)")
+    p.add_argument("--no-promote", action="store_true",
+                   help="write the version but leave `current` where it is")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .model.train import TrainingConfig, train
+
+    config = TrainingConfig(model=args.model, seed=args.seed, data=args.data,
+                            include_base=not args.no_base, feedback_dir=args.feedback,
+                            feedback_rows=args.feedback_rows,
+                            min_feedback_rows=args.min_feedback_rows,
+                            feedback_share=args.feedback_share, promote=not args.no_promote)
+    result = train(args.output, config)
+    out = {"version": result.version, "promoted": result.promoted, "path": str(result.path),
+           "metrics": result.metrics}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        m = result.metrics
+        print(f"trained {result.version} -> {result.path}"
+              f"{' (current)' if result.promoted else ' (not promoted)'}\n"
+              f"  held-out RMSE {m['rmse']:.1f}  MAE {m['mae']:.1f}  R² {m['r2']:.4f}  "
+              f"({m['holdout_rows']} rows), model {m['model_bytes'] / 1e6:.2f} MB")
+    return EXIT_OK
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="serve the current model under gunicorn",
+                       description="Predictions, feedback and drift monitoring over HTTP. "
+                       "Every flag also reads DRIFTKEEPER_<FLAG> from the environment.")
+    env = _env_defaults()
+    p.add_argument("--model-dir", type=Path, default=env.get("model_dir"), metavar="DIR",
+                   required="model_dir" not in env)
+    p.add_argument("--host", default=env.get("host", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(env.get("port", 8080)))
+    p.add_argument("--workers", type=int, default=int(env.get("workers", 2)))
+    p.add_argument("--threads", type=int, default=int(env.get("threads", 4)),
+                   help="threads per worker (default 4)")
+    p.add_argument("--policy", type=Path, default=env.get("policy"), metavar="FILE",
+                   help="DriftPolicy file with thresholds and windows; re-read on change")
+    p.add_argument("--state-dir", type=Path, default=env.get("state_dir"), metavar="DIR",
+                   help="scratch space for metrics and windows (default: a temporary dir)")
+    p.add_argument("--max-rows", type=int, default=int(env.get("max_rows", 10_000)),
+                   help="rows per request (default 10000)")
+    p.add_argument("--access-log", action="store_true")
+
+
+def _env_defaults() -> dict[str, str]:
+    from .serving.config import env_defaults
+
+    return env_defaults()
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    state_dir = args.state_dir or Path(tempfile.mkdtemp(prefix="driftkeeper-state-"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(state_dir / "prometheus")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from .serving.config import ServiceConfig
+    from .serving.server import serve
+
+    config = ServiceConfig(model_dir=args.model_dir, state_dir=state_dir, policy=args.policy,
+                           host=args.host, port=args.port, workers=args.workers,
+                           threads=args.threads, max_rows=args.max_rows,
+                           access_log=args.access_log)
+    serve(config)
+    return EXIT_OK
+
+
+def _add_drift(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("drift", help="compare two CSV files; exit 1 on drift",
+                       description="Data drift of CURRENT against REFERENCE, per feature and "
+                       "overall. Exit codes: 0 no drift, 1 drift, 2 error, 3 too few rows.")
+    p.add_argument("--reference", required=True, metavar="CSV")
+    p.add_argument("--current", required=True, metavar="CSV")
+    p.add_argument("--json", action="store_true", help="print the drift report as JSON")
+    p.add_argument("--method", action="append", default=[], metavar="[FEATURE=]NAME",
+                   help="statistic for every feature it applies to, or for one feature; "
+                   "repeatable (psi, ks, wasserstein, jensenshannon, chisquare)")
+    p.add_argument("--threshold", action="append", default=[], metavar="[FEATURE=]VALUE",
+                   help="'auto' (default: calibrated from the reference) or a number")
+    p.add_argument("--rule", choices=("any", "share", "mean"), default="any")
+    p.add_argument("--min-samples", type=int, default=200)
+    p.add_argument("--false-alarm-rate", type=float, default=0.01)
+    p.add_argument("--exact", action="store_true",
+                   help="exact statistics on raw values (default: binned, as the service)")
+    p.add_argument("--seed", type=int, default=0, help="calibration seed")
+
+
+def _split_assignments(values: list[str]) -> tuple[str | None, dict[str, str]]:
+    default, per_feature = None, {}
+    for v in values:
+        if "=" in v:
+            k, _, val = v.partition("=")
+            per_feature[k.strip()] = val.strip()
+        else:
+            default = v.strip()
+    return default, per_feature
+
+
+def _cmd_drift(args: argparse.Namespace) -> int:
+    from .drift.cli import compare_files
+
+    default_method, methods = _split_assignments(args.method)
+    default_threshold, thresholds = _split_assignments(args.threshold)
+    report = compare_files(args.reference, args.current, default_method=default_method,
+                           methods=methods, default_threshold=default_threshold,
+                           thresholds=thresholds, rule=args.rule, min_samples=args.min_samples,
+                           false_alarm_rate=args.false_alarm_rate, exact=args.exact,
+                           seed=args.seed)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(_format_data_report(report.to_dict()["data"]))
+    if report.data.drift is None:
+        return EXIT_INSUFFICIENT
+    return EXIT_DRIFT if report.data.drift else EXIT_OK
+
+
+def _verdict_text(drift: bool | None) -> str:
+    return "insufficient data" if drift is None else "DRIFT" if drift else "ok"
+
+
+def _format_data_report(data: dict[str, Any]) -> str:
+    lines = [f"{'feature':<10} {'method':<14} {'score':>8} {'threshold':>10}  verdict"]
+    for name, f in data["features"].items():
+        score = "-" if f["score"] is None else f"{f['score']:.4f}"
+        extra = ""
+        if f.get("unseen"):
+            extra += f"  ({f['unseen']} unseen)"
+        if f.get("invalid"):
+            extra += f"  ({f['invalid']} invalid)"
+        lines.append(f"{name:<10} {f['method']:<14} {score:>8} {f['threshold']:>10.4f}  "
+                     f"{_verdict_text(f['drift'])}{extra}")
+    score = "-" if data["score"] is None else f"{data['score']:.4f}"
+    lines.append(f"\ndata drift: {_verdict_text(data['drift'])} (rule {data['rule']}; "
+                 f"{len(data['drifted_features'])} of {len(data['features'])} features drifted; "
+                 f"mean score {score}; {data['samples']} rows)")
+    return "\n".join(lines)
+
+
+COMMANDS = {"train": (_add_train, _cmd_train), "serve": (_add_serve, _cmd_serve),
+            "drift": (_add_drift, _cmd_drift)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="driftkeeper", description="Drift monitoring and "
+                                     "automated retraining for scikit-learn models.")
+    parser.add_argument("--version", action="version", version=f"driftkeeper {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add, _ in COMMANDS.values():
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    try:
+        return COMMANDS[args.command][1](args)
+    except DriftkeeperError as exc:
+        print(f"driftkeeper {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

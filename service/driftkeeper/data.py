@@ -1,0 +1,92 @@
+"""The diamonds table, shipped with the package so everything works offline.
+
+`seaborn.load_dataset("diamonds")` downloads from GitHub; the same 53,940 rows (ggplot2's
+table, as packaged by plotnine) ship here gzip-compressed. Users bring their own data with a
+CSV of the same columns (``--data``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError
+from .schema import DIAMONDS_SCHEMA, FeatureSchema
+
+DIAMONDS_ROWS = 53_940
+
+
+def _bundled_csv() -> Path:
+    return Path(str(resources.files("driftkeeper") / "data" / "diamonds.csv.gz"))
+
+
+def load_diamonds(path: str | Path | None = None,
+                  schema: FeatureSchema = DIAMONDS_SCHEMA) -> pd.DataFrame:
+    """Load the diamonds table (or a user CSV with the same columns) with canonical dtypes.
+
+    Categorical features become ordered categoricals in the schema's level order and numerics
+    become float64, whatever the CSV held. A row with an unknown category or a non-numeric value
+    is an error naming the column: training on silently coerced data would be worse.
+    """
+    source = Path(path) if path is not None else _bundled_csv()
+    try:
+        raw = pd.read_csv(source)
+    except FileNotFoundError as exc:
+        raise DataError(f"data file not found: {source}") from exc
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read {source} as CSV: {exc}") from exc
+    return canonicalize(raw, schema, source=str(source))
+
+
+def canonicalize(raw: pd.DataFrame, schema: FeatureSchema = DIAMONDS_SCHEMA,
+                 source: str = "data", require_target: bool = True) -> pd.DataFrame:
+    """Return the schema's columns (and the target) with canonical dtypes, or raise DataError."""
+    wanted = schema.names + ([schema.target.name] if require_target else [])
+    missing = [c for c in wanted if c not in raw.columns]
+    if missing:
+        raise DataError(f"{source}: missing column(s) {', '.join(missing)}")
+    out = {}
+    for feat in schema.features:
+        col = raw[feat.name]
+        if feat.kind == "categorical":
+            values = col.astype("object")
+            unknown = sorted(set(values.dropna().astype(str)) - set(feat.levels))
+            if unknown:
+                raise DataError(
+                    f"{source}: column {feat.name} has unknown categories {unknown[:5]}; "
+                    f"allowed: {list(feat.levels)}"
+                )
+            if values.isna().any():
+                raise DataError(f"{source}: column {feat.name} has missing values")
+            out[feat.name] = pd.Categorical(values, categories=list(feat.levels), ordered=True)
+        else:
+            out[feat.name] = _numeric(col, feat.name, source)
+    target = schema.target.name
+    if target in raw.columns:
+        out[target] = _numeric(raw[target], target, source)
+    return pd.DataFrame(out, index=raw.index).reset_index(drop=True)
+
+
+def _numeric(col: pd.Series, name: str, source: str) -> pd.Series:
+    values = pd.to_numeric(col, errors="coerce").astype(np.float64)
+    bad = ~np.isfinite(values.to_numpy())
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{source}: column {name} has {int(bad.sum())} missing or non-numeric value(s), "
+            f"first at row {first}: {col.iloc[first]!r}"
+        )
+    return values
+
+
+def frame_hash(frame: pd.DataFrame) -> str:
+    """A content hash of a frame, recorded in model metadata to tell which data trained it."""
+    digest = hashlib.sha256()
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    digest.update(hashed.tobytes())
+    digest.update(",".join(map(str, frame.columns)).encode())
+    return "sha256:" + digest.hexdigest()

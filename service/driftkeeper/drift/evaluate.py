@@ -1,0 +1,143 @@
+"""Verdicts: a window against a reference profile under the monitor settings."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats as sps
+
+from . import stats
+from .calibration import NullTable, effective_size
+from .profile import CategoricalProfile, NumericalProfile, ReferenceProfile
+from .report import ConceptVerdict, DataVerdict, FeatureVerdict, ResidualTest
+from .settings import ConceptSettings, DataSettings, Threshold
+from .windows import DataWindow, ResidualWindow
+
+
+def _verdict(score: float | None, threshold: float, enough: bool) -> bool | None:
+    if not enough or score is None:
+        return None
+    return bool(score > threshold)
+
+
+def evaluate_data(profile: ReferenceProfile, window: DataWindow, settings: DataSettings,
+                  exact_values: dict[str, np.ndarray] | None = None) -> DataVerdict:
+    """Per-feature scores and verdicts, then the dataset verdict by ``settings.rule``.
+
+    ``exact_values`` (raw current numerics by feature) switches KS and Wasserstein to their
+    exact forms; the profile must then hold the raw reference (``keep_values=True``).
+    """
+    schema = profile.schema
+    per_feature_alpha = settings.false_alarm_rate / len(schema.features)
+    verdicts: dict[str, FeatureVerdict] = {}
+    for feat in schema.features:
+        rule = settings.rule_for(schema, feat.name)
+        prof = profile.features[feat.name]
+        counts = window.features[feat.name]
+        n = counts.n
+        method = stats.method_for(rule.method, feat.kind)
+        error_bound = None
+        if n == 0:
+            result = stats.StatResult(float("nan"))
+        elif isinstance(prof, NumericalProfile):
+            assert isinstance(counts, stats.NumericCounts)
+            raw = None if exact_values is None else exact_values.get(feat.name)
+            if raw is not None and method.numeric_exact is not None and prof.values is not None:
+                raw = raw[np.isfinite(raw)]
+                result = method.numeric_exact(prof.values, raw)
+            else:
+                assert method.numeric_window is not None
+                result = method.numeric_window(prof.bins, counts)
+                if rule.method == "ks":
+                    error_bound = stats.ks_error_bound(prof.bins, counts.counts)
+        else:
+            assert isinstance(prof, CategoricalProfile) and method.categorical_window is not None
+            assert isinstance(counts, stats.CategoricalCounts)
+            result = method.categorical_window(prof.counts, counts)
+        floor = method.floor if rule.min_score is None else rule.min_score
+        threshold, source = _threshold(rule.threshold, prof.null.get(rule.method), n,
+                                       profile.n_reference, per_feature_alpha, floor,
+                                       exact=exact_values is not None and rule.method == "ks")
+        score = None if n == 0 else float(result.score)
+        verdicts[feat.name] = FeatureVerdict(
+            method=rule.method, score=score, threshold=threshold,
+            drift=_verdict(score, threshold, n >= settings.min_samples), samples=n,
+            threshold_source=source, pvalue=result.pvalue,
+            unseen=getattr(counts, "unseen", 0), invalid=counts.invalid,
+            error_bound=error_bound)
+    return _dataset_verdict(window.rows, verdicts, settings)
+
+
+def _threshold(setting: Threshold, null: NullTable | None, n: int, n_reference: int,
+               alpha: float, floor: float, exact: bool = False) -> tuple[float, str]:
+    """A fixed threshold, or max(calibrated null quantile at the window's size, floor).
+
+    Returns the threshold and its source: "policy", "auto" (statistical) or "floor".
+    """
+    if setting != "auto":
+        return float(setting), "policy"
+    n_eff = effective_size(max(n, 1), n_reference)
+    if exact:
+        # Exact KS has a distribution-free null (conservative with ties).
+        calibrated = float(sps.kstwo.isf(alpha, max(round(n_eff), 1)))
+    else:
+        assert null is not None
+        calibrated = null.threshold(n_eff, alpha)
+    return (calibrated, "auto") if calibrated >= floor else (floor, "floor")
+
+
+def _dataset_verdict(rows: int, verdicts: dict[str, FeatureVerdict],
+                     settings: DataSettings) -> DataVerdict:
+    scores = [v.score for v in verdicts.values() if v.score is not None]
+    mean = float(np.mean(scores)) if scores else None
+    enough = rows >= settings.min_samples and mean is not None
+    drifted = [name for name, v in verdicts.items() if v.drift]
+    share = len(drifted) / len(verdicts) if enough else None
+    drift: bool | None = None
+    if enough:
+        assert mean is not None and share is not None
+        drift = {"any": bool(drifted), "share": share >= settings.share_threshold,
+                 "mean": mean > settings.threshold}[settings.rule]
+    return DataVerdict(score=mean, threshold=settings.threshold, drift=drift, samples=rows,
+                       min_samples=settings.min_samples, rule=settings.rule, share=share,
+                       share_threshold=settings.share_threshold,
+                       false_alarm_rate=settings.false_alarm_rate,
+                       drifted_features=drifted, features=verdicts)
+
+
+def evaluate_concept(profile: ReferenceProfile, window: ResidualWindow,
+                     settings: ConceptSettings) -> ConceptVerdict:
+    """Relative RMSE increase over the held-out RMSE, plus residual-KS and bias tests.
+
+    The three tests share ``false_alarm_rate`` (Bonferroni over those set to ``auto``).
+    """
+    ref = profile.residuals
+    if ref is None:
+        raise ValueError("this profile has no residual reference")
+    n = window.n
+    enough = n >= settings.min_samples
+    auto_tests = sum(t == "auto" for t in (settings.threshold, settings.residual_threshold,
+                                           settings.bias_threshold))
+    alpha = settings.false_alarm_rate / max(auto_tests, 1)
+
+    rmse = float(np.sqrt(window.total_sq / n)) if n else None
+    score = (rmse - ref.rmse) / ref.rmse if rmse is not None and ref.rmse > 0 else None
+    threshold, source = _threshold(settings.threshold, ref.null["rmse"], n, ref.n, alpha,
+                                   settings.min_score)
+    ks_score = float(stats.ks_binned_scores(ref.bins, window.counts.counts)) if n else None
+    ks_threshold, _ = _threshold(settings.residual_threshold, ref.null["ks"], n, ref.n, alpha,
+                                 stats.METHODS["ks"].floor)
+    bias = (window.total / n - ref.mean) if n else None
+    bias_threshold, _ = _threshold(settings.bias_threshold, ref.null["bias"], n, ref.n, alpha,
+                                   0.0)
+
+    rmse_drift = _verdict(score, threshold, enough)
+    ks_test = ResidualTest(ks_score, ks_threshold, _verdict(ks_score, ks_threshold, enough))
+    abs_bias = None if bias is None else abs(bias)
+    bias_test = ResidualTest(abs_bias, bias_threshold, _verdict(abs_bias, bias_threshold, enough))
+    reasons = [name for name, hit in (("rmse", rmse_drift), ("residual_ks", ks_test.drift),
+                                      ("bias", bias_test.drift)) if hit]
+    drift = None if not enough else bool(reasons)
+    return ConceptVerdict(score=score, threshold=threshold, drift=drift, samples=n,
+                          min_samples=settings.min_samples, rmse=rmse, rmse_reference=ref.rmse,
+                          bias=bias, residual_ks=ks_test, bias_test=bias_test, reasons=reasons,
+                          threshold_source=source)

@@ -1,0 +1,241 @@
+"""The reference profile: everything the monitor needs to know about a model's reference data.
+
+Built once per model version at training time (never per evaluation): quantile bins and
+counts of numerical features, level counts of categoricals, the held-out residual
+distribution, and calibrated null tables for ``auto`` thresholds. Stored as JSON next to the
+model, so it is readable, diffable and loads without pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..schema import FeatureSchema
+from . import calibration, stats
+from .calibration import NullTable
+
+DEFAULT_BINS = 100
+"""Quantile bins per numerical feature: the KS error bound in binned mode is about 1/bins."""
+
+PSI_GROUPS = 10
+
+
+@dataclass(frozen=True)
+class NumericalProfile:
+    name: str
+    bins: stats.NumericBins
+    mean: float
+    null: dict[str, NullTable]
+    values: np.ndarray | None = None  # raw sorted reference, kept in memory only (exact mode)
+    kind: str = "numerical"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "edges": self.bins.edges.tolist(),
+                "counts": self.bins.counts.astype(int).tolist(), "std": self.bins.std,
+                "mean": self.mean, "psi_groups": self.bins.psi_groups.astype(int).tolist(),
+                "null": {m: t.to_dict() for m, t in self.null.items()}}
+
+    @classmethod
+    def from_dict(cls, name: str, d: dict[str, Any]) -> NumericalProfile:
+        bins = stats.NumericBins(edges=np.asarray(d["edges"], dtype=np.float64),
+                                 counts=np.asarray(d["counts"], dtype=np.float64),
+                                 std=float(d["std"]),
+                                 psi_groups=np.asarray(d["psi_groups"], dtype=np.int64))
+        return cls(name, bins, float(d["mean"]),
+                   {m: NullTable.from_dict(t) for m, t in d["null"].items()})
+
+
+@dataclass(frozen=True)
+class CategoricalProfile:
+    name: str
+    levels: tuple[str, ...]
+    counts: np.ndarray
+    null: dict[str, NullTable]
+    kind: str = "categorical"
+
+    @property
+    def n(self) -> int:
+        return int(self.counts.sum())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "levels": list(self.levels),
+                "counts": self.counts.astype(int).tolist(),
+                "null": {m: t.to_dict() for m, t in self.null.items()}}
+
+    @classmethod
+    def from_dict(cls, name: str, d: dict[str, Any]) -> CategoricalProfile:
+        return cls(name, tuple(d["levels"]), np.asarray(d["counts"], dtype=np.float64),
+                   {m: NullTable.from_dict(t) for m, t in d["null"].items()})
+
+
+@dataclass(frozen=True)
+class ResidualProfile:
+    """Held-out residuals (actual - predicted) measured at training time: the yardstick of
+    concept drift. Training rows would not do: the model has fitted them."""
+
+    bins: stats.NumericBins
+    n: int
+    rmse: float
+    mae: float
+    mean: float
+    m2: float  # mean of r^2
+    m4: float  # mean of r^4, for the sampling noise of the RMSE
+    null: dict[str, NullTable]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"edges": self.bins.edges.tolist(), "counts": self.bins.counts.astype(int).tolist(),
+                "std": self.bins.std, "psi_groups": self.bins.psi_groups.astype(int).tolist(),
+                "n": self.n, "rmse": self.rmse, "mae": self.mae, "mean": self.mean,
+                "m2": self.m2, "m4": self.m4,
+                "null": {m: t.to_dict() for m, t in self.null.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ResidualProfile:
+        bins = stats.NumericBins(edges=np.asarray(d["edges"], dtype=np.float64),
+                                 counts=np.asarray(d["counts"], dtype=np.float64),
+                                 std=float(d["std"]),
+                                 psi_groups=np.asarray(d["psi_groups"], dtype=np.int64))
+        return cls(bins, int(d["n"]), float(d["rmse"]), float(d["mae"]), float(d["mean"]),
+                   float(d["m2"]), float(d["m4"]),
+                   {m: NullTable.from_dict(t) for m, t in d["null"].items()})
+
+
+FeatureProfile = NumericalProfile | CategoricalProfile
+
+
+@dataclass(frozen=True)
+class ReferenceProfile:
+    """Per-feature reference summaries plus the residual reference, in schema order."""
+
+    schema: FeatureSchema
+    features: dict[str, FeatureProfile]
+    n_reference: int
+    residuals: ResidualProfile | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": 1, "schema": self.schema.to_dict(), "n_reference": self.n_reference,
+                "features": {n: f.to_dict() for n, f in self.features.items()},
+                "residuals": self.residuals.to_dict() if self.residuals else None,
+                "meta": self.meta}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ReferenceProfile:
+        features: dict[str, FeatureProfile] = {}
+        for name, fd in d["features"].items():
+            features[name] = (NumericalProfile.from_dict(name, fd) if fd["kind"] == "numerical"
+                              else CategoricalProfile.from_dict(name, fd))
+        residuals = ResidualProfile.from_dict(d["residuals"]) if d.get("residuals") else None
+        return cls(FeatureSchema.from_dict(d["schema"]), features, int(d["n_reference"]),
+                   residuals, d.get("meta", {}))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), separators=(",", ":")))
+
+    @classmethod
+    def load(cls, path: str | Path) -> ReferenceProfile:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def numeric_bins(values: np.ndarray, n_bins: int = DEFAULT_BINS) -> stats.NumericBins:
+    """Distinct reference quantiles as edges (ties merge bins), with counts and PSI groups."""
+    values = np.asarray(values, dtype=np.float64)
+    edges = np.unique(np.quantile(values, np.linspace(0.0, 1.0, n_bins + 1)))
+    if len(edges) == 1:  # a constant feature: one bin holding everything
+        edges = np.array([edges[0], edges[0]])
+    bins = stats.NumericBins(edges=edges, counts=np.zeros(len(edges) + 1), std=0.0,
+                             psi_groups=np.array([0]))
+    counts = bins.count(values).counts
+    cum = np.cumsum(counts) / counts.sum()
+    # PSI groups: start a new group each time the cumulative share passes a decile.
+    starts = np.searchsorted(cum, np.linspace(0, 1, PSI_GROUPS + 1)[1:-1], side="left") + 1
+    groups = np.unique(np.concatenate([[0], starts[starts < len(counts)]]))
+    return stats.NumericBins(edges=edges, counts=counts, std=float(np.std(values)),
+                             psi_groups=groups.astype(np.int64))
+
+
+def _numeric_statistics(bins: stats.NumericBins) -> dict[str, Any]:
+    return {name: (lambda c, f=m.numeric_batch: f(bins, c))
+            for name, m in stats.METHODS.items() if m.numeric_batch is not None}
+
+
+def _categorical_statistics(counts: np.ndarray) -> dict[str, Any]:
+    return {name: (lambda c, f=m.categorical_batch: f(counts, c))
+            for name, m in stats.METHODS.items() if m.categorical_batch is not None}
+
+
+def build_profile(schema: FeatureSchema, reference: np.ndarray,
+                  residuals: np.ndarray | None = None, *, n_bins: int = DEFAULT_BINS,
+                  seed: int = 0, trials: int = calibration.TRIALS,
+                  keep_values: bool = False) -> ReferenceProfile:
+    """Profile an encoded reference matrix (rows x schema features) and held-out residuals.
+
+    ``keep_values`` keeps the sorted raw numerics in memory for exact-mode statistics.
+    """
+    rng = np.random.default_rng(seed)
+    features: dict[str, FeatureProfile] = {}
+    for j, feat in enumerate(schema.features):
+        col = reference[:, j]
+        if feat.kind == "numerical":
+            col = col[np.isfinite(col)]
+            bins = numeric_bins(col, n_bins)
+            null = calibration.calibrate(bins.counts, _numeric_statistics(bins), rng,
+                                         trials=trials)
+            features[feat.name] = NumericalProfile(
+                feat.name, bins, float(col.mean()), null,
+                values=np.sort(col) if keep_values else None)
+        else:
+            counts = stats.count_categories(col, len(feat.levels)).counts
+            null = calibration.calibrate(counts, _categorical_statistics(counts), rng,
+                                         trials=trials)
+            features[feat.name] = CategoricalProfile(feat.name, feat.levels, counts, null)
+    residual_profile = None
+    if residuals is not None:
+        residual_profile = build_residual_profile(residuals, rng, n_bins, trials)
+    return ReferenceProfile(schema, features, len(reference), residual_profile,
+                            meta={"bins": n_bins, "calibration_trials": trials, "seed": seed})
+
+
+def build_residual_profile(residuals: np.ndarray, rng: np.random.Generator,
+                           n_bins: int = DEFAULT_BINS,
+                           trials: int = calibration.TRIALS) -> ResidualProfile:
+    """Bins, moments and null tables of held-out residuals.
+
+    The residual KS null comes from multinomial draws like the features'; the RMSE ratio and
+    the bias come from a bootstrap of the residuals themselves, because their spread depends
+    on the heavy tails (diamond residuals have kurtosis ~20) that bins would flatten.
+    """
+    r = np.asarray(residuals, dtype=np.float64)
+    bins = numeric_bins(r, n_bins)
+    null = calibration.calibrate(bins.counts, {"ks": lambda c: stats.ks_binned_scores(bins, c)},
+                                 rng, trials=trials)
+    null.update(_bootstrap_rmse_bias(r, rng, max(trials // 10, 500)))
+    return ResidualProfile(bins=bins, n=len(r), rmse=float(np.sqrt(np.mean(r**2))),
+                           mae=float(np.mean(np.abs(r))), mean=float(r.mean()),
+                           m2=float(np.mean(r**2)), m4=float(np.mean(r**4)), null=null)
+
+
+def _bootstrap_rmse_bias(r: np.ndarray, rng: np.random.Generator, trials: int,
+                         chunk_cells: int = 4_000_000) -> dict[str, NullTable]:
+    """Null quantiles of the relative RMSE increase and of |mean shift| by window size."""
+    squares = r * r
+    rmse, mean = float(np.sqrt(squares.mean())), float(r.mean())
+    ratio_rows, bias_rows = [], []
+    for n in calibration.SIZES:
+        ratios, biases = [], []
+        per_chunk = max(chunk_cells // n, 1)
+        for start in range(0, trials, per_chunk):
+            idx = rng.integers(0, len(r), size=(min(per_chunk, trials - start), n))
+            ratios.append(np.sqrt(squares[idx].mean(axis=1)) / rmse - 1.0)
+            biases.append(np.abs(r[idx].mean(axis=1) - mean))
+        ratio_rows.append(np.quantile(np.concatenate(ratios), calibration.LEVELS))
+        bias_rows.append(np.quantile(np.concatenate(biases), calibration.LEVELS))
+    sizes = np.asarray(calibration.SIZES, dtype=np.float64)
+    levels = np.asarray(calibration.LEVELS)
+    return {"rmse": NullTable(sizes, levels, np.vstack(ratio_rows)),
+            "bias": NullTable(sizes, levels, np.vstack(bias_rows))}

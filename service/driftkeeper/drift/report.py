@@ -1,0 +1,91 @@
+"""The drift report: one JSON shape for ``GET /drift``, ``driftkeeper drift --json`` and the
+Prometheus gauges.
+
+``drift`` is ``None`` (JSON ``null``) while a window holds fewer than ``min_samples`` rows:
+"insufficient data" is a verdict of its own, not "no drift".
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class FeatureVerdict:
+    method: str
+    score: float | None
+    threshold: float
+    drift: bool | None
+    samples: int
+    threshold_source: str  # "auto" (calibrated), "floor" (practical minimum) or "policy"
+    pvalue: float | None = None
+    unseen: int = 0
+    invalid: int = 0
+    error_bound: float | None = None  # binned KS only: bound on exact - binned
+
+
+@dataclass(frozen=True)
+class DataVerdict:
+    score: float | None  # mean of per-feature scores (the lab's `data_drift`)
+    threshold: float  # threshold on `score`, used by rule "mean"
+    drift: bool | None
+    samples: int
+    min_samples: int
+    rule: str
+    share: float | None  # share of features that drifted
+    share_threshold: float
+    false_alarm_rate: float
+    drifted_features: list[str]
+    features: dict[str, FeatureVerdict]
+
+
+@dataclass(frozen=True)
+class ResidualTest:
+    score: float | None
+    threshold: float
+    drift: bool | None
+
+
+@dataclass(frozen=True)
+class ConceptVerdict:
+    score: float | None  # (rmse - rmse_reference) / rmse_reference, the lab's `concept_drift`
+    threshold: float
+    drift: bool | None
+    samples: int
+    min_samples: int
+    rmse: float | None
+    rmse_reference: float
+    bias: float | None  # mean residual now minus the held-out mean residual
+    residual_ks: ResidualTest
+    bias_test: ResidualTest
+    reasons: list[str] = field(default_factory=list)  # which tests fired: rmse, residual_ks, bias
+    threshold_source: str = "auto"
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    data: DataVerdict
+    concept: ConceptVerdict | None = None
+    model_version: str | None = None
+    evaluated_at: float | None = None
+    mode: str = "binned"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        if self.concept is None:
+            del out["concept"]
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DriftReport:
+        data = dict(d["data"])
+        data["features"] = {k: FeatureVerdict(**v) for k, v in data["features"].items()}
+        concept = None
+        if d.get("concept"):
+            c = dict(d["concept"])
+            c["residual_ks"] = ResidualTest(**c["residual_ks"])
+            c["bias_test"] = ResidualTest(**c["bias_test"])
+            concept = ConceptVerdict(**c)
+        return cls(DataVerdict(**data), concept, d.get("model_version"), d.get("evaluated_at"),
+                   d.get("mode", "binned"))

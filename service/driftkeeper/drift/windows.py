@@ -1,0 +1,66 @@
+"""Mergeable windows: what one process saw, in a form that adds up across processes.
+
+A gunicorn worker (or a replica) turns its recent rows into a :class:`DataWindow` and its
+recent labelled rows into a :class:`ResidualWindow`; ``+`` merges them, and the sum is
+evaluated exactly as if one process had seen all the traffic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import stats
+from .profile import NumericalProfile, ReferenceProfile
+
+FeatureCounts = stats.NumericCounts | stats.CategoricalCounts
+
+
+@dataclass(frozen=True)
+class DataWindow:
+    """Per-feature binned counts of the current inputs."""
+
+    features: dict[str, FeatureCounts]
+    rows: int
+
+    def __add__(self, other: DataWindow) -> DataWindow:
+        return DataWindow({k: v + other.features[k] for k, v in self.features.items()},  # type: ignore[operator]
+                          self.rows + other.rows)
+
+
+@dataclass(frozen=True)
+class ResidualWindow:
+    """Labelled rows: binned residuals plus the sums that give RMSE and bias."""
+
+    counts: stats.NumericCounts
+    n: int
+    total: float  # sum of residuals
+    total_sq: float  # sum of squared residuals
+
+    def __add__(self, other: ResidualWindow) -> ResidualWindow:
+        return ResidualWindow(self.counts + other.counts, self.n + other.n,
+                              self.total + other.total, self.total_sq + other.total_sq)
+
+
+def data_window(profile: ReferenceProfile, encoded: np.ndarray) -> DataWindow:
+    """Bin an encoded matrix (rows x schema features) against a profile."""
+    encoded = np.asarray(encoded, dtype=np.float64).reshape(-1, len(profile.schema.features))
+    out: dict[str, FeatureCounts] = {}
+    for j, feat in enumerate(profile.schema.features):
+        prof = profile.features[feat.name]
+        if isinstance(prof, NumericalProfile):
+            out[feat.name] = prof.bins.count(encoded[:, j])
+        else:
+            out[feat.name] = stats.count_categories(encoded[:, j], len(prof.levels))
+    return DataWindow(out, len(encoded))
+
+
+def residual_window(profile: ReferenceProfile, residuals: np.ndarray) -> ResidualWindow:
+    """Summarise residuals (actual - predicted) against the profile's residual bins."""
+    if profile.residuals is None:
+        raise ValueError("this profile has no residual reference (trained without hold-out)")
+    r = np.asarray(residuals, dtype=np.float64)
+    r = r[np.isfinite(r)]
+    return ResidualWindow(profile.residuals.bins.count(r), len(r), float(r.sum()),
+                          float(np.sum(r * r)))

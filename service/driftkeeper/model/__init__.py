@@ -1,0 +1,1 @@
+"""Models: the estimators, training, the versioned model store and the feedback store."""

@@ -1,0 +1,192 @@
+"""The versioned model store: ``DIR/versions/<id>/`` plus an atomic ``DIR/current`` pointer.
+
+A version is written into a temporary directory and renamed into place only when complete,
+and ``current`` (a symlink) is swapped with an atomic rename, so a reader sees either the old
+complete version or the new complete version, never a half-written one. A crashed or killed
+training leaves at most a ``.tmp-*`` directory, which is ignored and cleaned up later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+
+from ..drift.profile import ReferenceProfile
+from ..errors import ModelStoreError
+from ..schema import FeatureSchema
+from .estimators import for_serving
+
+MODEL_FILE = "model.joblib"
+PROFILE_FILE = "profile.json"
+METRICS_FILE = "metrics.json"
+METADATA_FILE = "metadata.json"
+REQUIRED_FILES = (MODEL_FILE, PROFILE_FILE, METRICS_FILE, METADATA_FILE)
+
+_VERSION_RE = re.compile(r"^v(\d+)$")
+STALE_TMP_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """A loaded model version: everything the service needs to predict and monitor."""
+
+    version: str
+    path: Path
+    model: Any
+    profile: ReferenceProfile
+    metrics: dict[str, Any]
+    metadata: dict[str, Any]
+
+    @property
+    def schema(self) -> FeatureSchema:
+        return self.profile.schema
+
+
+def version_number(version: str) -> int:
+    m = _VERSION_RE.match(version)
+    if not m:
+        raise ModelStoreError(f"not a version id: {version!r} (expected v<N>)")
+    return int(m.group(1))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json(path: Path, payload: Any) -> None:
+    with open(path, "w") as fh:
+        json.dump(payload, fh, indent=2, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+class ModelStore:
+    """Versions of one model under a root directory."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.versions_dir = self.root / "versions"
+        self.current_link = self.root / "current"
+
+    # -- reading -----------------------------------------------------------------------
+
+    def versions(self) -> list[str]:
+        """Complete versions, oldest first."""
+        if not self.versions_dir.is_dir():
+            return []
+        found = [p.name for p in self.versions_dir.iterdir()
+                 if _VERSION_RE.match(p.name) and self.is_complete(p.name)]
+        return sorted(found, key=version_number)
+
+    def is_complete(self, version: str) -> bool:
+        path = self.versions_dir / version
+        return all((path / f).is_file() for f in REQUIRED_FILES)
+
+    def current_version(self) -> str | None:
+        """The version ``current`` points to, or None when nothing is promoted yet."""
+        try:
+            target = os.readlink(self.current_link)
+        except (FileNotFoundError, OSError):
+            return None
+        return Path(target).name
+
+    def path(self, version: str) -> Path:
+        return self.versions_dir / version
+
+    def load(self, version: str | None = None) -> ModelBundle:
+        """Load a version (default: the current one) with its profile, metrics and metadata."""
+        version = version or self.current_version()
+        if version is None:
+            raise ModelStoreError(f"no current model in {self.root}; run `driftkeeper train "
+                                  f"--output {self.root}` first")
+        path = self.path(version)
+        if not self.is_complete(version):
+            raise ModelStoreError(f"model version {version} in {self.root} is missing or "
+                                  f"incomplete")
+        try:
+            model = for_serving(joblib.load(path / MODEL_FILE))
+            profile = ReferenceProfile.load(path / PROFILE_FILE)
+            metrics = json.loads((path / METRICS_FILE).read_text())
+            metadata = json.loads((path / METADATA_FILE).read_text())
+        except (OSError, ValueError, KeyError, EOFError) as exc:
+            raise ModelStoreError(f"cannot load model version {version}: {exc}") from exc
+        return ModelBundle(version, path, model, profile, metrics, metadata)
+
+    # -- writing -----------------------------------------------------------------------
+
+    def write_version(self, write: Callable[[Path], None], promote: bool = True) -> str:
+        """Create a new version: ``write(tmpdir)`` fills a temporary directory, which is then
+        checked, renamed to ``versions/v<N>`` and (if ``promote``) made current.
+
+        If ``write`` raises, the temporary directory is removed and nothing else changes.
+        """
+        self.versions_dir.mkdir(parents=True, exist_ok=True)
+        self._clean_stale_tmp()
+        tmp = self.versions_dir / f".tmp-{uuid.uuid4().hex}"
+        tmp.mkdir()
+        try:
+            write(tmp)
+            missing = [f for f in REQUIRED_FILES if not (tmp / f).is_file()]
+            if missing:
+                raise ModelStoreError(f"incomplete model version, missing {missing}")
+            _fsync_dir(tmp)
+            version = self._rename_into_place(tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if promote:
+            self.promote(version)
+        return version
+
+    def _rename_into_place(self, tmp: Path) -> str:
+        existing = [version_number(p.name) for p in self.versions_dir.iterdir()
+                    if _VERSION_RE.match(p.name)]
+        number = max(existing, default=0) + 1
+        for _ in range(100):  # another trainer may take the same number: try the next one
+            target = self.versions_dir / f"v{number}"
+            try:
+                os.rename(tmp, target)  # fails if target exists and is not empty
+            except OSError:
+                if not target.exists():
+                    raise
+                number += 1
+                continue
+            _fsync_dir(self.versions_dir)
+            return target.name
+        raise ModelStoreError("could not allocate a version number")
+
+    def promote(self, version: str) -> None:
+        """Point ``current`` at a complete version, atomically."""
+        if not self.is_complete(version):
+            raise ModelStoreError(f"cannot promote {version}: missing or incomplete")
+        tmp_link = self.root / f".current-{uuid.uuid4().hex}"
+        os.symlink(Path("versions") / version, tmp_link)
+        try:
+            os.replace(tmp_link, self.current_link)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp_link.unlink()
+            raise
+        _fsync_dir(self.root)
+
+    def _clean_stale_tmp(self) -> None:
+        cutoff = time.time() - STALE_TMP_SECONDS
+        for p in self.versions_dir.glob(".tmp-*"):
+            with contextlib.suppress(OSError):
+                if p.stat().st_mtime < cutoff:
+                    shutil.rmtree(p)

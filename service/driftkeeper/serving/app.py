@@ -1,0 +1,297 @@
+"""The Flask application: predict, feedback, drift, metrics, health and the API document."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException
+
+from .. import __version__
+from ..errors import InvalidInputError
+from ..model.feedback import FeedbackStore
+from ..model.store import ModelStore
+from . import metrics, monitor
+from .config import ServiceConfig
+from .openapi import openapi_document
+from .rings import RingWriter
+from .runtime import ModelHolder, PolicyHolder, ServingModel
+from .validation import RowValidator, UnknownCategoryError, extract_rows, parse_body
+
+log = logging.getLogger("driftkeeper.service")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+class ServiceState:
+    """Everything one worker process holds. Created after gunicorn forks the worker."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self.models = ModelHolder(ModelStore(config.model_dir))
+        self.policy = PolicyHolder(config.policy)
+        self.leadership = monitor.Leadership(config.monitor_lock)
+        self._validators: dict[tuple[int, bool], RowValidator] = {}
+        self._rings: dict[str, RingWriter] = {}
+        self._feedback: FeedbackStore | None = None
+        self._next_evaluation = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        config.windows_dir.mkdir(parents=True, exist_ok=True)
+        self.refresh()
+
+    # -- background work ---------------------------------------------------------------
+
+    def refresh(self) -> None:
+        if self.models.refresh():
+            self.policy.invalidate()
+        self.policy.refresh(self.models.model)
+
+    def tick(self, now: float | None = None) -> dict[str, Any] | None:
+        """One step of the background loop: reload what changed, evaluate when due and
+        leading. Returns the published report, if this tick published one."""
+        now = time.time() if now is None else now
+        self.refresh()
+        model = self.models.model
+        if model is None or now < self._next_evaluation or not self.leadership.try_acquire():
+            return None
+        policy = self.policy.policy
+        self._next_evaluation = now + policy.interval
+        try:
+            report = monitor.evaluate(model, policy, self.config.windows_dir, now)
+        except Exception:  # one bad evaluation must not stop monitoring
+            log.exception("drift evaluation failed")
+            return None
+        doc = monitor.report_document(report, policy)
+        doc["policy_error"] = self.policy.error
+        monitor.publish(doc, self.config.report_path)
+        horizon = max(policy.data_window.max_age, policy.concept_window.max_age)
+        monitor.prune_rings(self.config.windows_dir, horizon, now)
+        return doc
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="driftkeeper-monitor",
+                                        daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(min(self.config.reload_interval,
+                                      self.policy.policy.interval)):
+            try:
+                self.tick()
+            except Exception:
+                log.exception("monitor tick failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.leadership.release()
+        if self._feedback is not None:
+            self._feedback.close()
+
+    # -- request-path helpers ----------------------------------------------------------
+
+    def validator(self, model: ServingModel, with_target: bool) -> RowValidator:
+        key = (model.number, with_target)
+        v = self._validators.get(key)
+        if v is None:
+            v = self._validators[key] = RowValidator(model.bundle.schema, with_target)
+        return v
+
+    def ring(self, name: str, columns: int) -> RingWriter:
+        ring = self._rings.get(name)
+        if ring is None or ring.columns != columns:
+            path = self.config.windows_dir / f"{name}-{os.getpid()}.ring"
+            ring = self._rings[name] = RingWriter(path, columns, self.config.ring_capacity)
+        return ring
+
+    def feedback_store(self, model: ServingModel) -> FeedbackStore:
+        if self._feedback is None:
+            self._feedback = FeedbackStore(self.config.feedback_dir, model.bundle.schema,
+                                           max_rows=self.config.feedback_max_rows)
+        return self._feedback
+
+    def current_report(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.config.report_path.read_text())
+        except (OSError, ValueError):
+            pass
+        model = self.models.model
+        if model is None:
+            return None
+        policy = self.policy.policy
+        report = monitor.evaluate(model, policy, self.config.windows_dir)
+        return monitor.report_document(report, policy)
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    resp = Response(json.dumps(payload), status=status, mimetype="application/json")
+    rid = getattr(g, "request_id", None)
+    if rid:
+        resp.headers["X-Request-ID"] = rid
+    return resp
+
+
+def _timestamps(now: float, n: int) -> np.ndarray:
+    """Distinct, ordered stamps for the rows of one request (window selection needs order)."""
+    return now + np.arange(n) * 1e-6
+
+
+def create_app(config: ServiceConfig, start_background: bool = True) -> Flask:
+    """Build the app for one worker; with ``start_background`` the monitor thread runs."""
+    app = Flask("driftkeeper")
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    state = ServiceState(config)
+    app.extensions["driftkeeper"] = state
+    if start_background:
+        state.start()
+
+    @app.before_request
+    def _start() -> None:
+        g.started = time.perf_counter()
+        rid = request.headers.get("X-Request-ID", "")
+        g.request_id = rid if _REQUEST_ID.match(rid) else uuid.uuid4().hex
+
+    @app.after_request
+    def _observe(resp: Response) -> Response:
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        metrics.REQUEST_SECONDS.labels(endpoint).observe(time.perf_counter() - g.started)
+        return resp
+
+    @app.errorhandler(InvalidInputError)
+    def _invalid(exc: InvalidInputError) -> Response:
+        reason = exc.reason
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        metrics.INVALID_INPUTS.labels(endpoint, reason).inc()
+        if isinstance(exc, UnknownCategoryError):
+            metrics.UNSEEN_CATEGORIES.labels(exc.feature).inc()
+        status = 400 if exc.field == "body" else 413 if reason == "too_many_rows" else 422
+        return _json({**exc.to_dict(), "request_id": g.request_id}, status)
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> Response:
+        if exc.code == 413:
+            metrics.INVALID_INPUTS.labels(request.path, "too_large").inc()
+        body = {"error": exc.description, "status": exc.code}
+        if exc.code == 413:
+            body["field"] = "body"
+        return _json(body, exc.code or 500)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error on %s", request.path)
+        return _json({"error": "internal error", "request_id": g.get("request_id")}, 500)
+
+    def _model() -> ServingModel:
+        model = state.models.model
+        if model is None:
+            raise NotReadyError()
+        return model
+
+    @app.errorhandler(NotReadyError)
+    def _not_ready(exc: Exception) -> Response:
+        return _json({"error": f"no model loaded from {config.model_dir}; train one with "
+                      f"`driftkeeper train --output {config.model_dir}`"}, 503)
+
+    def _rows(max_rows: int) -> tuple[list[dict[str, Any]], bool]:
+        return extract_rows(parse_body(request.get_data(cache=False)), max_rows)
+
+    @app.post("/predict")
+    def predict() -> Response:
+        model = _model()
+        rows, batch = _rows(config.max_rows)
+        X, _ = state.validator(model, with_target=False).encode(rows, batch)
+        predictions = model.predict(X)
+        now = time.time()
+        state.ring(monitor.INPUTS, 1 + X.shape[1]).append(
+            np.column_stack([_timestamps(now, len(X)), X]))
+        model.count_bins(X)
+        metrics.PREDICTIONS.labels(model.version).inc(len(X))
+        body: dict[str, Any] = {"model_version": model.version, "request_id": g.request_id}
+        if batch:
+            body["predictions"] = predictions.tolist()
+        else:
+            body["prediction"] = float(predictions[0])
+        return _json(body)
+
+    @app.post("/feedback")
+    def feedback() -> Response:
+        model = _model()
+        rows, batch = _rows(config.max_rows)
+        X, y = state.validator(model, with_target=True).encode(rows, batch)
+        assert y is not None
+        predictions = model.predict(X)
+        residuals = y - predictions
+        now = time.time()
+        state.ring(monitor.FEEDBACK, 3).append(np.column_stack([
+            _timestamps(now, len(X)), np.full(len(X), model.number), residuals]))
+        state.feedback_store(model).append(rows, model.version, predictions)
+        metrics.FEEDBACK.labels(model.version).inc(len(X))
+        return _json({"accepted": len(X), "model_version": model.version,
+                      "request_id": g.request_id})
+
+    @app.get("/drift")
+    def drift() -> Response:
+        report = state.current_report()
+        if report is None:
+            raise NotReadyError()
+        return _json(report)
+
+    @app.get("/metrics")
+    def prometheus_metrics() -> Response:
+        return Response(metrics.render(config.report_path),
+                        mimetype="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return _json({"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        model = state.models.model
+        if model is None:
+            return _json({"status": "not ready", "reason": "no model loaded"}, 503)
+        return _json({"status": "ready", "model_version": model.version})
+
+    @app.get("/")
+    def index() -> Response:
+        model = state.models.model
+        return _json({
+            "service": "driftkeeper", "version": __version__,
+            "model_version": model.version if model else None,
+            "endpoints": {
+                "predict": "/predict (POST) one row, or {\"instances\": [rows]}",
+                "feedback": "/feedback (POST) rows with the actual price",
+                "drift": "/drift (GET) the latest drift report",
+                "metrics": "/metrics (GET) Prometheus metrics",
+                "healthz": "/healthz (GET) liveness",
+                "readyz": "/readyz (GET) readiness: a model is loaded",
+                "openapi": "/openapi.json (GET) this API as OpenAPI 3",
+            },
+        })
+
+    @app.get("/openapi.json")
+    def openapi() -> Response:
+        model = state.models.model
+        return _json(openapi_document(model.bundle.schema if model else None, config.max_rows))
+
+    return app
+
+
+class NotReadyError(Exception):
+    """No model is loaded yet."""
+
+
+def state_of(app: Flask) -> ServiceState:
+    return app.extensions["driftkeeper"]
+
+

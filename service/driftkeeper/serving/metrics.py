@@ -1,0 +1,143 @@
+"""Prometheus metrics, in prometheus-client's multiprocess mode.
+
+Counters and histograms are per worker and summed by ``MultiProcessCollector`` at scrape
+time. Drift gauges are not per worker at all: the pod's one evaluator writes a report and
+:class:`ReportCollector` turns it into gauges on every scrape, so four workers still export
+one ``data_drift`` series, never four. ``PROMETHEUS_MULTIPROC_DIR`` must be set before this
+module is imported (``driftkeeper serve`` does it).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+PREDICTIONS = Counter("driftkeeper_predictions", "Rows predicted.", ["model_version"])
+FEEDBACK = Counter("driftkeeper_feedback", "Labelled feedback rows accepted.", ["model_version"])
+REQUEST_SECONDS = Histogram(
+    "driftkeeper_request_duration_seconds", "Time spent handling a request, by endpoint.",
+    ["endpoint"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
+INVALID_INPUTS = Counter("driftkeeper_invalid_inputs",
+                         "Requests rejected as invalid input, by endpoint and reason.",
+                         ["endpoint", "reason"])
+UNSEEN_CATEGORIES = Counter("driftkeeper_unseen_categories",
+                            "Rows rejected for a category the model never saw.", ["feature"])
+FEATURE_BINS = Counter(
+    "driftkeeper_feature_bin",
+    "Rows per reference bin and feature (mergeable across workers and replicas: "
+    "sum by (feature, bin) of increase() is the window's histogram).",
+    ["feature", "bin", "model_version"])
+MODEL_INFO = Gauge("driftkeeper_model_info", "The model version each worker serves (1).",
+                   ["version", "kind"], multiprocess_mode="liveall")
+RELOADS = Counter("driftkeeper_model_reloads", "Hot reloads of the model, by outcome.",
+                  ["outcome"])
+POLICY_ERRORS = Counter("driftkeeper_policy_errors",
+                        "Policy file reloads rejected as invalid (the previous policy stays).")
+
+
+def _verdict_value(drift: bool | None) -> float:
+    """1 drift, 0 no drift, -1 insufficient data (a NaN would break alert rules)."""
+    return -1.0 if drift is None else float(drift)
+
+
+class ReportCollector(Collector):
+    """Exports the latest drift report (a JSON file) as gauges at scrape time."""
+
+    def __init__(self, report_path: Path) -> None:
+        self.report_path = report_path
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            report: dict[str, Any] = json.loads(self.report_path.read_text())
+        except (OSError, ValueError):
+            return
+        yield from report_metrics(report)
+
+
+def _gauge(name: str, doc: str, value: float | None, labels: dict[str, str] | None = None
+           ) -> GaugeMetricFamily | None:
+    if value is None:
+        return None
+    g = GaugeMetricFamily(name, doc, labels=list(labels) if labels else None)
+    g.add_metric(list(labels.values()) if labels else [], float(value))
+    return g
+
+
+def report_metrics(report: dict[str, Any]) -> Iterator[GaugeMetricFamily]:
+    """Gauges for one drift report (the shape of ``DriftReport.to_dict``)."""
+    data = report["data"]
+    concept = report.get("concept")
+    singles = [
+        _gauge("data_drift", "Data drift score: mean of per-feature drift scores.", data["score"]),
+        _gauge("driftkeeper_data_drift_share", "Share of features whose drift exceeds "
+               "their threshold.", data.get("share")),
+        _gauge("driftkeeper_last_evaluation_timestamp_seconds",
+               "Unix time of the latest drift evaluation.", report.get("evaluated_at")),
+    ]
+    if concept:
+        singles += [
+            _gauge("concept_drift", "Concept drift score: relative RMSE increase over the "
+                   "held-out RMSE.", concept["score"]),
+            _gauge("driftkeeper_concept_rmse", "RMSE on the labelled window.", concept["rmse"]),
+            _gauge("driftkeeper_concept_rmse_reference", "Held-out RMSE at training time.",
+                   concept["rmse_reference"]),
+            _gauge("driftkeeper_concept_bias", "Mean residual shift against the held-out mean.",
+                   concept["bias"]),
+            _gauge("driftkeeper_residual_drift", "KS statistic between current and held-out "
+                   "residuals.", concept["residual_ks"]["score"]),
+        ]
+    yield from (g for g in singles if g is not None)
+
+    kinds = [("data", data)] + ([("concept", concept)] if concept else [])
+    threshold = GaugeMetricFamily("driftkeeper_drift_threshold", "Threshold of the drift "
+                                  "score, by kind.", labels=["kind"])
+    detected = GaugeMetricFamily("driftkeeper_drift_detected", "Drift verdict by kind: 1 drift, "
+                                 "0 none, -1 insufficient data.", labels=["kind"])
+    samples = GaugeMetricFamily("driftkeeper_window_samples", "Rows in the evaluated window, by "
+                                "kind.", labels=["kind"])
+    for kind, block in kinds:
+        threshold.add_metric([kind], block["threshold"])
+        detected.add_metric([kind], _verdict_value(block["drift"]))
+        samples.add_metric([kind], block["samples"])
+    yield from (threshold, detected, samples)
+
+    score = GaugeMetricFamily("driftkeeper_feature_drift", "Drift score per feature.",
+                              labels=["feature", "method"])
+    fthreshold = GaugeMetricFamily("driftkeeper_feature_drift_threshold",
+                                   "Drift threshold per feature.", labels=["feature", "method"])
+    fdetected = GaugeMetricFamily("driftkeeper_feature_drift_detected", "Drift verdict per "
+                                  "feature: 1 drift, 0 none, -1 insufficient data.",
+                                  labels=["feature"])
+    for name, f in data["features"].items():
+        if f["score"] is not None:
+            score.add_metric([name, f["method"]], f["score"])
+        fthreshold.add_metric([name, f["method"]], f["threshold"])
+        fdetected.add_metric([name], _verdict_value(f["drift"]))
+    yield from (score, fthreshold, fdetected)
+
+
+def render(report_path: Path) -> bytes:
+    """The /metrics body: a fresh registry per scrape, as the multiprocess docs require."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    registry.register(ReportCollector(report_path))
+    return generate_latest(registry)
+
+
+def mark_process_dead(pid: int) -> None:
+    """Drop a dead worker's live gauges (gunicorn's child_exit hook calls this)."""
+    multiprocess.mark_process_dead(pid)

@@ -1,0 +1,153 @@
+"""The pod's drift evaluator: one per pod, whatever the number of workers.
+
+Every worker runs a monitor loop, but only the holder of an exclusive ``flock`` on the state
+directory's lock file evaluates; if that worker dies the kernel releases the lock and another
+worker takes over on its next tick. The evaluator merges every worker's ring (mergeable
+windows), evaluates against the serving model's reference profile, and publishes the report
+by atomic rename, so ``GET /drift`` and ``/metrics`` in any worker read the same verdict.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..drift.evaluate import evaluate_concept, evaluate_data
+from ..drift.report import DriftReport
+from ..drift.windows import DataWindow, data_window, residual_window
+from ..policy import DriftPolicy, WindowSettings
+from .rings import read_ring, read_rings
+from .runtime import ServingModel
+
+log = logging.getLogger("driftkeeper.monitor")
+
+INPUTS = "inputs"  # ring columns: ts, encoded features...
+FEEDBACK = "feedback"  # ring columns: ts, model version number, residual
+
+
+def _select(rings: list[np.ndarray], window: WindowSettings, now: float,
+            keep: np.ndarray | None = None) -> list[np.ndarray]:
+    """Each ring's rows that belong to the window: the ``size`` newest rows of all rings
+    together, none older than ``max_age``. ``keep`` optionally pre-filters rows."""
+    if keep is not None:
+        rings = [r[keep_rows] for r, keep_rows in zip(rings, keep, strict=True)]
+    oldest = now - window.max_age
+    rings = [r[r[:, 0] >= oldest] for r in rings]
+    stamps = np.concatenate([r[:, 0] for r in rings]) if rings else np.empty(0)
+    if len(stamps) > window.size:
+        cutoff = np.partition(stamps, len(stamps) - window.size)[len(stamps) - window.size]
+        rings = [r[r[:, 0] >= cutoff] for r in rings]
+    return rings
+
+
+def evaluate(model: ServingModel, policy: DriftPolicy, windows_dir: Path,
+             now: float | None = None) -> DriftReport:
+    """Evaluate the merged windows of all workers against the model's reference."""
+    now = time.time() if now is None else now
+    profile = model.bundle.profile
+    inputs = _select(read_rings(windows_dir, INPUTS), policy.data_window, now)
+    data = DataWindow({}, 0)
+    parts = [data_window(profile, r[:, 1:]) for r in inputs if len(r)]
+    if parts:
+        data = parts[0]
+        for p in parts[1:]:
+            data = data + p  # mergeable: per-worker windows add up
+    else:
+        data = data_window(profile, np.empty((0, len(profile.schema.features))))
+    data_verdict = evaluate_data(profile, data, policy.monitor.data)
+
+    feedback = read_rings(windows_dir, FEEDBACK)
+    current = [r[:, 1] == model.number for r in feedback]
+    labelled = _select(feedback, policy.concept_window, now, keep=current)
+    residuals = residual_window(profile, np.empty(0))
+    for r in labelled:
+        if len(r):
+            residuals = residuals + residual_window(profile, r[:, 2])
+    concept_verdict = evaluate_concept(profile, residuals, policy.monitor.concept)
+    return DriftReport(data_verdict, concept_verdict, model.version, now)
+
+
+def report_document(report: DriftReport, policy: DriftPolicy) -> dict[str, Any]:
+    """The published JSON: the report plus the windows and policy it was evaluated under."""
+    doc = report.to_dict()
+    doc["policy"] = policy.name
+    doc["windows"] = {
+        "data": {"size": policy.data_window.size, "min_samples": policy.data_window.min_samples,
+                 "max_age_seconds": policy.data_window.max_age},
+        "concept": {"size": policy.concept_window.size,
+                    "min_samples": policy.concept_window.min_samples,
+                    "max_age_seconds": policy.concept_window.max_age},
+    }
+    return doc
+
+
+def publish(doc: dict[str, Any], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc))
+    os.replace(tmp, path)
+
+
+class Leadership:
+    """Non-blocking exclusive lock: held by at most one process per state directory."""
+
+    def __init__(self, lock_path: Path) -> None:
+        self.lock_path = lock_path
+        self._fd: int | None = None
+        self._pid = 0
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None and self._pid == os.getpid()
+
+    def try_acquire(self) -> bool:
+        if self.held:
+            return True
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd, self._pid = fd, os.getpid()
+        log.info("worker %d is the drift evaluator", self._pid)
+        return True
+
+    def release(self) -> None:
+        if self.held and self._fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                os.close(self._fd)
+        self._fd = None
+
+
+def prune_rings(windows_dir: Path, horizon: float, now: float) -> None:
+    """Delete rings of dead workers once all their rows are older than ``horizon`` seconds."""
+    for path in windows_dir.glob("*.ring"):
+        try:
+            pid = int(path.stem.rsplit("-", 1)[-1])
+        except ValueError:
+            continue
+        if _alive(pid):
+            continue
+        rows = read_ring(path)
+        if not rows.size or rows[:, 0].max() < now - horizon:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,112 @@
+"""The OpenAPI 3 document of the service, generated from the model's feature schema so the
+document and the validator cannot disagree."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import __version__
+from ..schema import DIAMONDS_SCHEMA, FeatureSchema
+
+
+def _row_schema(schema: FeatureSchema, with_target: bool) -> dict[str, Any]:
+    props: dict[str, Any] = {}
+    for f in schema.features:
+        if f.kind == "numerical":
+            props[f.name] = {"type": "number", "exclusiveMinimum": f.exclusive_minimum,
+                             "maximum": f.maximum, "description": f.description}
+        else:
+            props[f.name] = {"type": "string", "enum": list(f.levels),
+                             "description": f.description}
+    required = list(schema.names)
+    if with_target:
+        t = schema.target
+        props[t.name] = {"type": "number", "exclusiveMinimum": t.exclusive_minimum,
+                         "maximum": t.maximum, "description": "the actual (observed) value"}
+        required.append(t.name)
+    return {"type": "object", "properties": props, "required": required,
+            "additionalProperties": False}
+
+
+def _body(row_ref: str, max_rows: int) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": {"oneOf": [
+        {"$ref": row_ref},
+        {"type": "object", "required": ["instances"], "additionalProperties": False,
+         "properties": {"instances": {"type": "array", "minItems": 1, "maxItems": max_rows,
+                                      "items": {"$ref": row_ref}}}},
+    ]}}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def openapi_document(schema: FeatureSchema | None, max_rows: int) -> dict[str, Any]:
+    schema = schema or DIAMONDS_SCHEMA
+    bad_input = {"400": _error("malformed body (not JSON, empty, NaN, too deep)"),
+                 "413": _error("body too large or too many rows"),
+                 "422": _error("a field is missing, unexpected, of the wrong type, out of "
+                               "range or an unknown category; `field` names it"),
+                 "503": _error("no model loaded yet")}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "Driftkeeper model service", "version": __version__,
+                 "description": "Predictions with live data- and concept-drift monitoring."},
+        "paths": {
+            "/predict": {"post": {
+                "summary": "Predict one row or a batch",
+                "requestBody": _body("#/components/schemas/Row", max_rows),
+                "responses": {"200": _ok("prediction(s)", {
+                    "type": "object", "required": ["model_version", "request_id"],
+                    "properties": {"prediction": {"type": "number"},
+                                   "predictions": {"type": "array",
+                                                   "items": {"type": "number"}},
+                                   "model_version": {"type": "string"},
+                                   "request_id": {"type": "string"}}}), **bad_input}}},
+            "/feedback": {"post": {
+                "summary": "Report actual values for rows (labels), at any later time",
+                "requestBody": _body("#/components/schemas/LabelledRow", max_rows),
+                "responses": {"200": _ok("rows accepted", {
+                    "type": "object", "required": ["accepted", "model_version", "request_id"],
+                    "properties": {"accepted": {"type": "integer"},
+                                   "model_version": {"type": "string"},
+                                   "request_id": {"type": "string"}}}), **bad_input}}},
+            "/drift": {"get": {"summary": "The latest drift report",
+                               "responses": {"200": _ok("drift report", {
+                                   "$ref": "#/components/schemas/DriftReport"}),
+                                   "503": _error("no model loaded yet")}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
+                "200": {"description": "text exposition format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+            "/healthz": {"get": {"summary": "Liveness", "responses": {
+                "200": _ok("alive", {"type": "object"})}}},
+            "/readyz": {"get": {"summary": "Readiness: a model is loaded", "responses": {
+                "200": _ok("ready", {"type": "object"}), "503": _error("no model loaded")}}},
+            "/": {"get": {"summary": "Endpoint index", "responses": {
+                "200": _ok("index", {"type": "object"})}}},
+            "/openapi.json": {"get": {"summary": "This document", "responses": {
+                "200": _ok("OpenAPI 3 document", {"type": "object"})}}},
+        },
+        "components": {"schemas": {
+            "Row": _row_schema(schema, with_target=False),
+            "LabelledRow": _row_schema(schema, with_target=True),
+            "Error": {"type": "object", "required": ["error"], "properties": {
+                "error": {"type": "string"}, "field": {"type": "string"},
+                "row": {"type": "integer"}, "request_id": {"type": "string"}}},
+            "Verdict": {"type": "object", "required": ["score", "threshold", "drift", "samples"],
+                        "properties": {"score": {"type": "number", "nullable": True},
+                                       "threshold": {"type": "number"},
+                                       "drift": {"type": "boolean", "nullable": True},
+                                       "samples": {"type": "integer"}}},
+            "DriftReport": {"type": "object", "required": ["data", "concept"], "properties": {
+                "data": {"$ref": "#/components/schemas/Verdict"},
+                "concept": {"$ref": "#/components/schemas/Verdict"},
+                "model_version": {"type": "string"},
+                "evaluated_at": {"type": "number", "nullable": True}}},
+        }},
+    }

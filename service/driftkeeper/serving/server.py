@@ -1,0 +1,91 @@
+"""Run the app under gunicorn, with the multiprocess bookkeeping done by the book.
+
+``PROMETHEUS_MULTIPROC_DIR`` is set and wiped before any worker starts, each worker builds
+its own app after the fork (no shared state inherited by accident), and a dead worker's live
+gauges are dropped in ``child_exit``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from .config import ServiceConfig
+
+log = logging.getLogger("driftkeeper.service")
+
+
+def prepare_state_dir(config: ServiceConfig) -> None:
+    """Start every run from an empty state directory (stale metrics would be summed in)."""
+    for path in (config.prometheus_dir, config.windows_dir):
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+    for path in (config.report_path, config.monitor_lock):
+        path.unlink(missing_ok=True)
+
+
+class DriftkeeperServer(BaseApplication):  # type: ignore[misc]
+    """gunicorn, configured from a ServiceConfig instead of a config file."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        super().__init__()
+
+    def load_config(self) -> None:
+        c = self.config
+        settings: dict[str, Any] = {
+            "bind": f"{c.host}:{c.port}",
+            "workers": c.workers,
+            "worker_class": "gthread",  # keep-alive, and threads for slow clients
+            "threads": c.threads,
+            "timeout": 30,
+            "graceful_timeout": 10,
+            "keepalive": 5,
+            "accesslog": "-" if c.access_log else None,
+            "errorlog": "-",
+            "loglevel": "info",
+            "proc_name": "driftkeeper",
+            "on_starting": lambda server: prepare_state_dir(c),
+            "child_exit": _child_exit,
+            "worker_exit": _worker_exit,
+            # gunicorn >= 25 opens a control socket in $HOME by default; two services on one
+            # machine would fight over it, and nothing here uses it.
+            "control_socket_disable": True,
+        }
+        for key, value in settings.items():
+            if key in self.cfg.settings:
+                self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        # Called in each worker after the fork.
+        from threadpoolctl import threadpool_limits
+
+        from .app import create_app
+
+        threadpool_limits(1)  # one process per core; OpenMP threads would only contend
+        return create_app(self.config)
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    from . import metrics
+
+    metrics.mark_process_dead(worker.pid)
+
+
+def _worker_exit(server: Any, worker: Any) -> None:
+    app = getattr(worker, "wsgi", None)
+    state = getattr(app, "extensions", {}).get("driftkeeper") if app is not None else None
+    if state is not None:
+        state.stop()
+
+
+def serve(config: ServiceConfig) -> None:
+    """Run gunicorn in the foreground until it is stopped (SIGTERM / SIGINT)."""
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(config.prometheus_dir)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    config.prometheus_dir.mkdir(parents=True, exist_ok=True)
+    DriftkeeperServer(config).run()

@@ -1,0 +1,150 @@
+"""Verdicts: minimum sample sizes, dataset rules, unseen/invalid counting, concept drift."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from driftkeeper.drift.evaluate import evaluate_concept, evaluate_data
+from driftkeeper.drift.profile import ReferenceProfile, build_profile
+from driftkeeper.drift.report import DriftReport
+from driftkeeper.drift.settings import ConceptSettings, DataSettings, FeatureRule
+from driftkeeper.drift.windows import data_window, residual_window
+from driftkeeper.schema import DIAMONDS_SCHEMA, UNSEEN_CODE
+
+
+@pytest.fixture(scope="module")
+def profile(encoded):
+    rng = np.random.default_rng(0)
+    residuals = rng.standard_t(4, 8000) * 400.0
+    return build_profile(DIAMONDS_SCHEMA, encoded, residuals, seed=3, trials=4000)
+
+
+def _window(encoded, n, seed=0):
+    rng = np.random.default_rng(seed)
+    return encoded[rng.integers(0, len(encoded), n)].copy()
+
+
+def test_below_min_samples_is_insufficient_data_not_drift(profile, encoded) -> None:
+    rows = _window(encoded, 150)
+    rows[:, 0] *= 3.0  # a huge shift, but too few rows for a verdict
+    verdict = evaluate_data(profile, data_window(profile, rows), DataSettings(min_samples=200))
+    assert verdict.drift is None
+    assert all(f.drift is None for f in verdict.features.values())
+    assert verdict.features["carat"].score > 0.5  # the score is still reported
+    enough = evaluate_data(profile, data_window(profile, rows), DataSettings(min_samples=100))
+    assert enough.drift is True
+
+
+def test_empty_window_has_no_scores(profile) -> None:
+    empty = data_window(profile, np.empty((0, 6)))
+    verdict = evaluate_data(profile, empty, DataSettings())
+    assert verdict.score is None and verdict.drift is None and verdict.samples == 0
+    json.dumps(DriftReport(verdict).to_dict(), allow_nan=False)
+
+
+def test_unseen_and_invalid_values_are_counted(profile, encoded) -> None:
+    rows = _window(encoded, 400)
+    rows[:30, DIAMONDS_SCHEMA.index("cut")] = UNSEEN_CODE
+    rows[:7, DIAMONDS_SCHEMA.index("depth")] = np.nan
+    verdict = evaluate_data(profile, data_window(profile, rows), DataSettings())
+    assert verdict.features["cut"].unseen == 30
+    assert verdict.features["depth"].invalid == 7
+    assert verdict.features["depth"].samples == 393
+    doc = DriftReport(verdict).to_dict()
+    json.dumps(doc, allow_nan=False)  # never NaN or inf in the report
+
+
+def test_fixed_threshold_and_per_feature_method(profile, encoded) -> None:
+    settings = DataSettings(features={"carat": FeatureRule("ks", 0.01),
+                                      "cut": FeatureRule("chisquare")})
+    verdict = evaluate_data(profile, data_window(profile, _window(encoded, 1000)), settings)
+    carat = verdict.features["carat"]
+    assert carat.method == "ks" and carat.threshold == 0.01
+    assert carat.threshold_source == "policy"
+    assert carat.pvalue is not None and carat.error_bound is not None
+    assert verdict.features["cut"].method == "chisquare"
+    assert verdict.features["depth"].method == "psi"
+
+
+def test_share_rule(profile, encoded) -> None:
+    rows = _window(encoded, 1000)
+    rows[:, 0] *= 1.5
+    w = data_window(profile, rows)
+    assert evaluate_data(profile, w, DataSettings(rule="share", share_threshold=0.5)).drift is False
+    verdict = evaluate_data(profile, w, DataSettings(rule="share", share_threshold=0.1))
+    assert verdict.drift is True and verdict.drifted_features == ["carat"]
+    assert verdict.share == pytest.approx(1 / 6)
+
+
+def test_exact_mode_uses_raw_values(encoded) -> None:
+    profile = build_profile(DIAMONDS_SCHEMA, encoded, keep_values=True, trials=2000)
+    rows = _window(encoded, 500)
+    rows[:, 0] *= 1.3
+    exact = {"carat": rows[:, 0], "depth": rows[:, 4], "table": rows[:, 5]}
+    settings = DataSettings(features={"carat": FeatureRule("ks")})
+    verdict = evaluate_data(profile, data_window(profile, rows), settings, exact_values=exact)
+    from scipy.stats import ks_2samp
+
+    assert verdict.features["carat"].score == pytest.approx(
+        ks_2samp(encoded[:, 0], rows[:, 0]).statistic)
+    assert verdict.features["carat"].drift is True
+
+
+def test_concept_unchanged_residuals_are_quiet(profile) -> None:
+    rng = np.random.default_rng(9)
+    quiet = 0
+    for _ in range(100):
+        r = rng.standard_t(4, 500) * 400.0
+        verdict = evaluate_concept(profile, residual_window(profile, r), ConceptSettings())
+        quiet += verdict.drift is False
+    assert quiet >= 95
+
+
+def test_concept_rmse_increase_is_flagged(profile) -> None:
+    rng = np.random.default_rng(10)
+    r = rng.standard_t(4, 500) * 400.0 * 1.5
+    verdict = evaluate_concept(profile, residual_window(profile, r), ConceptSettings())
+    assert verdict.score == pytest.approx(0.5, abs=0.2)
+    assert verdict.drift is True and "rmse" in verdict.reasons
+
+
+def test_concept_pure_bias_shift_is_caught(profile) -> None:
+    """A shift too small to move the RMSE past 0.15 is still caught by the bias test."""
+    rng = np.random.default_rng(11)
+    r = rng.standard_t(4, 1000) * 400.0 + 150.0
+    verdict = evaluate_concept(profile, residual_window(profile, r), ConceptSettings())
+    assert verdict.score < 0.15
+    assert verdict.drift is True and "bias" in verdict.reasons
+
+
+def test_concept_min_samples(profile) -> None:
+    r = np.full(50, 5000.0)
+    verdict = evaluate_concept(profile, residual_window(profile, r), ConceptSettings())
+    assert verdict.drift is None and verdict.samples == 50 and verdict.score > 1
+
+
+def test_report_roundtrip_and_shape(profile, encoded) -> None:
+    data = evaluate_data(profile, data_window(profile, _window(encoded, 300)), DataSettings())
+    rng = np.random.default_rng(1)
+    concept = evaluate_concept(profile, residual_window(profile, rng.normal(0, 400, 300)),
+                               ConceptSettings())
+    doc = DriftReport(data, concept, "v1", 123.0).to_dict()
+    for block in ("data", "concept"):
+        assert {"score", "threshold", "drift", "samples"} <= set(doc[block])
+    assert {"method", "score", "threshold", "drift"} <= set(doc["data"]["features"]["carat"])
+    assert DriftReport.from_dict(json.loads(json.dumps(doc))) == DriftReport(data, concept,
+                                                                            "v1", 123.0)
+    assert "concept" not in DriftReport(data).to_dict()
+
+
+def test_profile_save_load_roundtrip(profile, tmp_path, encoded) -> None:
+    path = tmp_path / "profile.json"
+    profile.save(path)
+    loaded = ReferenceProfile.load(path)
+    rows = _window(encoded, 700, seed=5)
+    a = evaluate_data(profile, data_window(profile, rows), DataSettings())
+    b = evaluate_data(loaded, data_window(loaded, rows), DataSettings())
+    assert a == b
