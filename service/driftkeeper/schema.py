@@ -97,11 +97,10 @@ class FeatureSchema:
             if feat.kind == "numerical":
                 out[:, j] = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
             else:
-                codes = pd.Categorical(col.astype("object"), categories=list(feat.levels)).codes
-                values = codes.astype(np.float64)
-                present = col.notna().to_numpy()
-                values[(codes == -1) & present] = UNSEEN_CODE
-                values[~present] = np.nan
+                codes = {level: float(i) for i, level in enumerate(feat.levels)}
+                values = col.astype("object").map(codes).to_numpy(dtype=np.float64, copy=True)
+                unseen = np.isnan(values) & col.notna().to_numpy()
+                values[unseen] = UNSEEN_CODE
                 out[:, j] = values
         return out
 

@@ -69,7 +69,7 @@ def compare_files(reference: str | Path, current: str | Path, *,
                   default_method: str | None = None, methods: dict[str, str] | None = None,
                   default_threshold: str | None = None, thresholds: dict[str, str] | None = None,
                   rule: str = "any", min_samples: int = 200, false_alarm_rate: float = 0.01,
-                  exact: bool = False, seed: int = 0,
+                  exact: bool = False, seed: int = 0, calibration_trials: int = 5000,
                   schema: FeatureSchema = DIAMONDS_SCHEMA) -> DriftReport:
     """Data drift of ``current`` against ``reference`` (CSV files with the schema's columns).
 
@@ -86,7 +86,8 @@ def compare_files(reference: str | Path, current: str | Path, *,
         raise DataError(f"{current}: missing column(s) {', '.join(missing)}")
     ref = schema.encode(ref_frame)
     cur = schema.encode(cur_raw)
-    profile = build_profile(schema, ref, keep_values=exact, seed=seed)
+    profile = build_profile(schema, ref, keep_values=exact, seed=seed,
+                            trials=calibration_trials)
     window = data_window(profile, cur)
     exact_values = None
     if exact:

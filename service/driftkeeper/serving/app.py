@@ -42,6 +42,7 @@ class ServiceState:
         self._validators: dict[tuple[int, bool], RowValidator] = {}
         self._rings: dict[str, RingWriter] = {}
         self._feedback: FeedbackStore | None = None
+        self._lazy_lock = threading.Lock()  # request threads create rings and stores lazily
         self._next_evaluation = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -72,6 +73,7 @@ class ServiceState:
             return None
         doc = monitor.report_document(report, policy)
         doc["policy_error"] = self.policy.error
+        doc["evaluator_pid"] = os.getpid()
         monitor.publish(doc, self.config.report_path)
         horizon = max(policy.data_window.max_age, policy.concept_window.max_age)
         monitor.prune_rings(self.config.windows_dir, horizon, now)
@@ -109,15 +111,22 @@ class ServiceState:
 
     def ring(self, name: str, columns: int) -> RingWriter:
         ring = self._rings.get(name)
-        if ring is None or ring.columns != columns:
-            path = self.config.windows_dir / f"{name}-{os.getpid()}.ring"
-            ring = self._rings[name] = RingWriter(path, columns, self.config.ring_capacity)
-        return ring
+        if ring is not None and ring.columns == columns:
+            return ring
+        with self._lazy_lock:
+            ring = self._rings.get(name)
+            if ring is None or ring.columns != columns:
+                path = self.config.windows_dir / f"{name}-{os.getpid()}.ring"
+                ring = self._rings[name] = RingWriter(path, columns, self.config.ring_capacity)
+            return ring
 
     def feedback_store(self, model: ServingModel) -> FeedbackStore:
         if self._feedback is None:
-            self._feedback = FeedbackStore(self.config.feedback_dir, model.bundle.schema,
-                                           max_rows=self.config.feedback_max_rows)
+            with self._lazy_lock:
+                if self._feedback is None:
+                    self._feedback = FeedbackStore(self.config.feedback_dir,
+                                                   model.bundle.schema,
+                                                   max_rows=self.config.feedback_max_rows)
         return self._feedback
 
     def current_report(self) -> dict[str, Any] | None:

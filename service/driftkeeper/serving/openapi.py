@@ -54,7 +54,7 @@ def openapi_document(schema: FeatureSchema | None, max_rows: int) -> dict[str, A
                                "range or an unknown category; `field` names it"),
                  "503": _error("no model loaded yet")}
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {"title": "Driftkeeper model service", "version": __version__,
                  "description": "Predictions with live data- and concept-drift monitoring."},
         "paths": {
@@ -99,14 +99,14 @@ def openapi_document(schema: FeatureSchema | None, max_rows: int) -> dict[str, A
                 "error": {"type": "string"}, "field": {"type": "string"},
                 "row": {"type": "integer"}, "request_id": {"type": "string"}}},
             "Verdict": {"type": "object", "required": ["score", "threshold", "drift", "samples"],
-                        "properties": {"score": {"type": "number", "nullable": True},
+                        "properties": {"score": {"type": ["number", "null"]},
                                        "threshold": {"type": "number"},
-                                       "drift": {"type": "boolean", "nullable": True},
+                                       "drift": {"type": ["boolean", "null"]},
                                        "samples": {"type": "integer"}}},
             "DriftReport": {"type": "object", "required": ["data", "concept"], "properties": {
                 "data": {"$ref": "#/components/schemas/Verdict"},
                 "concept": {"$ref": "#/components/schemas/Verdict"},
                 "model_version": {"type": "string"},
-                "evaluated_at": {"type": "number", "nullable": True}}},
+                "evaluated_at": {"type": ["number", "null"]}}},
         }},
     }

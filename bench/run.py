@@ -1,0 +1,581 @@
+"""Driftkeeper against the lab it replaces, side by side in one run (``make bench``).
+
+Four figures, each measured for both in this run, on this machine:
+
+1. **Drift evaluation of a 1,000-row window** (data + concept drift). The lab's
+   ``monitor_drifts`` refits a scaler on the 53,940 reference rows, runs scipy's KS per
+   numeric column and, for concept drift, makes the forest predict every reference row again,
+   every tick. Driftkeeper binned the reference once at training time, so a tick only bins the
+   window and compares counts. Also timed: the same plus predicting the 1,000 labelled rows
+   (work the service does at request time, on ``/feedback``), and the whole in-service
+   evaluation reading per-worker ring files (``serving.monitor.evaluate``).
+2. **``/predict`` throughput, latency and memory** under gunicorn with 2 workers, driven by
+   wrk at concurrency 1 and 8: what a client and the machine's RAM see.
+3. **Per-request drift bookkeeping** in ``/predict`` (ring append, bin counters, prediction
+   counter), timed in-process: the price every prediction pays for being monitored.
+4. **The model**: held-out RMSE and R² on the same 80/20 split, model file size, training
+   time and peak RSS, each training in its own process.
+
+Writes ``bench/results.json`` (every sample, plus medians) and prints a markdown table.
+Everything runs in a temporary directory that is removed at the end; servers bind 127.0.0.1
+and are stopped by PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import timeit
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+import lab
+import procs
+from driftkeeper.drift.evaluate import evaluate_concept, evaluate_data
+from driftkeeper.drift.settings import ConceptSettings, DataSettings
+from driftkeeper.drift.windows import data_window, residual_window
+from driftkeeper.model.store import ModelStore
+from driftkeeper.schema import DIAMONDS_SCHEMA
+
+# driftkeeper.serving is imported inside functions only: prometheus_client reads
+# PROMETHEUS_MULTIPROC_DIR when first imported, and main() sets it first.
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+VENV_BIN = Path(sys.executable).parent
+BODY = {"carat": 0.5, "cut": "Ideal", "color": "E", "clarity": "VS1", "depth": 61.5,
+        "table": 55.0}
+WINDOW_ROWS = 1000
+LIBRARIES = ("numpy", "pandas", "scipy", "scikit-learn", "joblib", "flask", "werkzeug",
+             "gunicorn", "prometheus-client", "threadpoolctl")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How much to repeat each measurement (``--quick`` shrinks everything)."""
+
+    train_runs: int = 3
+    lab_eval_runs: int = 7
+    our_eval_runs: int = 200
+    http_runs: int = 3
+    http_seconds: float = 10.0
+    warmup_seconds: float = 3.0
+    timeit_number: int = 2000
+    timeit_repeat: int = 25
+
+
+QUICK = Settings(train_runs=1, lab_eval_runs=2, our_eval_runs=20, http_runs=1,
+                 http_seconds=2.0, warmup_seconds=1.0, timeit_number=200, timeit_repeat=5)
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def summary(samples: list[float]) -> dict[str, Any]:
+    """Median, min and max of repeated measurements (plus the samples themselves)."""
+    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples),
+            "runs": len(samples), "samples": samples}
+
+
+def time_calls(fn: Callable[[], object], runs: int, warmup: int = 2) -> list[float]:
+    """Wall time of ``runs`` separate calls, in milliseconds."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
+def per_call_us(fn: Callable[[], object], settings: Settings) -> dict[str, Any]:
+    """timeit: ``timeit_repeat`` batches of ``timeit_number`` calls, µs per call."""
+    timer = timeit.Timer(fn)
+    timer.timeit(number=max(settings.timeit_number // 10, 10))  # warm caches and counters
+    batches = timer.repeat(repeat=settings.timeit_repeat, number=settings.timeit_number)
+    return summary([b / settings.timeit_number * 1e6 for b in batches])
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def settle(section: str) -> float:
+    """Before a section: wait a little for other work on the (shared) machine to finish."""
+    other = procs.settle()
+    if other >= 0.2:
+        log(f"{section}: other processes still use {other:.2f} cores; measuring anyway")
+    return other
+
+
+# -- the machine --------------------------------------------------------------------------
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU, cores, RAM, kernel, Python and library versions, and the load when we started."""
+    cpu = "unknown"
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        cpu = next(ln.split(":", 1)[1].strip() for ln in lscpu.splitlines()
+                   if ln.startswith("Model name:"))
+    except (OSError, subprocess.CalledProcessError, StopIteration):
+        pass
+    mem_kib = next(int(ln.split()[1]) for ln in Path("/proc/meminfo").read_text().splitlines()
+                   if ln.startswith("MemTotal:"))
+    wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(mem_kib / 2**20, 1),
+            "kernel": platform.release(), "python": platform.python_version(),
+            "libraries": versions, "wrk": wrk.strip(), "loadavg_start": os.getloadavg()}
+
+
+# -- figure 4: training -------------------------------------------------------------------
+
+
+def train_once(kind: str, out: Path) -> dict[str, Any]:
+    """One training job in a fresh process; adds its wall time including interpreter start."""
+    started = time.perf_counter()
+    with procs.OtherLoad() as other:
+        proc = subprocess.run([sys.executable, str(BENCH / "train_job.py"), kind, str(out)],
+                              capture_output=True, text=True, check=False, cwd=ROOT,
+                              env=procs.clean_env())
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"training {kind} failed:\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["wall_seconds"] = round(wall, 3)
+    result["other_load_cores"] = round(other.cores, 3)
+    return result
+
+
+def bench_training(work: Path, settings: Settings) -> tuple[dict[str, Any], Path, Path]:
+    """Figure 4. Ours (`driftkeeper train`: HGB + reference profile) and the lab's forest
+    pipeline, alternately, ``train_runs`` times each. Returns the figures, our model
+    directory and the lab's joblib file (from the first run) for the other figures."""
+    runs: dict[str, list[dict[str, Any]]] = {"ours": [], "lab": []}
+    keep: dict[str, Path] = {}
+    settle("training")
+    for i in range(settings.train_runs):
+        for kind in ("ours", "lab"):
+            out = work / f"{kind}-model-{i}"
+            log(f"training {kind} ({i + 1}/{settings.train_runs})")
+            runs[kind].append(train_once(kind, out))
+            if i == 0:
+                keep[kind] = out
+            else:
+                shutil.rmtree(out)
+    figures = {}
+    for kind, results in runs.items():
+        figures[kind] = {
+            "rmse": results[0]["rmse"], "r2": results[0]["r2"],
+            "rmse_identical_across_runs": len({r["rmse"] for r in results}) == 1,
+            "model_bytes": results[0]["model_bytes"],
+            "wall_seconds": summary([r["wall_seconds"] for r in results]),
+            "fit_seconds": summary([r["fit_seconds"] for r in results]),
+            "peak_rss_bytes": summary([r["peak_rss_bytes"] for r in results]),
+            "other_load_cores": [r["other_load_cores"] for r in results],
+        }
+    return figures, keep["ours"], Path(runs["lab"][0]["model_file"])
+
+
+# -- figure 1: drift evaluation -----------------------------------------------------------
+
+
+def our_evaluation(profile: Any, X: np.ndarray, residuals: np.ndarray) -> tuple[Any, Any]:
+    """What one service tick computes from a data window and a residual window."""
+    data = evaluate_data(profile, data_window(profile, X), DataSettings())
+    concept = evaluate_concept(profile, residual_window(profile, residuals), ConceptSettings())
+    return data, concept
+
+
+def fill_rings(directory: Path, X: np.ndarray, residuals: np.ndarray, model_number: int,
+               now: float, filler: np.ndarray | None, capacity: int = 50_000) -> None:
+    """Two workers' ring files holding the window (half each), newest last. With
+    ``filler``, each ring first takes ``capacity`` older rows (a full ring, as after an hour
+    of busy traffic), so the evaluator has to read and select from 2 x 50,000 rows."""
+    from driftkeeper.serving.monitor import FEEDBACK, INPUTS
+    from driftkeeper.serving.rings import RingWriter
+
+    directory.mkdir(parents=True)
+    halves = np.array_split(np.arange(len(X)), 2)
+    for worker, rows in enumerate(halves, start=1):
+        inputs = RingWriter(directory / f"{INPUTS}-{worker}.ring", 1 + X.shape[1], capacity)
+        feedback = RingWriter(directory / f"{FEEDBACK}-{worker}.ring", 3, capacity)
+        if filler is not None:
+            old = now - 1800 + np.arange(capacity) * 1e-3
+            inputs.append(np.column_stack([old, filler[:capacity]]))
+            feedback.append(np.column_stack([old, np.full(capacity, model_number),
+                                             np.zeros(capacity)]))
+        stamps = now - 1 + rows * 1e-4
+        inputs.append(np.column_stack([stamps, X[rows]]))
+        feedback.append(np.column_stack([stamps, np.full(len(rows), model_number),
+                                         residuals[rows]]))
+
+
+def bench_service_evaluation(bundle: Any, X: np.ndarray, residuals: np.ndarray,
+                             reference: np.ndarray, work: Path, runs: int
+                             ) -> dict[str, Any]:
+    """The in-service path: ``serving.monitor.evaluate`` over per-worker ring files."""
+    from driftkeeper.policy import default_policy
+    from driftkeeper.serving import monitor
+    from driftkeeper.serving.runtime import ServingModel
+
+    model = ServingModel.from_bundle(bundle)
+    policy = default_policy()
+    now = time.time()
+    rng = np.random.default_rng(1)
+    filler = reference[rng.integers(0, len(reference), 50_000)]
+    out: dict[str, Any] = {"data_window_size": policy.data_window.size,
+                           "concept_window_size": policy.concept_window.size}
+    for name, fill in (("rings_holding_window", None), ("full_rings_2x50000", filler)):
+        directory = work / f"windows-{name}"
+        fill_rings(directory, X, residuals, model.number, now, fill)
+        report = monitor.evaluate(model, policy, directory, now)
+        out[name] = {"ms": summary(time_calls(
+            lambda d=directory: monitor.evaluate(model, policy, d, now), runs)),
+            "data_samples": report.data.samples, "data_score": report.data.score,
+            "concept_samples": report.concept.samples, "concept_score": report.concept.score}
+    return out
+
+
+def bench_drift_evaluation(model_dir: Path, lab_model: Path, work: Path,
+                           settings: Settings) -> dict[str, Any]:
+    """Figure 1. One window of 1,000 rows, drawn as the lab simulates traffic (resampled
+    diamonds with jittered numerics and 1% price noise), evaluated by both."""
+    table = lab.load_table()
+    window = lab.current_window(table, WINDOW_ROWS, seed=0)
+    X_ref, y_ref = table[lab.FEATURES], table[lab.TARGET]
+    X_cur, y_cur = window[lab.FEATURES], window[lab.TARGET]
+
+    bundle = ModelStore(model_dir).load()
+    X = DIAMONDS_SCHEMA.encode(window)
+    y = window[lab.TARGET].to_numpy(np.float64)
+    pipeline = joblib.load(lab_model)
+
+    # The service runs one BLAS/OpenMP thread per worker; the lab's forest predicts on one
+    # thread too (n_jobs=None). Same rules for both.
+    settle("drift evaluation")
+    with threadpool_limits(1), procs.OtherLoad() as other:
+        log("drift evaluation: lab")
+        lab_data = time_calls(lambda: lab.detect_data_drift(X_ref, X_cur),
+                              settings.lab_eval_runs, warmup=1)
+        lab_concept = time_calls(lambda: lab.detect_concept_drift(
+            pipeline, X_ref, y_ref, X_cur, y_cur), settings.lab_eval_runs, warmup=1)
+        lab_total = [a + b for a, b in zip(lab_data, lab_concept, strict=True)]
+        lab_scores = lab.monitor_drifts(pipeline, X_ref, y_ref, X_cur, y_cur)
+        reference_predict = time_calls(lambda: pipeline.predict(X_ref), 1, warmup=0)
+
+        log("drift evaluation: ours")
+        residuals = y - bundle.model.predict(X)
+        eval_only = time_calls(lambda: our_evaluation(bundle.profile, X, residuals),
+                               settings.our_eval_runs)
+        with_predict = time_calls(
+            lambda: our_evaluation(bundle.profile, X, y - bundle.model.predict(X)),
+            settings.our_eval_runs)
+        data, concept = our_evaluation(bundle.profile, X, residuals)
+        service = bench_service_evaluation(bundle, X, residuals,
+                                           DIAMONDS_SCHEMA.encode(table), work,
+                                           settings.our_eval_runs)
+    return {
+        "window_rows": WINDOW_ROWS, "reference_rows": len(table),
+        "other_load_cores": round(other.cores, 3),
+        "lab": {"ms": summary(lab_total), "data_ms": summary(lab_data),
+                "concept_ms": summary(lab_concept),
+                "forest_predict_reference_rows_ms": reference_predict[0],
+                "data_score": lab_scores[0], "concept_score": lab_scores[1],
+                "data_drift": lab_scores[0] > lab.THRESHOLD,
+                "concept_drift": lab_scores[1] > lab.THRESHOLD},
+        "ours": {"ms": summary(eval_only), "with_predict_ms": summary(with_predict),
+                 "data_drift": data.drift, "drifted_features": data.drifted_features,
+                 "concept_score": concept.score, "concept_drift": concept.drift,
+                 "service_path": service},
+    }
+
+
+# -- figure 3: per-request bookkeeping ----------------------------------------------------
+
+
+def bench_bookkeeping(model_dir: Path, work: Path, settings: Settings) -> dict[str, Any]:
+    """Figure 3. The /predict handler's monitoring work for one row, as it is written in
+    serving/app.py: stamp and append the row to the worker's ring, count its bins, count the
+    prediction. Validation and prediction are timed alongside for scale."""
+    from driftkeeper.serving import metrics
+    from driftkeeper.serving.rings import RingWriter
+    from driftkeeper.serving.runtime import ServingModel
+    from driftkeeper.serving.validation import RowValidator
+
+    model = ServingModel.from_bundle(ModelStore(model_dir).load())
+    validator = RowValidator(model.bundle.schema, with_target=False)
+    X, _ = validator.encode([dict(BODY)], False)
+    ring = RingWriter(work / f"inputs-{os.getpid()}.ring", 1 + X.shape[1], 50_000)
+
+    def append() -> None:
+        now = time.time()
+        ring.append(np.column_stack([now + np.arange(len(X)) * 1e-6, X]))
+
+    def count_bins() -> None:
+        model.count_bins(X)
+
+    def count_prediction() -> None:
+        metrics.PREDICTIONS.labels(model.version).inc(len(X))
+
+    def bookkeeping() -> None:
+        append()
+        count_bins()
+        count_prediction()
+
+    settle("bookkeeping")
+    with threadpool_limits(1), procs.OtherLoad() as other:
+        out = {
+            "total_us": per_call_us(bookkeeping, settings),
+            "ring_append_us": per_call_us(append, settings),
+            "count_bins_us": per_call_us(count_bins, settings),
+            "prediction_counter_us": per_call_us(count_prediction, settings),
+            "context": {
+                "validate_us": per_call_us(lambda: validator.encode([dict(BODY)], False),
+                                           settings),
+                "predict_us": per_call_us(lambda: model.predict(X), settings),
+                "fast_path": model.fast is not None,
+            },
+            "timeit": {"number": settings.timeit_number, "repeat": settings.timeit_repeat},
+        }
+    out["other_load_cores"] = round(other.cores, 3)
+    return out
+
+
+# -- figure 2: HTTP -----------------------------------------------------------------------
+
+
+def our_server_cmd(model_dir: Path, state_dir: Path, port: int) -> list[str]:
+    return [str(VENV_BIN / "driftkeeper"), "serve", "--model-dir", str(model_dir),
+            "--state-dir", str(state_dir), "--host", "127.0.0.1", "--port", str(port),
+            "--workers", "2"]
+
+
+def lab_server_cmd(port: int) -> list[str]:
+    return [str(VENV_BIN / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}",
+            "--chdir", str(BENCH), "--no-control-socket", "lab_app:app"]
+
+
+def load_server(base_url: str, pid: int, settings: Settings) -> dict[str, Any]:
+    """Warm up, then alternate concurrency 1 and 8, ``http_runs`` times; memory after."""
+    url = base_url + "/predict"
+    script = BENCH / "predict.lua"
+    settle("HTTP")
+    procs.wrk(url, script, 2, 8, settings.warmup_seconds)
+    runs: dict[str, list[dict[str, Any]]] = {"c1": [], "c8": []}
+    for i in range(settings.http_runs):
+        for name, threads, connections in (("c1", 1, 1), ("c8", 2, 8)):
+            log(f"  wrk -t{threads} -c{connections} ({i + 1}/{settings.http_runs})")
+            with procs.OtherLoad(pid) as other:
+                result = procs.wrk(url, script, threads, connections, settings.http_seconds)
+            runs[name].append({**result, "other_load_cores": round(other.cores, 3)})
+    out: dict[str, Any] = {}
+    for name, results in runs.items():
+        out[name] = {key: summary([r[key] for r in results])
+                     for key in ("rps", "p50_ms", "p90_ms", "p99_ms", "mean_ms")}
+        out[name]["errors"] = [r["errors"] for r in results]
+        out[name]["other_load_cores"] = [r["other_load_cores"] for r in results]
+        out[name]["requests"] = [r["requests"] for r in results]
+    out["memory"] = procs.memory(pid)
+    return out
+
+
+def check_response(base_url: str) -> Any:
+    """One real prediction, to record what each server answers."""
+    import urllib.request
+
+    req = urllib.request.Request(base_url + "/predict", data=json.dumps(BODY).encode(),
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def bench_http(model_dir: Path, lab_model: Path, work: Path,
+               settings: Settings) -> dict[str, Any]:
+    """Figure 2. Each server alone on the machine, 2 gunicorn workers, wrk on the same box."""
+    out: dict[str, Any] = {"duration_s": settings.http_seconds, "runs": settings.http_runs}
+    port = procs.free_port()
+    base = f"http://127.0.0.1:{port}"
+    log("HTTP: ours")
+    with procs.server(our_server_cmd(model_dir, work / "state", port), procs.clean_env(),
+                      base + "/readyz", work / "ours-server.log", cwd=ROOT) as proc:
+        out["ours"] = {"response": check_response(base), **load_server(base, proc.pid,
+                                                                        settings)}
+    port = procs.free_port()
+    base = f"http://127.0.0.1:{port}"
+    log("HTTP: lab")
+    with procs.server(lab_server_cmd(port), procs.clean_env(LAB_MODEL_PATH=str(lab_model)),
+                      base + "/", work / "lab-server.log", cwd=ROOT) as proc:
+        out["lab"] = {"response": check_response(base), **load_server(base, proc.pid,
+                                                                       settings)}
+    return out
+
+
+# -- the table ----------------------------------------------------------------------------
+
+
+def _fmt(value: float, digits: int = 1) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def _row(figure: str, ours: str, lab_: str, ratio: str, goal: str, met: bool | None
+         ) -> dict[str, Any]:
+    return {"figure": figure, "ours": ours, "lab": lab_, "ratio": ratio, "goal": goal,
+            "met": met}
+
+
+def table_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per figure: medians, ours vs lab, the goal and whether it is met."""
+    rows = []
+    ev = r["drift_evaluation"]
+    lab_ms = ev["lab"]["ms"]["median"]
+    for label, ms in (("1. drift evaluation, 1,000 rows (ms)", ev["ours"]["ms"]["median"]),
+                      ("1. + predicting the 1,000 labelled rows (ms)",
+                       ev["ours"]["with_predict_ms"]["median"]),
+                      ("1. in-service evaluate(), rings = window (ms)",
+                       ev["ours"]["service_path"]["rings_holding_window"]["ms"]["median"]),
+                      ("1. in-service evaluate(), full rings 2x50k (ms)",
+                       ev["ours"]["service_path"]["full_rings_2x50000"]["ms"]["median"])):
+        speedup = lab_ms / ms
+        rows.append(_row(label, _fmt(ms, 2), _fmt(lab_ms), f"{speedup:,.0f}x faster",
+                         ">= 50x faster", speedup >= 50))
+    http = r["http"]
+    for c in ("c1", "c8"):
+        ours, lab_ = http["ours"][c], http["lab"][c]
+        ratio = ours["rps"]["median"] / lab_["rps"]["median"]
+        rows.append(_row(f"2. /predict requests/s, {c}", _fmt(ours["rps"]["median"], 0),
+                         _fmt(lab_["rps"]["median"], 0), f"{ratio:.1f}x", ">= 5x", ratio >= 5))
+        rows.append(_row(f"2. /predict p50 latency, {c} (ms)",
+                         _fmt(ours["p50_ms"]["median"], 2), _fmt(lab_["p50_ms"]["median"], 2),
+                         f"{lab_['p50_ms']['median'] / ours['p50_ms']['median']:.1f}x lower",
+                         "-", None))
+        p99 = ours["p99_ms"]["median"]
+        rows.append(_row(f"2. /predict p99 latency, {c} (ms)", _fmt(p99, 2),
+                         _fmt(lab_["p99_ms"]["median"], 2),
+                         f"{lab_['p99_ms']['median'] / p99:.1f}x lower", "<= 10 ms",
+                         p99 <= 10))
+    ours_rss, lab_rss = (http[k]["memory"]["rss_bytes"] for k in ("ours", "lab"))
+    rows.append(_row("2. resident memory, master + 2 workers (MB)", _fmt(ours_rss / 1e6, 0),
+                     _fmt(lab_rss / 1e6, 0), f"1/{lab_rss / ours_rss:.1f}", "<= 1/5",
+                     ours_rss * 5 <= lab_rss))
+    book = r["bookkeeping"]["total_us"]["median"]
+    rows.append(_row("3. drift bookkeeping per /predict row (µs)", _fmt(book, 1),
+                     "none (lab keeps no per-request state)", "-", "< 100 µs", book < 100))
+    m = r["model"]
+    o, lb = m["ours"], m["lab"]
+    rows += [
+        _row("4. held-out RMSE", _fmt(o["rmse"]), _fmt(lb["rmse"]),
+             f"{o['rmse'] / lb['rmse']:.2f}x", "<= lab", o["rmse"] <= lb["rmse"]),
+        _row("4. held-out R²", f"{o['r2']:.4f}", f"{lb['r2']:.4f}", "-", "-", None),
+        _row("4. model file (MB)", _fmt(o["model_bytes"] / 1e6, 2),
+             _fmt(lb["model_bytes"] / 1e6, 0),
+             f"1/{lb['model_bytes'] / o['model_bytes']:,.0f}", "<= 5 MB",
+             o["model_bytes"] <= 5e6),
+        _row("4. training, whole job wall time (s)", _fmt(o["wall_seconds"]["median"]),
+             _fmt(lb["wall_seconds"]["median"]), "-", "< 30 s",
+             o["wall_seconds"]["median"] < 30),
+        _row("4. training, fit only (s)", _fmt(o["fit_seconds"]["median"], 2),
+             _fmt(lb["fit_seconds"]["median"]), "-", "-", None),
+        _row("4. training peak RSS (MB)", _fmt(o["peak_rss_bytes"]["median"] / 1e6, 0),
+             _fmt(lb["peak_rss_bytes"]["median"] / 1e6, 0), "-", "-", None),
+    ]
+    return rows
+
+
+def other_load(r: dict[str, Any]) -> dict[str, float]:
+    """The highest load from other processes seen while each figure was measured (cores)."""
+    http = [x for k in ("ours", "lab") for c in ("c1", "c8")
+            for x in r["http"][k][c]["other_load_cores"]]
+    return {"drift_evaluation": r["drift_evaluation"]["other_load_cores"],
+            "http": max(http),
+            "bookkeeping": r["bookkeeping"]["other_load_cores"],
+            "model": max(x for k in ("ours", "lab")
+                         for x in r["model"][k]["other_load_cores"])}
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    verdict = {True: "yes", False: "**NO**", None: "-"}
+    lines = ["| figure (medians) | ours | lab | ours vs lab | goal | met |",
+             "|---|---:|---:|---:|---|---|"]
+    lines += [f"| {r['figure']} | {r['ours']} | {r['lab']} | {r['ratio']} | {r['goal']} | "
+              f"{verdict[r['met']]} |" for r in rows]
+    return "\n".join(lines)
+
+
+# -- main ---------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--output", type=Path, default=BENCH / "results.json",
+                   help="where to write the results (default bench/results.json)")
+    p.add_argument("--quick", action="store_true",
+                   help="one short run of everything, to check the script (not for figures)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = QUICK if args.quick else Settings()
+    started = time.time()
+    results: dict[str, Any] = {"command": "make bench  # .venv/bin/python bench/run.py"
+                               + (" --quick" if args.quick else ""),
+                               "settings": settings.__dict__, "machine": machine_info()}
+    with tempfile.TemporaryDirectory(prefix="driftkeeper-bench-") as tmp:
+        work = Path(tmp)
+        # prometheus_client reads this when driftkeeper.serving first imports it (figure 3
+        # and the in-service evaluation); servers get an environment without it.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(work / "prometheus")
+        (work / "prometheus").mkdir()
+        results["model"], model_dir, lab_model = bench_training(work, settings)
+        results["drift_evaluation"] = bench_drift_evaluation(model_dir, lab_model, work,
+                                                             settings)
+        log("per-request bookkeeping")
+        results["bookkeeping"] = bench_bookkeeping(model_dir, work, settings)
+        results["http"] = bench_http(model_dir, lab_model, work, settings)
+    results["machine"]["loadavg_end"] = os.getloadavg()
+    results["elapsed_seconds"] = round(time.time() - started, 1)
+    results["table"] = table_rows(results)
+    results["other_load_max_cores"] = other_load(results)
+    args.output.write_text(json.dumps(results, indent=2, default=_json_default) + "\n")
+    print(markdown(results["table"]))
+    print("\nload from other processes while measuring (max, cores of "
+          f"{results['machine']['cores']}): "
+          + ", ".join(f"{k} {v:.2f}" for k, v in results["other_load_max_cores"].items()))
+    print(f"\n{results['elapsed_seconds']:.0f} s; results in {args.output}")
+    return 0
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.generic,)):
+        return value.item()
+    if isinstance(value, (Path, pd.Timestamp)):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

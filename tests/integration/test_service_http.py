@@ -1,0 +1,170 @@
+"""The service under real gunicorn with several workers, over real HTTP on loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from bad_inputs import (
+    BAD_FEEDBACK_INPUTS,
+    BAD_PREDICT_INPUTS,
+    GOOD_ROW,
+    oversized_body,
+    too_many_rows,
+)
+from driftkeeper.model.train import TrainingConfig, train
+from service_process import running_service
+from traffic import send_batches, send_each, to_rows
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def fast_policy(tmp_path: Path) -> Path:
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "driftkeeper.io/v1alpha1", "kind": "DriftPolicy",
+        "metadata": {"name": "test"},
+        "spec": {"evaluation": {"interval": "300ms"},
+                 "window": {"size": 1000, "minSamples": 200},
+                 "concept": {"window": {"size": 1000, "minSamples": 200}}}}))
+    return path
+
+
+def _after(sent: float, samples: int, kind: str = "data"):
+    """A report evaluated after the last row was sent, over ``samples`` rows."""
+    return lambda r: (r.get("evaluated_at") or 0) > sent and r[kind]["samples"] == samples
+
+
+def test_data_drift_over_two_workers(model_dir, tmp_path, fast_policy, diamonds) -> None:
+    """1,000 resampled reference rows: no drift; the same rows with carat x1.3: drift on carat.
+
+    Rows go one request each over 8 connections, so both workers take traffic; the window
+    must hold exactly the 1,000 rows (no per-worker monitors, no double counting).
+    """
+    sample = diamonds.sample(1000, replace=True, random_state=7)
+    with running_service(model_dir, tmp_path, workers=2, policy=fast_policy) as svc:
+        statuses = send_each(svc.url + "/predict", to_rows(sample))
+        assert set(statuses) == {200}
+        report = svc.wait_for(_after(time.time(), 1000), what="a 1000-row window")
+        assert report["data"]["drift"] is False, report["data"]
+        assert report["data"]["drifted_features"] == []
+
+        metrics = requests.get(svc.url + "/metrics", timeout=5).text
+        pids = {line.split('pid="')[1].split('"')[0] for line in metrics.splitlines()
+                if line.startswith("driftkeeper_model_info{") and line.endswith(" 1.0")}
+        assert len(pids) == 2
+        assert metrics.count("\ndata_drift ") == 1  # one pod-level series, not one per worker
+        served = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                     if line.startswith("driftkeeper_predictions_total"))
+        assert served == 1000
+
+        drifted = sample.assign(carat=sample["carat"] * 1.3)
+        assert set(send_each(svc.url + "/predict", to_rows(drifted))) == {200}
+        report = svc.wait_for(_after(time.time(), 1000), what="the drifted window")
+        assert report["data"]["drift"] is True
+        assert report["data"]["drifted_features"] == ["carat"]
+        assert report["data"]["features"]["carat"]["drift"] is True
+
+
+def test_concept_drift_from_labelled_feedback(model_dir, tmp_path, fast_policy,
+                                              diamonds) -> None:
+    """Feedback without change: no concept drift; price x1.25 for colors D, E, F: drift."""
+    rows = diamonds.sample(1000, random_state=11)
+    with running_service(model_dir, tmp_path, workers=2, policy=fast_policy) as svc:
+        send_batches(svc.url + "/feedback", to_rows(rows, with_price=True), size=100)
+        report = svc.wait_for(_after(time.time(), 1000, "concept"), what="unchanged feedback")
+        assert report["concept"]["drift"] is False, report["concept"]
+
+        dearer = rows["color"].isin(["D", "E", "F"])
+        changed = rows.assign(price=rows["price"].where(~dearer, rows["price"] * 1.25))
+        send_batches(svc.url + "/feedback", to_rows(changed, with_price=True), size=100)
+        report = svc.wait_for(_after(time.time(), 1000, "concept"), what="changed feedback")
+        concept = report["concept"]
+        assert concept["drift"] is True
+        assert concept["score"] > concept["threshold"]
+        assert concept["rmse"] > concept["rmse_reference"]
+        stored = list((model_dir / "feedback").glob("*.csv"))
+        assert stored, "feedback rows must reach the store for retraining"
+
+
+def test_bad_inputs_get_4xx_and_the_server_keeps_serving(model_dir, tmp_path) -> None:
+    with running_service(model_dir, tmp_path, workers=2,
+                         extra_args=["--max-rows", "100"]) as svc:
+        session = requests.Session()
+        cases = [(e, b, s, f) for (_, b, s, f) in BAD_PREDICT_INPUTS for e in ["/predict"]]
+        cases += [("/feedback", b, s, f) for (_, b, s, f) in BAD_FEEDBACK_INPUTS]
+        cases += [("/predict", too_many_rows(100), 413, "instances"),
+                  ("/predict", oversized_body(4 * 1024 * 1024), 413, "body")]
+        for endpoint, body, status, field in cases:
+            resp = session.post(svc.url + endpoint, data=body,
+                                headers={"Content-Type": "application/json"}, timeout=10)
+            assert resp.status_code == status, (endpoint, body[:80], resp.text[:200])
+            assert resp.headers["Content-Type"].startswith("application/json")
+            assert resp.json()["field"] == field
+            ok = session.post(svc.url + "/predict", json=GOOD_ROW, timeout=10)
+            assert ok.status_code == 200
+        metrics = session.get(svc.url + "/metrics", timeout=5).text
+        assert 'driftkeeper_invalid_inputs_total{endpoint="/predict",reason="unknown_category"}' \
+            in metrics
+        assert "Traceback" not in svc.log()
+
+
+def test_hot_reload_under_load_fails_no_request(model_dir, tmp_path, fast_policy,
+                                                diamonds) -> None:
+    rows = to_rows(diamonds.sample(200, random_state=3))
+    with running_service(model_dir, tmp_path, workers=2, policy=fast_policy) as svc:
+        statuses: list[int] = []
+        versions: set[str] = set()
+        stop = threading.Event()
+
+        def load() -> None:
+            with requests.Session() as session:
+                i = 0
+                while not stop.is_set():
+                    resp = session.post(svc.url + "/predict", json=rows[i % len(rows)],
+                                        timeout=10)
+                    statuses.append(resp.status_code)
+                    if resp.status_code == 200:
+                        versions.add(resp.json()["model_version"])
+                    i += 1
+
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(1.0)
+            train(model_dir, TrainingConfig(seed=5, calibration_trials=1000))
+            deadline = time.monotonic() + 20
+            while "v2" not in versions and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        assert versions == {"v1", "v2"}
+        assert len(statuses) > 100 and set(statuses) == {200}
+        svc.wait_for(lambda r: r["model_version"] == "v2", what="drift measured against v2")
+
+
+def test_one_evaluator_survives_its_worker_dying(model_dir, tmp_path, fast_policy,
+                                                 diamonds) -> None:
+    """Four workers, one evaluator; kill it and another worker takes over."""
+    with running_service(model_dir, tmp_path, workers=4, policy=fast_policy) as svc:
+        send_each(svc.url + "/predict", to_rows(diamonds.sample(300, random_state=5)))
+        report = svc.wait_for(lambda r: r["data"]["samples"] == 300, what="300 rows")
+        leader = report["evaluator_pid"]
+        os.kill(leader, signal.SIGKILL)
+        t0 = time.time()
+        report = svc.wait_for(lambda r: (r.get("evaluated_at") or 0) > t0 + 0.5,
+                              timeout=40, what="a new evaluator")
+        assert report["evaluator_pid"] != leader
+        assert report["data"]["samples"] == 300  # the dead worker's rows still count

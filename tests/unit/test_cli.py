@@ -1,0 +1,108 @@
+"""`driftkeeper drift` and `driftkeeper train` from the command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from driftkeeper.cli import EXIT_DRIFT, EXIT_ERROR, EXIT_INSUFFICIENT, EXIT_OK, main
+
+
+@pytest.fixture(scope="module")
+def csvs(tmp_path_factory, diamonds):
+    root = tmp_path_factory.mktemp("csv")
+    diamonds.sample(20000, random_state=1).to_csv(root / "reference.csv", index=False)
+    current = diamonds.sample(1000, random_state=2)
+    current.to_csv(root / "same.csv", index=False)
+    current.assign(carat=current["carat"] * 1.3).to_csv(root / "carat.csv", index=False)
+    current.head(50).to_csv(root / "few.csv", index=False)
+    odd = current.astype({"cut": str}).copy()
+    odd.loc[odd.index[:40], "cut"] = "Superb"
+    odd.loc[odd.index[40:45], "depth"] = None
+    odd.to_csv(root / "odd.csv", index=False)
+    current.drop(columns=["table"]).to_csv(root / "missing.csv", index=False)
+    return root
+
+
+def _run(capsys, *args: str) -> tuple[int, str]:
+    code = main(list(args))
+    return code, capsys.readouterr().out
+
+
+def test_no_drift_exits_zero(csvs: Path, capsys) -> None:
+    code, out = _run(capsys, "drift", "--reference", str(csvs / "reference.csv"),
+                     "--current", str(csvs / "same.csv"))
+    assert code == EXIT_OK
+    assert "data drift: ok" in out
+
+
+def test_drift_exits_one_and_json_has_the_shape(csvs: Path, capsys) -> None:
+    code, out = _run(capsys, "drift", "--reference", str(csvs / "reference.csv"),
+                     "--current", str(csvs / "carat.csv"), "--json", "--method", "ks")
+    assert code == EXIT_DRIFT
+    report = json.loads(out)
+    assert "concept" not in report
+    data = report["data"]
+    assert {"score", "threshold", "drift", "samples", "features"} <= set(data)
+    assert data["drift"] is True and data["samples"] == 1000
+    carat = data["features"]["carat"]
+    assert carat["method"] == "ks" and carat["drift"] is True and carat["pvalue"] < 1e-6
+    assert data["features"]["cut"]["method"] == "jensenshannon"
+
+
+def test_exact_mode_and_per_feature_flags(csvs: Path, capsys) -> None:
+    code, out = _run(capsys, "drift", "--reference", str(csvs / "reference.csv"),
+                     "--current", str(csvs / "carat.csv"), "--json", "--exact",
+                     "--method", "carat=wasserstein", "--threshold", "carat=0.3")
+    report = json.loads(out)
+    carat = report["data"]["features"]["carat"]
+    assert report["mode"] == "exact"
+    assert (carat["method"], carat["threshold"], carat["threshold_source"]) == (
+        "wasserstein", 0.3, "policy")
+    assert code == EXIT_DRIFT
+
+
+def test_too_few_rows_is_no_verdict(csvs: Path, capsys) -> None:
+    code, out = _run(capsys, "drift", "--reference", str(csvs / "reference.csv"),
+                     "--current", str(csvs / "few.csv"))
+    assert code == EXIT_INSUFFICIENT
+    assert "insufficient data" in out
+
+
+def test_unseen_and_invalid_values_are_reported(csvs: Path, capsys) -> None:
+    code, out = _run(capsys, "drift", "--reference", str(csvs / "reference.csv"),
+                     "--current", str(csvs / "odd.csv"), "--json")
+    data = json.loads(out)["data"]
+    assert data["features"]["cut"]["unseen"] == 40
+    assert data["features"]["depth"]["invalid"] == 5
+    assert code in (EXIT_OK, EXIT_DRIFT)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--current", "missing.csv"], "missing column"),
+    (["--current", "nowhere.csv"], "not found"),
+    (["--current", "same.csv", "--method", "cut=ks"], "does not apply"),
+    (["--current", "same.csv", "--method", "kl"], "unknown method"),
+    (["--current", "same.csv", "--threshold", "carot=0.2"], "unknown feature"),
+    (["--current", "same.csv", "--threshold", "high"], "threshold"),
+])
+def test_errors_exit_two_with_a_message(csvs: Path, capsys, args, message) -> None:
+    args = [a if not a.endswith(".csv") else str(csvs / a) for a in args]
+    code = main(["drift", "--reference", str(csvs / "reference.csv"), *args])
+    assert code == EXIT_ERROR
+    assert message in capsys.readouterr().err
+
+
+def test_console_script_train_and_json(tmp_path: Path) -> None:
+    """The installed `driftkeeper` entry point, as a user runs it."""
+    exe = Path(sys.executable).with_name("driftkeeper")
+    out = subprocess.run([str(exe), "train", "--output", str(tmp_path / "m"), "--json"],
+                         capture_output=True, text=True, timeout=120, check=True)
+    result = json.loads(out.stdout)
+    assert result["version"] == "v1" and result["promoted"] is True
+    assert result["metrics"]["rmse"] < 615.9
+    assert (tmp_path / "m" / "current").is_symlink()
