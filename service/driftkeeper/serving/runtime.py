@@ -21,7 +21,7 @@ from ..errors import DriftkeeperError
 from ..model.store import ModelBundle, ModelStore, version_number
 from ..policy import DriftPolicy, default_policy, load_policy
 from . import metrics
-from .fastpredict import CompiledTrees
+from .fastpredict import RowPredictor, compile_row_predictor
 
 log = logging.getLogger("driftkeeper.service")
 
@@ -34,7 +34,7 @@ class ServingModel:
     number: int
     numeric: list[tuple[int, str, Any]]  # (column, feature, NumericBins)
     categorical: list[tuple[int, str, int]]  # (column, feature, number of levels)
-    fast: CompiledTrees | None = None
+    fast: RowPredictor | None = None
     _edges: dict[str, tuple[float, list[float]]] = field(default_factory=dict)
     _bin_counters: dict[tuple[str, int], Any] = field(default_factory=dict)
 
@@ -47,7 +47,7 @@ class ServingModel:
                 numeric.append((j, feat.name, prof.bins))
             else:
                 categorical.append((j, feat.name, len(feat.levels)))
-        fast = CompiledTrees.compile(bundle.model, _check_rows(bundle))
+        fast = compile_row_predictor(bundle.model, _check_rows(bundle))
         model = cls(bundle, version_number(bundle.version), numeric, categorical, fast)
         model._edges = {name: (float(b.edges[0]), b.edges[1:].tolist())
                         for _, name, b in numeric}
@@ -59,7 +59,7 @@ class ServingModel:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         if self.fast is not None and len(X) == 1:
-            return np.array([self.fast.predict_row(X[0].tolist())])
+            return np.array([self.fast(X[0].tolist())])
         return np.asarray(self.bundle.model.predict(X), dtype=np.float64)
 
     def count_bins(self, X: np.ndarray) -> None:

@@ -1,0 +1,306 @@
+"""The local policy driver: the operator's logic on one machine.
+
+Every evaluation interval it reads the service's metrics, asks the policy engine what to do,
+and does it: pushes the policy's thresholds to the service (the policy file the service
+watches), runs `driftkeeper train` as a subprocess on the base data plus recent feedback,
+and promotes the candidate only if it beats the serving model on fresh labelled rows. Its
+memory and every decision survive a restart (``DIR/driver/``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+from ..errors import DriftkeeperError, PolicyError
+from ..model.feedback import FeedbackStore
+from ..model.store import ModelStore
+from ..policy import DriftPolicy, load_policy
+from ..policy.engine import Decision, EngineState, Event, Observation, retrain_finished, step
+from ..schema import DIAMONDS_SCHEMA, FeatureSchema
+from .gate import judge
+from .observe import ServiceUnreachableError, fetch_observation
+
+log = logging.getLogger("driftkeeper.driver")
+
+
+@dataclass(frozen=True)
+class DriverConfig:
+    policy_path: Path
+    service_url: str
+    model_dir: Path
+    service_policy_path: Path | None = None  # the file the service reads; default below
+    base_data: str | None = None  # CSV for retraining; default the shipped diamonds table
+
+    @property
+    def driver_dir(self) -> Path:
+        return self.model_dir / "driver"
+
+    @property
+    def pushed_policy(self) -> Path:
+        return self.service_policy_path or self.model_dir / "service-policy.yaml"
+
+
+@dataclass
+class RunningRetrain:
+    process: subprocess.Popen | None
+    pid: int
+    started: float
+    cutoff: float  # labels at/after this time judge the candidate, never train it
+    stdout: Path
+    stderr: Path
+
+
+@dataclass
+class Snapshot:
+    """What the driver last saw and decided, for the demo's live view."""
+
+    phase: str = "Starting"
+    observation: Observation | None = None
+    events: list[Event] = field(default_factory=list)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class LocalDriver:
+    def __init__(self, config: DriverConfig) -> None:
+        self.config = config
+        self.store = ModelStore(config.model_dir)
+        self.schema = _schema(self.store)
+        self.feedback = FeedbackStore(config.model_dir / "feedback", self.schema)
+        self.session = requests.Session()
+        self.policy: DriftPolicy | None = None
+        self.policy_error: str | None = None
+        self._policy_stamp: tuple[float, int] | None = None
+        self.state = EngineState()
+        self.retrain: RunningRetrain | None = None
+        self.snapshot = Snapshot()
+        self._service_down = False
+        config.driver_dir.mkdir(parents=True, exist_ok=True)
+        self._load_policy(initial=True)
+        self._restore()
+
+    # -- persistence -------------------------------------------------------------------
+
+    @property
+    def _state_file(self) -> Path:
+        return self.config.driver_dir / "state.json"
+
+    @property
+    def events_file(self) -> Path:
+        return self.config.driver_dir / "events.jsonl"
+
+    def _persist(self) -> None:
+        doc: dict[str, Any] = {"engine": self.state.to_dict(), "retrain": None,
+                               "phase": self.snapshot.phase}
+        if self.retrain is not None:
+            doc["retrain"] = {"pid": self.retrain.pid, "started": self.retrain.started,
+                              "cutoff": self.retrain.cutoff,
+                              "stdout": str(self.retrain.stdout),
+                              "stderr": str(self.retrain.stderr)}
+        _atomic_write(self._state_file, json.dumps(doc, indent=2))
+
+    def _restore(self) -> None:
+        try:
+            doc = json.loads(self._state_file.read_text())
+        except (OSError, ValueError):
+            return
+        self.state = EngineState.from_dict(doc.get("engine", {}))
+        running = doc.get("retrain")
+        if running:  # the training we started died with us, or lives on orphaned: stop it
+            _kill_if_ours(int(running["pid"]))
+            self._emit(retrain_finished(self.state, time.time(), "failed",
+                                        "the driver restarted while training; the candidate "
+                                        "was discarded"))
+
+    def _emit(self, decision: Decision) -> None:
+        self.state = decision.state
+        self.snapshot.phase = decision.phase
+        with open(self.events_file, "a") as fh:
+            for event in decision.events:
+                fh.write(json.dumps(event.to_dict()) + "\n")
+                log.log(logging.WARNING if event.type == "Warning" else logging.INFO,
+                        "%s: %s", event.reason, event.message)
+        self.snapshot.events.extend(decision.events)
+        self._persist()
+
+    # -- policy ------------------------------------------------------------------------
+
+    def _load_policy(self, initial: bool = False) -> None:
+        path = self.config.policy_path
+        try:
+            st = path.stat()
+            stamp = (st.st_mtime, st.st_size)
+        except OSError:
+            stamp = None
+        if stamp == self._policy_stamp and not initial:
+            return
+        self._policy_stamp = stamp
+        try:
+            policy = load_policy(path, self.schema)
+        except PolicyError as exc:
+            if initial:
+                raise
+            self.policy, self.policy_error = None, str(exc)
+            return
+        self.policy, self.policy_error = policy, None
+        _atomic_write(self.config.pushed_policy, yaml.safe_dump(policy.to_document(),
+                                                                 sort_keys=False))
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def run(self, stop: threading.Event | None = None, duration: float | None = None) -> None:
+        stop = stop or threading.Event()
+        deadline = None if duration is None else time.monotonic() + duration
+        try:
+            while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+                self.tick()
+                interval = self.policy.interval if self.policy else 5.0
+                stop.wait(min(interval, 1.0) if self.retrain else interval)
+        finally:
+            self.shutdown()
+
+    def tick(self, now: float | None = None) -> Decision:
+        now = time.time() if now is None else now
+        self._load_policy()
+        if self.retrain is not None:
+            self._poll_retrain(now)
+        obs = self._observe(now)
+        fresh = self.feedback.count(since=self.state.episode_start) if (
+            self.state.episode_start is not None) else 0
+        decision = step(self.policy, self.state, obs, now, policy_error=self.policy_error,
+                        fresh_labels=fresh, serving_version=self.store.current_version())
+        self.snapshot.observation = obs
+        self._emit(decision)
+        if decision.start_retrain:
+            try:
+                self._start_retrain(now)
+            except (OSError, DriftkeeperError) as exc:
+                self._finish("failed", f"could not start training: {exc}", now)
+        return decision
+
+    def _observe(self, now: float) -> Observation | None:
+        try:
+            obs = fetch_observation(self.config.service_url, self.session)
+        except ServiceUnreachableError as exc:
+            if not self._service_down:
+                self._service_down = True
+                self.snapshot.events.append(Event("Warning", "ServiceUnreachable", str(exc),
+                                                  now))
+                log.warning("%s", exc)
+            return None
+        self._service_down = False
+        return obs
+
+    # -- retraining --------------------------------------------------------------------
+
+    def _start_retrain(self, now: float) -> None:
+        assert self.policy is not None
+        r = self.policy.retraining
+        since = self.state.episode_start or now
+        recent = self.feedback.read(since=since)
+        gate_rows = self.policy.promotion.evaluation_rows
+        cutoff = float(recent["ts"].iloc[-gate_rows]) if len(recent) > gate_rows else now
+        logs = self.config.driver_dir / "retrains"
+        logs.mkdir(exist_ok=True)
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
+        stdout, stderr = logs / f"{stamp}.json", logs / f"{stamp}.log"
+        args = [sys.executable, "-m", "driftkeeper.cli", "train",
+                "--output", str(self.config.model_dir), "--no-promote", "--json",
+                "--model", r.model, "--strategy", r.strategy,
+                "--feedback", str(self.feedback.directory),
+                "--feedback-since", repr(since), "--feedback-until", repr(cutoff),
+                "--feedback-rows", str(r.feedback_rows),
+                "--min-feedback-rows", str(r.min_feedback_rows),
+                "--feedback-share", str(r.feedback_share)]
+        if not r.include_base:
+            args.append("--no-base")
+        if self.config.base_data:
+            args += ["--data", self.config.base_data]
+        with open(stdout, "wb") as out, open(stderr, "wb") as err:
+            process = subprocess.Popen(args, stdout=out, stderr=err, start_new_session=True)
+        self.retrain = RunningRetrain(process, process.pid, now, cutoff, stdout, stderr)
+        log.info("training started (pid %d): %s", process.pid, " ".join(args[3:]))
+
+    def _poll_retrain(self, now: float) -> None:
+        assert self.retrain is not None and self.policy is not None
+        running = self.retrain
+        code = running.process.poll() if running.process else None
+        if code is None:
+            if now - running.started > self.policy.retraining.timeout:
+                _kill_if_ours(running.pid)
+                self._finish("failed", f"training exceeded its timeout of "
+                             f"{self.policy.retraining.timeout:.0f}s and was stopped", now)
+            return
+        if code != 0:
+            tail = running.stderr.read_text(errors="replace").strip().splitlines()[-3:]
+            self._finish("failed", f"training exited with code {code}: {' | '.join(tail)}",
+                         now)
+            return
+        try:
+            result = json.loads(running.stdout.read_text())
+            candidate = self.store.load(result["version"])
+            serving = self.store.load()
+        except (ValueError, KeyError, DriftkeeperError) as exc:
+            self._finish("failed", f"training produced no usable version: {exc}", now)
+            return
+        serving_until = (serving.metadata.get("training") or {}).get("feedback_until") or 0.0
+        rows = self.feedback.read(since=max(running.cutoff, serving_until + 1e-6))
+        verdict = judge(candidate, serving, rows, self.policy.promotion.min_improvement)
+        if verdict.promote:
+            self.store.promote(candidate.version)
+            self._finish("promoted", f"{candidate.version} promoted: {verdict.reason}", now)
+        else:
+            self._finish("rejected", f"{serving.version} stays: {verdict.reason}", now)
+
+    def _finish(self, outcome: str, message: str, now: float) -> None:
+        self.retrain = None
+        self._emit(retrain_finished(self.state, now, outcome, message))
+
+    def shutdown(self) -> None:
+        """Stop a running training (its candidate is discarded) and save the state."""
+        if self.retrain is not None:
+            _kill_if_ours(self.retrain.pid)
+            if self.retrain.process is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.retrain.process.wait(timeout=10)
+            self._finish("failed", "the driver stopped while training; the candidate was "
+                         "discarded", time.time())
+        self._persist()
+
+
+def _schema(store: ModelStore) -> FeatureSchema:
+    """The serving model's feature schema (policies name its features), else the default."""
+    try:
+        return store.load().schema
+    except DriftkeeperError:
+        return DIAMONDS_SCHEMA
+
+
+def _kill_if_ours(pid: int) -> None:
+    """SIGTERM a training process by pid, but only if it still is one (pids get reused)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return
+    if b"driftkeeper.cli" in cmdline and b"train" in cmdline:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)

@@ -1,0 +1,66 @@
+"""Read the service's Prometheus metrics into a policy-engine Observation.
+
+The driver reads exactly what Prometheus scrapes, so the local loop sees what the operator
+and Grafana will see in a cluster.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from ..errors import DriftkeeperError
+from ..policy.engine import KINDS, Observation
+
+
+class ServiceUnreachableError(DriftkeeperError):
+    """The service did not answer; the message says where we looked."""
+
+
+def parse_metrics(text: str) -> Observation | None:
+    """An Observation from /metrics text, or None before the first evaluation."""
+    samples: dict[str, list] = defaultdict(list)
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples[s.name].append(s)
+    stamp = samples.get("driftkeeper_last_evaluation_timestamp_seconds")
+    if not stamp:
+        return None
+
+    def by_kind(name: str) -> dict[str, float]:
+        return {s.labels["kind"]: s.value for s in samples.get(name, [])}
+
+    detected = by_kind("driftkeeper_drift_detected")
+    drift = {k: None if detected.get(k, -1.0) < 0 else bool(detected[k]) for k in KINDS}
+    scores = {"data": _single(samples, "data_drift"), "concept": _single(samples,
+                                                                        "concept_drift")}
+    info = samples.get("driftkeeper_drift_report_info", [])
+    drifted = tuple(sorted(s.labels["feature"] for s in
+                           samples.get("driftkeeper_feature_drift_detected", [])
+                           if s.value == 1.0))
+    return Observation(
+        evaluated_at=stamp[0].value,
+        model_version=info[0].labels["model_version"] if info else None,
+        drift=drift, scores=scores,
+        thresholds=dict(by_kind("driftkeeper_drift_threshold")),
+        samples={k: int(v) for k, v in by_kind("driftkeeper_window_samples").items()},
+        drifted_features=drifted)
+
+
+def _single(samples: dict[str, list], name: str) -> float | None:
+    values = samples.get(name)
+    return values[0].value if values else None
+
+
+def fetch_observation(url: str, session: requests.Session | None = None,
+                      timeout: float = 5.0) -> Observation | None:
+    """GET {url}/metrics and parse it."""
+    getter = session or requests
+    try:
+        resp = getter.get(url.rstrip("/") + "/metrics", timeout=timeout)
+        resp.raise_for_status()
+    except requests.RequestException as exc:
+        raise ServiceUnreachableError(f"cannot read metrics from {url}: {exc}") from exc
+    return parse_metrics(resp.text)

@@ -1,0 +1,249 @@
+"""The policy engine: pure decisions, no I/O.
+
+Given a DriftPolicy, the latest observation from the service and the remembered state, it
+decides the verdicts and conditions to report, whether a retrain should start and whether one
+is allowed (one at a time, cooldown, failure budget, suspend, enough fresh labels), and what
+to say about it. The local driver and the Kubernetes operator both call it; each only does
+the I/O around it (reading metrics, starting training, writing status).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from . import DriftPolicy
+
+KINDS = ("data", "concept")
+
+# Phases, in the order a user would read them on `kubectl get driftpolicies`.
+MONITORING = "Monitoring"  # verdicts are in, nothing to do
+INSUFFICIENT_DATA = "InsufficientData"  # windows below minSamples: no verdict yet
+DRIFTING = "Drifting"  # drift seen, not (yet) retraining
+RETRAINING = "Retraining"
+COOLDOWN = "Cooldown"
+SUSPENDED = "Suspended"
+DEGRADED = "Degraded"  # failure budget spent: retraining stopped until the policy changes
+INVALID = "Invalid"  # the policy does not validate
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the service reported at one evaluation (verdicts under the pushed thresholds)."""
+
+    evaluated_at: float
+    model_version: str | None
+    drift: dict[str, bool | None]  # kind -> verdict (None = insufficient data)
+    scores: dict[str, float | None] = field(default_factory=dict)
+    thresholds: dict[str, float | None] = field(default_factory=dict)
+    samples: dict[str, int] = field(default_factory=dict)
+    drifted_features: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # "Normal" or "Warning", as Kubernetes events
+    reason: str  # CamelCase, e.g. DriftDetected
+    message: str
+    time: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "reason": self.reason, "message": self.message,
+                "time": self.time}
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str  # DataDrift, ConceptDrift, Retraining, PolicyValid
+    status: str  # "True", "False", "Unknown"
+    reason: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"type": self.type, "status": self.status, "reason": self.reason,
+                "message": self.message}
+
+
+@dataclass(frozen=True)
+class EngineState:
+    """What the engine remembers between observations (persisted by its caller)."""
+
+    breaches: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    drifting: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(KINDS, False))
+    last_evaluation: float | None = None
+    episode_start: float | None = None  # first drifted evaluation of the current episode
+    retrain_started: float | None = None  # set while a retrain runs
+    retrain_reason: str | None = None
+    last_retrain_end: float | None = None
+    failures: int = 0  # failed retrains in a row
+    retrains: int = 0  # retrains started, ever
+    policy_generation: str | None = None
+    blocked_by: str | None = None  # the reason a due retrain is held back, said once
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EngineState:
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class Decision:
+    state: EngineState
+    phase: str
+    conditions: list[Condition]
+    events: list[Event]
+    start_retrain: bool = False
+    retrain_reason: str | None = None
+
+
+def policy_generation(policy: DriftPolicy) -> str:
+    """A short hash of the spec: a changed policy resets the failure budget."""
+    blob = json.dumps(policy.spec, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _drift_condition(kind: str, verdict: bool | None, obs: Observation | None) -> Condition:
+    ctype = "DataDrift" if kind == "data" else "ConceptDrift"
+    if obs is None or verdict is None:
+        samples = obs.samples.get(kind, 0) if obs else 0
+        return Condition(ctype, "Unknown", "InsufficientData",
+                         f"{samples} rows in the window; no verdict yet")
+    score, threshold = obs.scores.get(kind), obs.thresholds.get(kind)
+    detail = f"score {score:.4f} vs threshold {threshold:.4f}" if (
+        score is not None and threshold is not None) else "see the drift report"
+    if kind == "data" and obs.drifted_features:
+        detail += f"; drifted: {', '.join(obs.drifted_features)}"
+    if verdict:
+        return Condition(ctype, "True", "DriftDetected", detail)
+    return Condition(ctype, "False", "WithinThreshold", detail)
+
+
+def step(policy: DriftPolicy | None, state: EngineState, obs: Observation | None, now: float,
+         *, policy_error: str | None = None, fresh_labels: int = 0,
+         serving_version: str | None = None) -> Decision:
+    """One decision.
+
+    ``obs`` is the newest evaluation (None if the service could not be read);
+    ``fresh_labels`` the labelled rows that arrived since the episode started (what a retrain
+    would learn from); ``serving_version`` the model currently promoted (evaluations of an
+    older model are not counted, they measure what is already being replaced).
+    """
+    events: list[Event] = []
+    if policy is None:
+        message = policy_error or "no policy"
+        return Decision(state, INVALID, [Condition("PolicyValid", "False", "InvalidSpec",
+                                                   message)],
+                        [Event("Warning", "InvalidPolicy", message, now)])
+    generation = policy_generation(policy)
+    if generation != state.policy_generation:
+        if state.policy_generation is not None and state.failures:
+            events.append(Event("Normal", "FailureBudgetReset",
+                                "policy changed: failed retrains are forgotten", now))
+        state = replace(state, policy_generation=generation, failures=0)
+
+    counted = (obs is not None
+               and (state.last_evaluation is None or obs.evaluated_at > state.last_evaluation)
+               and (serving_version is None or obs.model_version == serving_version))
+    if counted:
+        assert obs is not None
+        breaches, drifting = dict(state.breaches), dict(state.drifting)
+        for kind in KINDS:
+            verdict = obs.drift.get(kind)
+            breaches[kind] = breaches[kind] + 1 if verdict else 0
+            if verdict and not drifting[kind]:
+                drifting[kind] = True
+                events.append(Event("Warning", "DriftDetected",
+                                    f"{kind} drift: {_drift_condition(kind, verdict, obs).message}",
+                                    now))
+            elif verdict is False and drifting[kind]:
+                drifting[kind] = False
+                events.append(Event("Normal", "DriftCleared", f"{kind} drift is back within "
+                                    "its threshold", now))
+        episode_start = state.episode_start
+        if any(drifting.values()) and episode_start is None:
+            episode_start = obs.evaluated_at
+        if not any(drifting.values()) and state.retrain_started is None:
+            episode_start = None
+        state = replace(state, breaches=breaches, drifting=drifting,
+                        last_evaluation=obs.evaluated_at, episode_start=episode_start)
+
+    conditions = [_drift_condition(k, obs.drift.get(k) if obs else None, obs) for k in KINDS]
+    conditions.append(Condition("PolicyValid", "True", "Valid", f"policy {policy.name}"))
+    decision = _retrain_decision(policy, state, now, fresh_labels, events)
+    retraining = state.retrain_started is not None
+    conditions.append(Condition(
+        "Retraining", "True" if retraining or decision.start_retrain else "False",
+        "Running" if retraining or decision.start_retrain else "Idle",
+        state.retrain_reason or decision.retrain_reason or "no retrain running"))
+    return replace(decision, conditions=conditions, events=events)
+
+
+def _retrain_decision(policy: DriftPolicy, state: EngineState, now: float, fresh_labels: int,
+                      events: list[Event]) -> Decision:
+    r = policy.retraining
+    due = [k for k in r.triggers if state.breaches.get(k, 0) >= policy.consecutive_breaches]
+    drifting = any(state.drifting.values())
+    base_phase = DRIFTING if drifting else (
+        MONITORING if state.last_evaluation is not None else INSUFFICIENT_DATA)
+
+    def hold(phase: str, reason: str | None = None, message: str | None = None,
+             warning: bool = False) -> Decision:
+        held = state
+        if reason != state.blocked_by:  # announce a blocker once, not on every evaluation
+            held = replace(state, blocked_by=reason)
+            if reason and message:
+                events.append(Event("Warning" if warning else "Normal", reason, message, now))
+        return Decision(held, phase, [], events)
+
+    if state.retrain_started is not None:
+        return hold(RETRAINING)
+    if not due:
+        if (state.last_retrain_end is not None
+                and now - state.last_retrain_end < r.cooldown and not drifting):
+            return hold(COOLDOWN)
+        return hold(base_phase)
+    reason = (f"{' and '.join(due)} drift for {policy.consecutive_breaches} evaluations "
+              "in a row")
+    if not r.enabled:
+        return hold(DRIFTING)
+    if r.suspend:
+        return hold(SUSPENDED, "RetrainSuspended", f"{reason}, but retraining is suspended")
+    if state.failures >= r.max_failures:
+        return hold(DEGRADED, "RetrainBudgetExhausted",
+                    f"{reason}, but {state.failures} retrains failed in a row "
+                    f"(maxFailures {r.max_failures}); fix the cause and edit the policy",
+                    warning=True)
+    if state.last_retrain_end is not None and now - state.last_retrain_end < r.cooldown:
+        left = r.cooldown - (now - state.last_retrain_end)
+        return hold(COOLDOWN, "RetrainDeferred", f"{reason}; cooldown, {left:.0f}s left")
+    needed = r.min_feedback_rows + policy.promotion.evaluation_rows
+    if fresh_labels < needed:
+        return hold(DRIFTING, "WaitingForLabels",
+                    f"{reason}; {fresh_labels} of {needed} labelled rows since the drift began "
+                    f"({r.min_feedback_rows} to train, {policy.promotion.evaluation_rows} to "
+                    f"judge the candidate)")
+    events.append(Event("Normal", "RetrainStarted", reason, now))
+    return Decision(replace(state, retrain_started=now, retrain_reason=reason,
+                            retrains=state.retrains + 1, blocked_by=None),
+                    RETRAINING, [], events, start_retrain=True, retrain_reason=reason)
+
+
+def retrain_finished(state: EngineState, now: float, outcome: str, message: str) -> Decision:
+    """Record the end of a retrain: ``promoted``, ``rejected`` (the gate kept the serving
+    model) or ``failed`` (training crashed, was killed or timed out)."""
+    reasons = {"promoted": ("Normal", "ModelPromoted"),
+               "rejected": ("Normal", "PromotionRejected"),
+               "failed": ("Warning", "RetrainFailed")}
+    if outcome not in reasons:
+        raise ValueError(f"unknown retrain outcome {outcome!r}")
+    etype, reason = reasons[outcome]
+    failures = state.failures + 1 if outcome == "failed" else 0
+    new = replace(state, retrain_started=None, retrain_reason=None, last_retrain_end=now,
+                  failures=failures, breaches=dict.fromkeys(KINDS, 0),
+                  episode_start=state.episode_start if outcome != "promoted" else None)
+    return Decision(new, COOLDOWN, [], [Event(etype, reason, message, now)])

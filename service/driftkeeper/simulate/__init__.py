@@ -1,0 +1,1 @@
+"""The traffic simulator: realistic requests and delayed labels, with scripted drift."""
