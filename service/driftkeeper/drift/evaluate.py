@@ -67,15 +67,17 @@ def evaluate_data(profile: ReferenceProfile, window: DataWindow, settings: DataS
     return _dataset_verdict(window.rows, verdicts, settings)
 
 
-def _threshold(setting: Threshold, null: NullTable | None, n: int, n_reference: int,
+def _threshold(setting: Threshold, null: NullTable | None, n: int, n_reference: int | None,
                alpha: float, floor: float, exact: bool = False) -> tuple[float, str]:
     """A fixed threshold, or max(calibrated null quantile at the window's size, floor).
 
+    One-sample null tables are looked up at the two-sample effective size (``n_reference``
+    given); two-sample tables (``n_reference`` None) at the window size itself.
     Returns the threshold and its source: "policy", "auto" (statistical) or "floor".
     """
     if setting != "auto":
         return float(setting), "policy"
-    n_eff = effective_size(max(n, 1), n_reference)
+    n_eff = float(max(n, 1)) if n_reference is None else effective_size(max(n, 1), n_reference)
     if exact:
         # Exact KS has a distribution-free null (conservative with ties).
         calibrated = float(sps.kstwo.isf(alpha, max(round(n_eff), 1)))
@@ -121,13 +123,13 @@ def evaluate_concept(profile: ReferenceProfile, window: ResidualWindow,
 
     rmse = float(np.sqrt(window.total_sq / n)) if n else None
     score = (rmse - ref.rmse) / ref.rmse if rmse is not None and ref.rmse > 0 else None
-    threshold, source = _threshold(settings.threshold, ref.null["rmse"], n, ref.n, alpha,
+    threshold, source = _threshold(settings.threshold, ref.null["rmse"], n, None, alpha,
                                    settings.min_score)
     ks_score = float(stats.ks_binned_scores(ref.bins, window.counts.counts)) if n else None
     ks_threshold, _ = _threshold(settings.residual_threshold, ref.null["ks"], n, ref.n, alpha,
                                  stats.METHODS["ks"].floor)
     bias = (window.total / n - ref.mean) if n else None
-    bias_threshold, _ = _threshold(settings.bias_threshold, ref.null["bias"], n, ref.n, alpha,
+    bias_threshold, _ = _threshold(settings.bias_threshold, ref.null["bias"], n, None, alpha,
                                    0.0)
 
     rmse_drift = _verdict(score, threshold, enough)

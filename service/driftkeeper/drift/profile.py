@@ -222,17 +222,25 @@ def build_residual_profile(residuals: np.ndarray, rng: np.random.Generator,
 
 def _bootstrap_rmse_bias(r: np.ndarray, rng: np.random.Generator, trials: int,
                          chunk_cells: int = 4_000_000) -> dict[str, NullTable]:
-    """Null quantiles of the relative RMSE increase and of |mean shift| by window size."""
+    """Null quantiles of the relative RMSE increase and of |mean shift| by window size.
+
+    Two-sample bootstrap: each trial resamples a reference of the reference's own size *and*
+    a window, so the reference's sampling noise is in the null too. That matters after a
+    retrain on a thousand fresh labels, when the reference itself is small and heavy-tailed;
+    these tables are therefore looked up at the window size itself, not an effective size.
+    """
     squares = r * r
-    rmse, mean = float(np.sqrt(squares.mean())), float(r.mean())
+    ref_n = len(r)
     ratio_rows, bias_rows = [], []
     for n in calibration.SIZES:
         ratios, biases = [], []
-        per_chunk = max(chunk_cells // n, 1)
+        per_chunk = max(chunk_cells // (n + ref_n), 1)
         for start in range(0, trials, per_chunk):
-            idx = rng.integers(0, len(r), size=(min(per_chunk, trials - start), n))
-            ratios.append(np.sqrt(squares[idx].mean(axis=1)) / rmse - 1.0)
-            biases.append(np.abs(r[idx].mean(axis=1) - mean))
+            k = min(per_chunk, trials - start)
+            cur = rng.integers(0, ref_n, size=(k, n))
+            ref = rng.integers(0, ref_n, size=(k, ref_n))
+            ratios.append(np.sqrt(squares[cur].mean(axis=1) / squares[ref].mean(axis=1)) - 1.0)
+            biases.append(np.abs(r[cur].mean(axis=1) - r[ref].mean(axis=1)))
         ratio_rows.append(np.quantile(np.concatenate(ratios), calibration.LEVELS))
         bias_rows.append(np.quantile(np.concatenate(biases), calibration.LEVELS))
     sizes = np.asarray(calibration.SIZES, dtype=np.float64)

@@ -95,6 +95,7 @@ class LocalDriver:
         self.snapshot = Snapshot()
         self._service_down = False
         config.driver_dir.mkdir(parents=True, exist_ok=True)
+        self.events_file.touch()
         self._load_policy(initial=True)
         self._restore()
 
@@ -127,6 +128,7 @@ class LocalDriver:
         running = doc.get("retrain")
         if running:  # the training we started died with us, or lives on orphaned: stop it
             _kill_if_ours(int(running["pid"]))
+        if running or self.state.retrain_started is not None:
             self._emit(retrain_finished(self.state, time.time(), "failed",
                                         "the driver restarted while training; the candidate "
                                         "was discarded"))
@@ -238,6 +240,7 @@ class LocalDriver:
         with open(stdout, "wb") as out, open(stderr, "wb") as err:
             process = subprocess.Popen(args, stdout=out, stderr=err, start_new_session=True)
         self.retrain = RunningRetrain(process, process.pid, now, cutoff, stdout, stderr)
+        self._persist()  # a restarted driver must find (and stop) this process
         log.info("training started (pid %d): %s", process.pid, " ".join(args[3:]))
 
     def _poll_retrain(self, now: float) -> None:

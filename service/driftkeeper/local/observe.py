@@ -40,13 +40,16 @@ def parse_metrics(text: str) -> Observation | None:
     drifted = tuple(sorted(s.labels["feature"] for s in
                            samples.get("driftkeeper_feature_drift_detected", [])
                            if s.value == 1.0))
+    concept_tests = tuple(sorted(s.labels["test"] for s in
+                                 samples.get("driftkeeper_concept_test_detected", [])
+                                 if s.value == 1.0))
     return Observation(
         evaluated_at=stamp[0].value,
         model_version=info[0].labels["model_version"] if info else None,
         drift=drift, scores=scores,
         thresholds=dict(by_kind("driftkeeper_drift_threshold")),
         samples={k: int(v) for k, v in by_kind("driftkeeper_window_samples").items()},
-        drifted_features=drifted)
+        drifted_features=drifted, concept_tests=concept_tests)
 
 
 def _single(samples: dict[str, list], name: str) -> float | None:

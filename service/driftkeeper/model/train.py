@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import scipy
 import sklearn
-from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
-from sklearn.model_selection import train_test_split
+from sklearn.metrics import mean_absolute_error, r2_score
+from sklearn.model_selection import KFold, train_test_split
 
 from .. import __version__
 from ..data import frame_hash, load_diamonds
@@ -34,9 +34,10 @@ from .store import METADATA_FILE, METRICS_FILE, MODEL_FILE, PROFILE_FILE, ModelS
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """What to train on and how. With feedback, the newest labelled rows describe the world
-    the new model will serve: they supply the held-out split and the drift reference, and
-    they outweigh the base data (``feedback_share`` of the total sample weight)."""
+    """What to train on and how. With feedback, the recent labelled rows describe the world
+    the new model will serve: they are the drift reference, they are cross-validated to give
+    the held-out residuals, and in a refit they outweigh the base data (``feedback_share``
+    of the total sample weight)."""
 
     model: str = "hgb"
     seed: int = 42
@@ -49,7 +50,8 @@ class TrainingConfig:
     feedback_rows: int = 20_000
     min_feedback_rows: int = 500
     feedback_share: float = 0.8
-    strategy: str = "auto"  # refit | recalibrate | auto (both; the better on held-out rows)
+    strategy: str = "auto"  # refit | recalibrate | auto (both; the better out of fold)
+    folds: int = 5  # cross-validation folds over feedback rows
     bins: int = DEFAULT_BINS
     calibration_trials: int = calibration.TRIALS
     promote: bool = True
@@ -64,62 +66,128 @@ class TrainingResult:
 
 
 @dataclass(frozen=True)
-class _Split:
-    X_train: np.ndarray
-    y_train: np.ndarray
-    weight: np.ndarray | None
-    X_holdout: np.ndarray
-    y_holdout: np.ndarray
-    X_reference: np.ndarray
-    y_reference: np.ndarray
-    from_feedback: bool
+class _Data:
+    """What training sees: the base rows and the recent labelled rows (either may be absent)."""
+
+    base_X: np.ndarray | None
+    base_y: np.ndarray | None
+    recent_X: np.ndarray | None
+    recent_y: np.ndarray | None
     rows: dict[str, int]
     hashes: dict[str, str]
-    feedback_until: float | None = None  # newest label used: the promotion gate must not
-                                         # judge this model on rows it trained on
+    feedback_until: float | None  # newest label used: the promotion gate must not judge
+                                  # this model on rows it trained on
 
 
-def _assemble(config: TrainingConfig, schema: FeatureSchema) -> _Split:
+@dataclass(frozen=True)
+class _Fitted:
+    """The chosen model, with residuals it did not train on and the drift reference."""
+
+    estimator: Any
+    residuals: np.ndarray
+    actual: np.ndarray
+    reference_X: np.ndarray
+    strategy: str
+    candidates_rmse: dict[str, float]
+    evaluation: str
+
+
+def _load(config: TrainingConfig, schema: FeatureSchema) -> _Data:
     target = schema.target.name
     base = load_diamonds(config.data, schema) if config.include_base else None
     feedback = pd.DataFrame()
     if config.feedback_dir:
         feedback = FeedbackStore(config.feedback_dir, schema).read(
             config.feedback_rows, since=config.feedback_since, until=config.feedback_until)
-    hashes = {}
-    if base is not None:
-        hashes["base"] = frame_hash(base)
-    if len(feedback) >= config.min_feedback_rows:
-        fb = feedback[[*schema.names, target]]
-        hashes["feedback"] = frame_hash(fb)
-        fb_train, fb_hold = train_test_split(fb, test_size=config.test_size,
-                                             random_state=config.seed)
-        X_fb, y_fb = schema.encode(fb_train), fb_train[target].to_numpy(np.float64)
-        if base is not None:
-            X_base, y_base = schema.encode(base), base[target].to_numpy(np.float64)
-            share = config.feedback_share
-            w_fb = share / (1.0 - share) * len(X_base) / len(X_fb) if share < 1 else 1.0
-            X_train = np.vstack([X_base, X_fb])
-            y_train = np.concatenate([y_base, y_fb])
-            weight = np.concatenate([np.ones(len(X_base)), np.full(len(X_fb), w_fb)])
-        else:
-            X_train, y_train, weight = X_fb, y_fb, None
-        return _Split(X_train, y_train, weight, schema.encode(fb_hold),
-                      fb_hold[target].to_numpy(np.float64), X_fb, y_fb, True,
-                      {"base": 0 if base is None else len(base), "feedback": len(fb),
-                       "train": len(X_train), "holdout": len(fb_hold)}, hashes,
-                      float(feedback["ts"].max()))
-    if base is None:
+    use_feedback = len(feedback) >= config.min_feedback_rows
+    if base is None and not use_feedback:
         raise TrainingError(
             f"only {len(feedback)} feedback rows (need {config.min_feedback_rows}) and the "
             f"base data is excluded: nothing to train on")
-    train, hold = train_test_split(base, test_size=config.test_size, random_state=config.seed)
-    X_train = schema.encode(train)
-    y_train = train[target].to_numpy(np.float64)
-    return _Split(X_train, y_train, None, schema.encode(hold),
-                  hold[target].to_numpy(np.float64), X_train, y_train, False,
-                  {"base": len(base), "feedback": len(feedback), "train": len(train),
-                   "holdout": len(hold)}, hashes)
+    hashes = {}
+    if base is not None:
+        hashes["base"] = frame_hash(base)
+    recent = feedback[[*schema.names, target]] if use_feedback else None
+    if recent is not None:
+        hashes["feedback"] = frame_hash(recent)
+    return _Data(
+        base_X=None if base is None else schema.encode(base),
+        base_y=None if base is None else base[target].to_numpy(np.float64),
+        recent_X=None if recent is None else schema.encode(recent),
+        recent_y=None if recent is None else recent[target].to_numpy(np.float64),
+        rows={"base": 0 if base is None else len(base),
+              "feedback": 0 if recent is None else len(recent)},
+        hashes=hashes,
+        feedback_until=float(feedback["ts"].max()) if use_feedback else None)
+
+
+def _fit_base_only(config: TrainingConfig, schema: FeatureSchema, data: _Data) -> _Fitted:
+    """No fresh labels: the classic split (the lab's 80/20, random_state 42); the model is
+    the one fitted on the 80%, so its held-out error is honest."""
+    assert data.base_X is not None and data.base_y is not None
+    X_train, X_hold, y_train, y_hold = train_test_split(
+        data.base_X, data.base_y, test_size=config.test_size, random_state=config.seed)
+    estimator = build_estimator(config.model, schema, config.seed).fit(X_train, y_train)
+    residuals = y_hold - estimator.predict(X_hold)
+    return _Fitted(estimator, residuals, y_hold, X_train, "refit",
+                   {"refit": _rmse(residuals)}, f"{config.test_size:.0%} held out")
+
+
+def _fit_with_feedback(config: TrainingConfig, schema: FeatureSchema, data: _Data,
+                       parent_model: Any | None) -> _Fitted:
+    """Fresh labels describe the world the new model will serve. Each strategy is scored by
+    K-fold cross-validation on them (out-of-fold residuals: every label is held out once,
+    which a small batch of labels needs), the best is refitted on all of them, and its
+    out-of-fold residuals become the concept-drift reference."""
+    assert data.recent_X is not None and data.recent_y is not None
+    X, y = data.recent_X, data.recent_y
+    recipes = _recipes(config, schema, data, parent_model)
+    folds = list(KFold(config.folds, shuffle=True, random_state=config.seed).split(X))
+    oof: dict[str, np.ndarray] = {}
+    for name, recipe in recipes.items():
+        residuals = np.empty(len(y))
+        for train_idx, test_idx in folds:
+            residuals[test_idx] = y[test_idx] - recipe(train_idx).predict(X[test_idx])
+        oof[name] = residuals
+    scores = {name: _rmse(r) for name, r in oof.items()}
+    strategy = min(scores, key=scores.__getitem__)
+    estimator = recipes[strategy](np.arange(len(y)))
+    return _Fitted(estimator, oof[strategy], y, X, strategy, scores,
+                   f"{config.folds}-fold cross-validation on {len(y)} recent labels")
+
+
+def _recipes(config: TrainingConfig, schema: FeatureSchema, data: _Data,
+             parent_model: Any | None) -> dict[str, Any]:
+    """Strategy name -> fit(recent row indices) -> fitted estimator."""
+    if config.strategy not in STRATEGIES:
+        raise TrainingError(f"unknown strategy {config.strategy!r}; one of {STRATEGIES}")
+    X, y = data.recent_X, data.recent_y
+    assert X is not None and y is not None
+    recipes: dict[str, Any] = {}
+
+    def refit(idx: np.ndarray) -> Any:
+        estimator = build_estimator(config.model, schema, config.seed)
+        if data.base_X is None or data.base_y is None:
+            return estimator.fit(X[idx], y[idx])
+        share = config.feedback_share
+        w_recent = share / (1.0 - share) * len(data.base_X) / len(idx) if share < 1 else 1.0
+        weight = np.concatenate([np.ones(len(data.base_X)), np.full(len(idx), w_recent)])
+        return estimator.fit(np.vstack([data.base_X, X[idx]]),
+                             np.concatenate([data.base_y, y[idx]]),
+                             **fit_params(config.model, weight))
+
+    def recalibrate(idx: np.ndarray) -> Any:
+        return RecalibratedRegressor(parent_model, random_state=config.seed).fit(X[idx], y[idx])
+
+    if config.strategy in ("auto", "refit"):
+        recipes["refit"] = refit
+    can_recalibrate = parent_model is not None and _depth(parent_model) < MAX_RECALIBRATION_DEPTH
+    if config.strategy in ("auto", "recalibrate") and can_recalibrate:
+        recipes["recalibrate"] = recalibrate
+    if not recipes:
+        raise TrainingError("strategy 'recalibrate' needs a current model to correct (and "
+                            f"at most {MAX_RECALIBRATION_DEPTH} corrections stacked)")
+    return recipes
 
 
 def train(model_dir: str | Path, config: TrainingConfig = TrainingConfig(),
@@ -129,28 +197,28 @@ def train(model_dir: str | Path, config: TrainingConfig = TrainingConfig(),
     started = time.time()
     store = ModelStore(model_dir)
     parent = store.current_version()
-    split = _assemble(config, schema)
+    data = _load(config, schema)
 
     fit_started = time.perf_counter()
-    candidates = _fit_candidates(config, schema, split, store, parent)
+    if data.recent_X is None:
+        fitted = _fit_base_only(config, schema, data)
+    else:
+        parent_model = store.load(parent).model if parent else None
+        fitted = _fit_with_feedback(config, schema, data, parent_model)
     fit_seconds = time.perf_counter() - fit_started
-    holdout_rmse = {name: _rmse(split.y_holdout, est.predict(split.X_holdout))
-                    for name, est in candidates.items()}
-    strategy = min(holdout_rmse, key=holdout_rmse.__getitem__)
-    estimator = candidates[strategy]
-
-    predicted = estimator.predict(split.X_holdout)
-    residuals = split.y_holdout - predicted
+    estimator, residuals = fitted.estimator, fitted.residuals
+    predicted = fitted.actual - residuals
     metrics = {
-        "rmse": float(np.sqrt(mean_squared_error(split.y_holdout, predicted))),
-        "mae": float(mean_absolute_error(split.y_holdout, predicted)),
-        "r2": float(r2_score(split.y_holdout, predicted)),
-        "holdout_rows": len(split.y_holdout),
+        "rmse": _rmse(residuals),
+        "mae": float(mean_absolute_error(fitted.actual, predicted)),
+        "r2": float(r2_score(fitted.actual, predicted)),
+        "holdout_rows": len(residuals),
+        "evaluation": fitted.evaluation,
         "fit_seconds": round(fit_seconds, 3),
-        "strategy": strategy,
-        "candidates_rmse": {k: round(v, 3) for k, v in holdout_rmse.items()},
+        "strategy": fitted.strategy,
+        "candidates_rmse": {k: round(v, 3) for k, v in fitted.candidates_rmse.items()},
     }
-    profile = build_profile(schema, split.X_reference, residuals, n_bins=config.bins,
+    profile = build_profile(schema, fitted.reference_X, residuals, n_bins=config.bins,
                             seed=config.seed, trials=config.calibration_trials)
     metadata = {
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -158,8 +226,9 @@ def train(model_dir: str | Path, config: TrainingConfig = TrainingConfig(),
         "model": {"kind": model_kind(estimator), "params": _params(estimator)},
         "schema": schema.to_dict(),
         "training": {**{k: v for k, v in asdict(config).items() if k != "promote"},
-                     "rows": split.rows, "data_hash": split.hashes,
-                     "feedback_until": split.feedback_until, "seconds": None},
+                     "rows": {**data.rows, "holdout": len(residuals)},
+                     "data_hash": data.hashes, "feedback_until": data.feedback_until,
+                     "seconds": None},
         "versions": {"driftkeeper": __version__, "python": platform.python_version(),
                      "scikit-learn": sklearn.__version__, "numpy": np.__version__,
                      "pandas": pd.__version__, "scipy": scipy.__version__,
@@ -178,6 +247,8 @@ def train(model_dir: str | Path, config: TrainingConfig = TrainingConfig(),
     return TrainingResult(version, config.promote, metrics, store.path(version))
 
 
+STRATEGIES = ("auto", "refit", "recalibrate")
+
 MAX_RECALIBRATION_DEPTH = 3
 """Corrections stack on corrections; past this depth only a refit is tried (each layer adds
 trees to every prediction)."""
@@ -187,29 +258,8 @@ def _depth(estimator: Any) -> int:
     return 1 + _depth(estimator.base) if isinstance(estimator, RecalibratedRegressor) else 0
 
 
-def _fit_candidates(config: TrainingConfig, schema: FeatureSchema, split: _Split,
-                    store: ModelStore, parent: str | None) -> dict[str, Any]:
-    """Fit the candidate models the strategy asks for, each on the same training rows."""
-    if config.strategy not in ("auto", "refit", "recalibrate"):
-        raise TrainingError(f"unknown strategy {config.strategy!r}")
-    candidates: dict[str, Any] = {}
-    if config.strategy in ("auto", "refit"):
-        estimator = build_estimator(config.model, schema, config.seed)
-        estimator.fit(split.X_train, split.y_train, **fit_params(config.model, split.weight))
-        candidates["refit"] = estimator
-    if config.strategy in ("auto", "recalibrate") and split.from_feedback and parent:
-        base = store.load(parent).model
-        if _depth(base) < MAX_RECALIBRATION_DEPTH:
-            candidates["recalibrate"] = RecalibratedRegressor(
-                base, random_state=config.seed).fit(split.X_reference, split.y_reference)
-    if not candidates:
-        raise TrainingError("strategy 'recalibrate' needs feedback rows and a current model "
-                            "to correct")
-    return candidates
-
-
-def _rmse(y: np.ndarray, predicted: np.ndarray) -> float:
-    return float(np.sqrt(np.mean((y - predicted) ** 2)))
+def _rmse(residuals: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(residuals**2)))
 
 
 def _params(estimator: Any) -> dict[str, Any]:

@@ -58,14 +58,14 @@ class RetrainingSettings:
     strategy: str = "auto"
     include_base: bool = True
     feedback_rows: int = 20_000
-    min_feedback_rows: int = 1000
+    min_feedback_rows: int = 2000
     feedback_share: float = 0.8
 
 
 @dataclass(frozen=True)
 class PromotionSettings:
     min_improvement: float = 0.0
-    evaluation_rows: int = 1000
+    evaluation_rows: int = 500
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ class Observation:
     thresholds: dict[str, float | None] = field(default_factory=dict)
     samples: dict[str, int] = field(default_factory=dict)
     drifted_features: tuple[str, ...] = ()
+    concept_tests: tuple[str, ...] = ()  # which concept tests fired: rmse, residual_ks, bias
 
 
 @dataclass(frozen=True)
@@ -114,10 +115,14 @@ def _drift_condition(kind: str, verdict: bool | None, obs: Observation | None) -
         return Condition(ctype, "Unknown", "InsufficientData",
                          f"{samples} rows in the window; no verdict yet")
     score, threshold = obs.scores.get(kind), obs.thresholds.get(kind)
-    detail = f"score {score:.4f} vs threshold {threshold:.4f}" if (
-        score is not None and threshold is not None) else "see the drift report"
+    detail = "see the drift report"
+    if score is not None and threshold is not None:
+        label = "RMSE increase" if kind == "concept" else "mean score"
+        detail = f"{label} {score:.4f} vs threshold {threshold:.4f}"
     if kind == "data" and obs.drifted_features:
         detail += f"; drifted: {', '.join(obs.drifted_features)}"
+    if kind == "concept" and obs.concept_tests:
+        detail += f"; tests fired: {', '.join(obs.concept_tests)}"
     if verdict:
         return Condition(ctype, "True", "DriftDetected", detail)
     return Condition(ctype, "False", "WithinThreshold", detail)

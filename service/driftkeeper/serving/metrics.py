@@ -119,6 +119,14 @@ def report_metrics(report: dict[str, Any]) -> Iterator[GaugeMetricFamily]:
         detected.add_metric([kind], _verdict_value(block["drift"]))
         samples.add_metric([kind], block["samples"])
     yield from (threshold, detected, samples)
+    if concept:
+        tests = GaugeMetricFamily("driftkeeper_concept_test_detected", "Which concept tests "
+                                  "fired: 1 yes, 0 no, -1 insufficient data.", labels=["test"])
+        tests.add_metric(["rmse"], _verdict_value(None if concept["drift"] is None
+                                                  else "rmse" in concept["reasons"]))
+        tests.add_metric(["residual_ks"], _verdict_value(concept["residual_ks"]["drift"]))
+        tests.add_metric(["bias"], _verdict_value(concept["bias_test"]["drift"]))
+        yield tests
 
     score = GaugeMetricFamily("driftkeeper_feature_drift", "Drift score per feature.",
                               labels=["feature", "method"])
