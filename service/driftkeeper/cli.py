@@ -257,9 +257,37 @@ def _cmd_operator(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the whole loop on this machine, watched live",
+                       description="Train a model if there is none, then run the service, "
+                       "the local driver and the simulator together; watch drift appear, get "
+                       "retrained away and clear. Ends by itself; Ctrl-C stops everything.")
+    p.add_argument("--workdir", type=Path, default=Path("models"), metavar="DIR",
+                   help="where the base model and the run live (default ./models)")
+    p.add_argument("--duration", type=float, default=150.0, metavar="S",
+                   help="seconds of traffic (default 150)")
+    p.add_argument("--rate", type=float, default=100.0, help="requests per second")
+    p.add_argument("--scenario", default="concept", help="simulator scenario (default concept)")
+    p.add_argument("--port", type=int, help="service port (default: a free one)")
+    p.add_argument("--data", metavar="CSV", help="your own diamonds-shaped data")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .local.demo import DemoConfig, run_demo
+    from .simulate.scenarios import SCENARIOS
+
+    if args.scenario not in SCENARIOS:
+        raise DriftkeeperError(f"unknown scenario {args.scenario!r}; one of {list(SCENARIOS)}")
+    run_demo(DemoConfig(workdir=args.workdir, duration=args.duration, rate=args.rate,
+                        scenario=args.scenario, port=args.port, data=args.data,
+                        seed=args.seed))
+    return EXIT_OK
+
+
 COMMANDS = {"train": (_add_train, _cmd_train), "serve": (_add_serve, _cmd_serve),
             "drift": (_add_drift, _cmd_drift), "simulate": (_add_simulate, _cmd_simulate),
-            "operator": (_add_operator, _cmd_operator)}
+            "operator": (_add_operator, _cmd_operator), "demo": (_add_demo, _cmd_demo)}
 
 
 def build_parser() -> argparse.ArgumentParser:

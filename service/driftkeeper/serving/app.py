@@ -16,6 +16,7 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from .. import __version__
+from ..drift.histograms import histograms
 from ..errors import InvalidInputError
 from ..model.feedback import FeedbackStore
 from ..model.store import ModelStore
@@ -129,17 +130,24 @@ class ServiceState:
                                                    max_rows=self.config.feedback_max_rows)
         return self._feedback
 
-    def current_report(self) -> dict[str, Any] | None:
-        try:
-            return json.loads(self.config.report_path.read_text())
-        except (OSError, ValueError):
-            pass
+    def current_report(self, with_histograms: bool = False) -> dict[str, Any] | None:
+        """The published report; evaluated here and now when there is none yet, or when
+        the caller wants the histograms behind it."""
+        if not with_histograms:
+            try:
+                return json.loads(self.config.report_path.read_text())
+            except (OSError, ValueError):
+                pass
         model = self.models.model
         if model is None:
             return None
         policy = self.policy.policy
-        report = monitor.evaluate(model, policy, self.config.windows_dir)
-        return monitor.report_document(report, policy)
+        report, data, residuals = monitor.evaluate_windows(model, policy,
+                                                          self.config.windows_dir)
+        doc = monitor.report_document(report, policy)
+        if with_histograms:
+            doc["histograms"] = histograms(model.bundle.profile, data, residuals)
+        return doc
 
 
 def _json(payload: Any, status: int = 200) -> Response:
@@ -250,7 +258,8 @@ def create_app(config: ServiceConfig, start_background: bool = True) -> Flask:
 
     @app.get("/drift")
     def drift() -> Response:
-        report = state.current_report()
+        detail = request.args.get("histograms", "").lower() in ("1", "true", "yes")
+        report = state.current_report(with_histograms=detail)
         if report is None:
             raise NotReadyError()
         return _json(report)
@@ -280,7 +289,8 @@ def create_app(config: ServiceConfig, start_background: bool = True) -> Flask:
             "endpoints": {
                 "predict": "/predict (POST) one row, or {\"instances\": [rows]}",
                 "feedback": "/feedback (POST) rows with the actual price",
-                "drift": "/drift (GET) the latest drift report",
+                "drift": "/drift (GET) the latest drift report; ?histograms=1 adds the "
+                         "reference and current distributions",
                 "metrics": "/metrics (GET) Prometheus metrics",
                 "healthz": "/healthz (GET) liveness",
                 "readyz": "/readyz (GET) readiness: a model is loaded",

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..drift.evaluate import evaluate_concept, evaluate_data
 from ..drift.report import DriftReport
-from ..drift.windows import DataWindow, data_window, residual_window
+from ..drift.windows import DataWindow, ResidualWindow, data_window, residual_window
 from ..policy import DriftPolicy, WindowSettings
 from .rings import read_ring, read_rings
 from .runtime import ServingModel
@@ -51,6 +51,13 @@ def _select(rings: list[np.ndarray], window: WindowSettings, now: float,
 def evaluate(model: ServingModel, policy: DriftPolicy, windows_dir: Path,
              now: float | None = None) -> DriftReport:
     """Evaluate the merged windows of all workers against the model's reference."""
+    return evaluate_windows(model, policy, windows_dir, now)[0]
+
+
+def evaluate_windows(model: ServingModel, policy: DriftPolicy, windows_dir: Path,
+                     now: float | None = None
+                     ) -> tuple[DriftReport, DataWindow, ResidualWindow]:
+    """The report plus the merged windows it was computed from."""
     now = time.time() if now is None else now
     profile = model.bundle.profile
     inputs = _select(read_rings(windows_dir, INPUTS), policy.data_window, now)
@@ -72,7 +79,7 @@ def evaluate(model: ServingModel, policy: DriftPolicy, windows_dir: Path,
         if len(r):
             residuals = residuals + residual_window(profile, r[:, 2])
     concept_verdict = evaluate_concept(profile, residuals, policy.monitor.concept)
-    return DriftReport(data_verdict, concept_verdict, model.version, now)
+    return DriftReport(data_verdict, concept_verdict, model.version, now), data, residuals
 
 
 def report_document(report: DriftReport, policy: DriftPolicy) -> dict[str, Any]:

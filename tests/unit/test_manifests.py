@@ -1,0 +1,61 @@
+"""Kubernetes manifests and deployment files: valid against the real API schemas, offline,
+and consistent with the code (the policy they carry parses, the image builds what exists)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from driftkeeper.policy import parse_policy
+from driftkeeper.schema import DIAMONDS_SCHEMA
+
+ROOT = Path(__file__).resolve().parents[2]
+KUBERNETES_VERSION = "1.30"
+MANIFESTS = sorted((ROOT / "k8s").glob("*.yaml"))
+
+
+def _documents(path: Path) -> list[dict]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
+def test_manifests_validate_against_the_api_schema(path: Path) -> None:
+    for doc in _documents(path):
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+def test_policy_configmap_holds_a_valid_drift_policy() -> None:
+    docs = {d["kind"]: d for d in _documents(ROOT / "k8s" / "service.yaml")}
+    policy = yaml.safe_load(docs["ConfigMap"]["data"]["policy.yaml"])
+    assert parse_policy(policy, DIAMONDS_SCHEMA).name == "diamonds"
+    container = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert "/etc/driftkeeper/policy.yaml" in container["args"]
+    assert mounts["policy"] == "/etc/driftkeeper"
+    probes = (container["readinessProbe"]["httpGet"]["path"],
+              container["livenessProbe"]["httpGet"]["path"])
+    assert probes == ("/readyz", "/healthz")
+
+
+def test_dockerfile_copies_what_exists_and_runs_the_cli() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    for source in re.findall(r"^COPY (?!--from)(.+) \S+$", text, flags=re.M):
+        for item in source.split():
+            assert (ROOT / item).exists(), item
+    assert 'ENTRYPOINT ["driftkeeper"]' in text
+    assert "DRIFTKEEPER_MODEL_DIR=/models" in text
+
+
+def test_kind_and_skaffold_files_are_consistent() -> None:
+    kind = yaml.safe_load((ROOT / "kind-config.yaml").read_text())
+    port = kind["nodes"][0]["extraPortMappings"][0]["containerPort"]
+    service = {d["kind"]: d for d in _documents(ROOT / "k8s" / "service.yaml")}["Service"]
+    assert service["spec"]["ports"][0]["nodePort"] == port
+    skaffold = yaml.safe_load((ROOT / "skaffold.yaml").read_text())
+    for manifest in skaffold["manifests"]["rawYaml"]:
+        assert (ROOT / manifest).is_file()
+    assert skaffold["build"]["artifacts"][0]["image"] == "driftkeeper"
