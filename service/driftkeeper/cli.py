@@ -257,6 +257,32 @@ def _cmd_operator(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="an HTML page of reference vs current distributions",
+                       description="Per feature: reference vs current distributions and the "
+                       "score against its threshold; the concept-drift view (residuals, RMSE "
+                       "vs reference); the verdicts. Self-contained HTML plus PNGs beside it.")
+    p.add_argument("--model-dir", required=True, type=Path, metavar="DIR")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--current", metavar="CSV", help="rows to check (price optional)")
+    source.add_argument("--service", metavar="URL", help="a running service's windows")
+    p.add_argument("--policy", type=Path, metavar="FILE",
+                   help="DriftPolicy for thresholds (with --current; default settings "
+                   "otherwise)")
+    p.add_argument("--output", required=True, type=Path, metavar="HTML")
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import report_from_csv, report_from_service
+
+    if args.current:
+        path = report_from_csv(args.model_dir, args.current, args.output, args.policy)
+    else:
+        path = report_from_service(args.model_dir, args.service, args.output)
+    print(f"report written to {path}")
+    return EXIT_OK
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the whole loop on this machine, watched live",
                        description="Train a model if there is none, then run the service, "
@@ -287,7 +313,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 COMMANDS = {"train": (_add_train, _cmd_train), "serve": (_add_serve, _cmd_serve),
             "drift": (_add_drift, _cmd_drift), "simulate": (_add_simulate, _cmd_simulate),
-            "operator": (_add_operator, _cmd_operator), "demo": (_add_demo, _cmd_demo)}
+            "operator": (_add_operator, _cmd_operator), "report": (_add_report, _cmd_report),
+            "demo": (_add_demo, _cmd_demo)}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,13 +33,31 @@ def load_diamonds(path: str | Path | None = None,
     is an error naming the column: training on silently coerced data would be worse.
     """
     source = Path(path) if path is not None else _bundled_csv()
+    return canonicalize(read_csv(source), schema, source=str(source))
+
+
+def read_csv(path: str | Path) -> pd.DataFrame:
+    """Read a CSV as it is; every way of failing becomes a DataError naming the file."""
     try:
-        raw = pd.read_csv(source)
-    except FileNotFoundError as exc:
-        raise DataError(f"data file not found: {source}") from exc
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read {source} as CSV: {exc}") from exc
-    return canonicalize(raw, schema, source=str(source))
+        return pd.read_csv(path)
+    except FileNotFoundError:
+        raise DataError(f"data file not found: {path}") from None
+    except IsADirectoryError:
+        raise DataError(f"{path} is a directory, not a CSV file") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError,
+            OSError) as exc:
+        raise DataError(f"cannot read {path} as CSV: {exc}") from None
+
+
+def read_current(path: str | Path, schema: FeatureSchema = DIAMONDS_SCHEMA) -> pd.DataFrame:
+    """Read rows to check for drift. Unlike training data they may hold unknown categories
+    and missing values (the engine counts those); only missing columns are an error."""
+    frame = read_csv(path)
+    missing = [name for name in schema.names if name not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; expected "
+                        f"{', '.join(schema.names)} and optionally {schema.target.name}")
+    return frame
 
 
 def canonicalize(raw: pd.DataFrame, schema: FeatureSchema = DIAMONDS_SCHEMA,

@@ -104,6 +104,14 @@ class FeatureSchema:
                 out[:, j] = values
         return out
 
+    def complete_rows(self, encoded: np.ndarray) -> np.ndarray:
+        """Rows a model can score: every value finite and every category known."""
+        valid = np.isfinite(encoded).all(axis=1)
+        for j, feat in enumerate(self.features):
+            if feat.kind == "categorical":
+                valid &= encoded[:, j] >= 0
+        return valid
+
     def decode(self, matrix: np.ndarray) -> pd.DataFrame:
         """Inverse of :meth:`encode` for valid rows, with the canonical dtypes."""
         data: dict[str, Any] = {}

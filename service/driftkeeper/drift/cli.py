@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
-from ..data import canonicalize
+from ..data import canonicalize, read_csv, read_current
 from ..errors import DataError
 from ..schema import DIAMONDS_SCHEMA, FeatureSchema
 from . import stats
@@ -15,15 +13,6 @@ from .profile import build_profile
 from .report import DriftReport
 from .settings import DEFAULT_METHOD, DataSettings, FeatureRule, Threshold
 from .windows import data_window
-
-
-def _read(path: str | Path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path)
-    except FileNotFoundError:
-        raise DataError(f"file not found: {path}") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read {path} as CSV: {exc}") from None
 
 
 def _threshold(text: str | None) -> Threshold:
@@ -78,12 +67,9 @@ def compare_files(reference: str | Path, current: str | Path, *,
     """
     settings = settings_from_flags(schema, default_method, methods or {}, default_threshold,
                                    thresholds or {}, rule, min_samples, false_alarm_rate)
-    ref_frame = canonicalize(_read(reference), schema, source=str(reference),
+    ref_frame = canonicalize(read_csv(reference), schema, source=str(reference),
                              require_target=False)
-    cur_raw = _read(current)
-    missing = [c for c in schema.names if c not in cur_raw.columns]
-    if missing:
-        raise DataError(f"{current}: missing column(s) {', '.join(missing)}")
+    cur_raw = read_current(current, schema)
     ref = schema.encode(ref_frame)
     cur = schema.encode(cur_raw)
     profile = build_profile(schema, ref, keep_values=exact, seed=seed,

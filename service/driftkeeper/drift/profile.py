@@ -19,6 +19,9 @@ from ..schema import FeatureSchema
 from . import calibration, stats
 from .calibration import NullTable
 
+PROFILE_FORMAT = 2
+"""Bumped whenever the stored profile changes shape; older profiles need a retrain."""
+
 DEFAULT_BINS = 100
 """Quantile bins per numerical feature: the KS error bound in binned mode is about 1/bins."""
 
@@ -119,13 +122,17 @@ class ReferenceProfile:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": 1, "schema": self.schema.to_dict(), "n_reference": self.n_reference,
+        return {"format": PROFILE_FORMAT, "schema": self.schema.to_dict(),
+                "n_reference": self.n_reference,
                 "features": {n: f.to_dict() for n, f in self.features.items()},
                 "residuals": self.residuals.to_dict() if self.residuals else None,
                 "meta": self.meta}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ReferenceProfile:
+        if d.get("format") != PROFILE_FORMAT:
+            raise ValueError(f"reference profile format {d.get('format')} is not the "
+                             f"supported {PROFILE_FORMAT}; retrain the model")
         features: dict[str, FeatureProfile] = {}
         for name, fd in d["features"].items():
             features[name] = (NumericalProfile.from_dict(name, fd) if fd["kind"] == "numerical"

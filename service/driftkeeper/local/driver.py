@@ -237,8 +237,12 @@ class LocalDriver:
             args.append("--no-base")
         if self.config.base_data:
             args += ["--data", self.config.base_data]
+        # One OpenMP thread: the service shares these cores, and spinning OpenMP workers
+        # under contention made a two-second fit take thirty.
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
         with open(stdout, "wb") as out, open(stderr, "wb") as err:
-            process = subprocess.Popen(args, stdout=out, stderr=err, start_new_session=True)
+            process = subprocess.Popen(args, stdout=out, stderr=err, start_new_session=True,
+                                       env=env)
         self.retrain = RunningRetrain(process, process.pid, now, cutoff, stdout, stderr)
         self._persist()  # a restarted driver must find (and stop) this process
         log.info("training started (pid %d): %s", process.pid, " ".join(args[3:]))

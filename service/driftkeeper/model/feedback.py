@@ -144,8 +144,5 @@ class FeedbackStore:
 
     def _valid_rows(self, raw: pd.DataFrame) -> np.ndarray:
         """Rows that survived intact (a crash can leave a torn last line in a segment)."""
-        encoded = self.schema.encode(raw)
-        categorical = [f.kind == "categorical" for f in self.schema.features]
         target = pd.to_numeric(raw[self.schema.target.name], errors="coerce").to_numpy()
-        return (np.isfinite(encoded).all(axis=1) & (encoded[:, categorical] >= 0).all(axis=1)
-                & np.isfinite(target))
+        return self.schema.complete_rows(self.schema.encode(raw)) & np.isfinite(target)
