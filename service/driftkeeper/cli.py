@@ -89,8 +89,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default=env.get("host", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(env.get("port", 8080)))
     p.add_argument("--workers", type=int, default=int(env.get("workers", 2)))
-    p.add_argument("--threads", type=int, default=int(env.get("threads", 4)),
-                   help="threads per worker (default 4)")
+    p.add_argument("--threads", type=int, default=int(env.get("threads", 2)),
+                   help="threads per worker (default 2)")
     p.add_argument("--policy", type=Path, default=env.get("policy"), metavar="FILE",
                    help="DriftPolicy file with thresholds and windows; re-read on change")
     p.add_argument("--state-dir", type=Path, default=env.get("state_dir"), metavar="DIR",
@@ -194,15 +194,15 @@ def _format_data_report(data: dict[str, Any]) -> str:
 
 
 def _add_simulate(sub: argparse._SubParsersAction) -> None:
-    from .simulate.scenarios import SCENARIOS
+    from .simulate.catalog import CATALOG
 
-    scenarios = "\n".join(f"  {s.name:<18} {s.summary}" for s in SCENARIOS.values())
+    scenarios = "\n".join(f"  {s.name:<18} {s.summary}" for s in CATALOG.values())
     p = sub.add_parser("simulate", help="drive a service with scripted drift scenarios",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Send predictions, then labels after --label-delay.\n\n"
                        f"scenarios:\n{scenarios}")
     p.add_argument("--url", required=True, help="service base URL, e.g. http://127.0.0.1:8080")
-    p.add_argument("--scenario", required=True, choices=sorted(SCENARIOS), metavar="NAME")
+    p.add_argument("--scenario", required=True, choices=sorted(CATALOG), metavar="NAME")
     p.add_argument("--rate", type=float, default=50.0, help="requests per second (default 50)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--duration", type=float, metavar="S", help="seconds (default 60)")
@@ -301,10 +301,10 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .local.demo import DemoConfig, run_demo
-    from .simulate.scenarios import SCENARIOS
+    from .simulate.catalog import CATALOG
 
-    if args.scenario not in SCENARIOS:
-        raise DriftkeeperError(f"unknown scenario {args.scenario!r}; one of {list(SCENARIOS)}")
+    if args.scenario not in CATALOG:
+        raise DriftkeeperError(f"unknown scenario {args.scenario!r}; one of {list(CATALOG)}")
     run_demo(DemoConfig(workdir=args.workdir, duration=args.duration, rate=args.rate,
                         scenario=args.scenario, port=args.port, data=args.data,
                         seed=args.seed))

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported where frames are handled, never by the service
+    import pandas as pd
 
 Kind = Literal["numerical", "categorical"]
 
@@ -91,6 +93,8 @@ class FeatureSchema:
         Unknown categories become ``UNSEEN_CODE`` and missing values NaN, so the drift
         engine can count them instead of failing.
         """
+        import pandas as pd
+
         out = np.empty((len(frame), len(self.features)), dtype=np.float64)
         for j, feat in enumerate(self.features):
             col = frame[feat.name]
@@ -114,6 +118,8 @@ class FeatureSchema:
 
     def decode(self, matrix: np.ndarray) -> pd.DataFrame:
         """Inverse of :meth:`encode` for valid rows, with the canonical dtypes."""
+        import pandas as pd
+
         data: dict[str, Any] = {}
         for j, feat in enumerate(self.features):
             col = matrix[:, j]

@@ -21,6 +21,7 @@ from bad_inputs import (
     too_many_rows,
 )
 from driftkeeper.model.train import TrainingConfig, train
+from driftkeeper.schema import DIAMONDS_SCHEMA
 from driftkeeper.serving.app import create_app, state_of
 from driftkeeper.serving.config import ServiceConfig
 
@@ -47,15 +48,17 @@ def test_predict_one_row_and_a_batch(served, diamonds) -> None:
     body = resp.get_json()
     assert body["model_version"] == "v1" and body["request_id"]
     assert resp.headers["X-Request-ID"] == body["request_id"]
-    model = state_of(app).models.model
+    from driftkeeper.model.store import ModelStore
+
+    estimator = ModelStore(state_of(app).config.model_dir).load().model
     rows = diamonds.head(20)
     instances = [{k: (v if isinstance(v, str) else float(v)) for k, v in r.items()}
                  for r in rows.drop(columns="price").astype({"cut": str, "color": str,
                                                              "clarity": str}).to_dict("records")]
     batch = client.post("/predict", json={"instances": instances}).get_json()
-    expected = model.bundle.model.predict(model.bundle.schema.encode(rows))
+    expected = estimator.predict(DIAMONDS_SCHEMA.encode(rows))
     np.testing.assert_allclose(batch["predictions"], expected)
-    # the single-row fast path returns exactly what scikit-learn returns
+    # the service's exported predictor returns exactly what scikit-learn returns
     one = client.post("/predict", json=instances[3]).get_json()["prediction"]
     assert one == expected[3]
 

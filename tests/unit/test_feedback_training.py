@@ -14,7 +14,7 @@ from driftkeeper.model.feedback import FeedbackStore
 from driftkeeper.model.store import ModelStore
 from driftkeeper.model.train import TrainingConfig, train
 from driftkeeper.schema import DIAMONDS_SCHEMA
-from driftkeeper.serving.fastpredict import compile_row_predictor
+from driftkeeper.serving.predictor import TreePredictor
 from traffic import to_rows
 
 
@@ -82,15 +82,19 @@ def test_recalibration_learns_a_concept_change_from_few_labels(model_dir: Path,
     assert rmse(bundle.model) < 0.75 * rmse(old)
 
 
-def test_fast_path_agrees_for_recalibrated_models(model_dir: Path, diamonds) -> None:
+def test_exported_predictor_agrees_for_recalibrated_models(model_dir: Path, diamonds) -> None:
     _store(model_dir, _dearer(diamonds, 600, seed=2))
     result = train(model_dir, TrainingConfig(feedback_dir=str(model_dir / "feedback"),
                                              strategy="recalibrate", calibration_trials=1000))
-    model = ModelStore(model_dir).load(result.version).model
+    bundle = ModelStore(model_dir).load(result.version)
+    assert result.metrics["serving_export"] is True
+    predictor = TreePredictor.load(bundle.predictor_path)
+    assert len(predictor.stages) == 2  # the base trees, then the correction
     X = DIAMONDS_SCHEMA.encode(diamonds.sample(2000, random_state=4))
-    fast = compile_row_predictor(model, X[:50])
-    assert fast is not None
-    np.testing.assert_allclose([fast(r) for r in X.tolist()], model.predict(X), rtol=1e-12)
+    expected = bundle.model.predict(X)
+    np.testing.assert_allclose(predictor.predict(X), expected, rtol=1e-12)
+    np.testing.assert_allclose([predictor.predict_row(r) for r in X[:300].tolist()],
+                               expected[:300], rtol=1e-12)
 
 
 def test_strategy_choices(model_dir: Path, tmp_path: Path, diamonds) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from driftkeeper.errors import DataError, ModelStoreError, TrainingError
 from driftkeeper.model.estimators import build_estimator
-from driftkeeper.model.store import REQUIRED_FILES, ModelStore
+from driftkeeper.model.store import PREDICTOR_FILE, REQUIRED_FILES, ModelStore
 from driftkeeper.model.train import TrainingConfig, train
 from driftkeeper.schema import DIAMONDS_SCHEMA
 
@@ -22,7 +22,8 @@ def test_trained_version_layout(trained_model_dir: Path) -> None:
     assert store.current_version() == "v1"
     assert (trained_model_dir / "current").is_symlink()
     version = trained_model_dir / "versions" / "v1"
-    assert sorted(p.name for p in version.iterdir()) == sorted(REQUIRED_FILES)
+    assert sorted(p.name for p in version.iterdir()) == sorted(
+        [*REQUIRED_FILES, PREDICTOR_FILE])
     metrics = json.loads((version / "metrics.json").read_text())
     assert {"rmse", "mae", "r2"} <= set(metrics)
     meta = json.loads((version / "metadata.json").read_text())

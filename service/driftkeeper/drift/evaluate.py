@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats as sps
 
 from . import stats
 from .calibration import NullTable, effective_size
@@ -79,6 +78,8 @@ def _threshold(setting: Threshold, null: NullTable | None, n: int, n_reference: 
         return float(setting), "policy"
     n_eff = float(max(n, 1)) if n_reference is None else effective_size(max(n, 1), n_reference)
     if exact:
+        from scipy import stats as sps
+
         # Exact KS has a distribution-free null (conservative with ties).
         calibrated = float(sps.kstwo.isf(alpha, max(round(n_eff), 1)))
     else:

@@ -17,7 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as sps
+
+# scipy.stats is imported inside the functions that need it (p-values, exact Wasserstein):
+# it costs a service worker ~50 MB, and the default methods never need it.
 
 PSI_SMOOTHING = 0.5
 """Pseudo-count added to every PSI bin on both sides (Jeffreys), so empty bins stay finite."""
@@ -132,6 +134,8 @@ def count_categories(codes: np.ndarray, n_levels: int) -> CategoricalCounts:
 
 def ks_pvalue(d: float, n_ref: int, n_cur: int) -> float:
     """Two-sided asymptotic p-value of a two-sample KS statistic (scipy's 'asymp' method)."""
+    from scipy import stats as sps
+
     m, n = sorted([float(n_ref), float(n_cur)], reverse=True)
     en = m * n / (m + n)
     return float(np.clip(sps.kstwo.sf(d, np.round(en)), 0.0, 1.0))
@@ -195,6 +199,8 @@ def wasserstein_exact(reference: np.ndarray, current: np.ndarray) -> StatResult:
     standard deviation), which reads better than KS for large, slow shifts. Equals
     ``scipy.stats.wasserstein_distance(reference, current) / std(reference)``.
     """
+    from scipy import stats as sps
+
     ref = np.asarray(reference, dtype=np.float64)
     cur = np.asarray(current, dtype=np.float64)
     std = float(np.std(ref))
@@ -311,6 +317,8 @@ def chisquare_scores(ref_counts: np.ndarray, counts: np.ndarray,
 
 
 def chisquare_pvalue(score: float, n: int, buckets: int) -> float:
+    from scipy import stats as sps
+
     return float(sps.chi2.sf(score * n, max(buckets - 1, 1)))
 
 

@@ -26,7 +26,7 @@ from rich.text import Text
 
 from ..model.store import ModelStore
 from ..model.train import TrainingConfig, train
-from ..simulate.scenarios import ONSET, SCENARIOS
+from ..simulate.catalog import CATALOG, ONSET
 from .processes import ProcessGroup, driftkeeper_command, free_port
 
 DEMO_POLICY: dict[str, Any] = {
@@ -94,7 +94,7 @@ class DemoView:
             self.progress = lines[-1] if lines else ""
 
     def render(self) -> Group:
-        scenario = SCENARIOS[self.config.scenario]
+        scenario = CATALOG[self.config.scenario]
         head = Text.assemble(
             ("Driftkeeper demo", "bold"), f"  {self.clock(time.time())} / "
             f"{self.clock(self.started + self.config.duration)}   scenario ",

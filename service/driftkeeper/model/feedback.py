@@ -13,12 +13,14 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
-from ..data import canonicalize
 from ..schema import FeatureSchema
+
+if TYPE_CHECKING:  # reading is for training; the service only appends, without pandas
+    import pandas as pd
 
 META_COLUMNS = ("ts", "model_version", "prediction")
 
@@ -104,6 +106,8 @@ class FeedbackStore:
 
     def count(self, since: float | None = None) -> int:
         """Labelled rows stored (with ``ts >= since``), reading only the time column."""
+        import pandas as pd
+
         total = 0
         for path in self._segments():
             try:
@@ -118,6 +122,10 @@ class FeedbackStore:
              until: float | None = None) -> pd.DataFrame:
         """The newest ``limit`` labelled rows (all if None) with ``since <= ts < until``,
         oldest first, canonical dtypes, plus ``ts``, ``model_version`` and ``prediction``."""
+        import pandas as pd
+
+        from ..data import canonicalize
+
         frames = []
         for path in self._segments():
             try:
@@ -144,5 +152,7 @@ class FeedbackStore:
 
     def _valid_rows(self, raw: pd.DataFrame) -> np.ndarray:
         """Rows that survived intact (a crash can leave a torn last line in a segment)."""
+        import pandas as pd
+
         target = pd.to_numeric(raw[self.schema.target.name], errors="coerce").to_numpy()
         return self.schema.complete_rows(self.schema.encode(raw)) & np.isfinite(target)

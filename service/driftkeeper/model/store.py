@@ -20,14 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import joblib
-
 from ..drift.profile import ReferenceProfile
 from ..errors import ModelStoreError
 from ..schema import FeatureSchema
-from .estimators import for_serving
 
 MODEL_FILE = "model.joblib"
+PREDICTOR_FILE = "predictor.npz"  # optional: the model as arrays, for a service without sklearn
 PROFILE_FILE = "profile.json"
 METRICS_FILE = "metrics.json"
 METADATA_FILE = "metadata.json"
@@ -43,7 +41,7 @@ class ModelBundle:
 
     version: str
     path: Path
-    model: Any
+    model: Any  # the scikit-learn estimator; None when loaded without it
     profile: ReferenceProfile
     metrics: dict[str, Any]
     metadata: dict[str, Any]
@@ -51,6 +49,19 @@ class ModelBundle:
     @property
     def schema(self) -> FeatureSchema:
         return self.profile.schema
+
+    @property
+    def predictor_path(self) -> Path | None:
+        path = self.path / PREDICTOR_FILE
+        return path if path.is_file() else None
+
+
+def _load_estimator(path: Path) -> Any:
+    import joblib  # imports scikit-learn when unpickling: only where an estimator is needed
+
+    from .estimators import for_serving
+
+    return for_serving(joblib.load(path))
 
 
 def version_number(version: str) -> int:
@@ -108,8 +119,12 @@ class ModelStore:
     def path(self, version: str) -> Path:
         return self.versions_dir / version
 
-    def load(self, version: str | None = None) -> ModelBundle:
-        """Load a version (default: the current one) with its profile, metrics and metadata."""
+    def load(self, version: str | None = None, with_estimator: bool = True) -> ModelBundle:
+        """Load a version (default: the current one) with its profile, metrics and metadata.
+
+        ``with_estimator=False`` skips unpickling the scikit-learn model (and importing
+        scikit-learn): the service predicts from ``predictor.npz`` when there is one.
+        """
         version = version or self.current_version()
         if version is None:
             raise ModelStoreError(f"no current model in {self.root}; run `driftkeeper train "
@@ -119,7 +134,7 @@ class ModelStore:
             raise ModelStoreError(f"model version {version} in {self.root} is missing or "
                                   f"incomplete")
         try:
-            model = for_serving(joblib.load(path / MODEL_FILE))
+            model = _load_estimator(path / MODEL_FILE) if with_estimator else None
             profile = ReferenceProfile.load(path / PROFILE_FILE)
             metrics = json.loads((path / METRICS_FILE).read_text())
             metadata = json.loads((path / METADATA_FILE).read_text())

@@ -28,8 +28,17 @@ from ..drift.profile import DEFAULT_BINS, build_profile
 from ..errors import TrainingError
 from ..schema import DIAMONDS_SCHEMA, FeatureSchema
 from .estimators import RecalibratedRegressor, build_estimator, fit_params, model_kind
+from .export import verified_export
 from .feedback import FeedbackStore
-from .store import METADATA_FILE, METRICS_FILE, MODEL_FILE, PROFILE_FILE, ModelStore, write_json
+from .store import (
+    METADATA_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    PREDICTOR_FILE,
+    PROFILE_FILE,
+    ModelStore,
+    write_json,
+)
 
 
 @dataclass(frozen=True)
@@ -235,8 +244,13 @@ def train(model_dir: str | Path, config: TrainingConfig = TrainingConfig(),
                      "joblib": joblib.__version__},
     }
 
+    exported = verified_export(estimator, fitted.reference_X[:2000])
+    metrics["serving_export"] = exported is not None
+
     def write(tmp: Path) -> None:
         joblib.dump(estimator, tmp / MODEL_FILE, compress=3)
+        if exported is not None:
+            np.savez_compressed(tmp / PREDICTOR_FILE, **exported)
         profile.save(tmp / PROFILE_FILE)
         metrics["model_bytes"] = (tmp / MODEL_FILE).stat().st_size
         write_json(tmp / METRICS_FILE, metrics)

@@ -21,7 +21,7 @@ class ServiceConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 2
-    threads: int = 4
+    threads: int = 2
     max_rows: int = 10_000  # rows per request
     max_body_bytes: int = 4 * 1024 * 1024
     reload_interval: float = 1.0  # seconds between checks of `current` and the policy file

@@ -21,7 +21,7 @@ from ..errors import DriftkeeperError
 from ..model.store import ModelBundle, ModelStore, version_number
 from ..policy import DriftPolicy, default_policy, load_policy
 from . import metrics
-from .fastpredict import RowPredictor, compile_row_predictor
+from .predictor import TreePredictor
 
 log = logging.getLogger("driftkeeper.service")
 
@@ -34,7 +34,7 @@ class ServingModel:
     number: int
     numeric: list[tuple[int, str, Any]]  # (column, feature, NumericBins)
     categorical: list[tuple[int, str, int]]  # (column, feature, number of levels)
-    fast: RowPredictor | None = None
+    predictor: Any  # a TreePredictor, or the scikit-learn estimator when not exported
     _edges: dict[str, tuple[float, list[float]]] = field(default_factory=dict)
     _bin_counters: dict[tuple[str, int], Any] = field(default_factory=dict)
 
@@ -47,8 +47,9 @@ class ServingModel:
                 numeric.append((j, feat.name, prof.bins))
             else:
                 categorical.append((j, feat.name, len(feat.levels)))
-        fast = compile_row_predictor(bundle.model, _check_rows(bundle))
-        model = cls(bundle, version_number(bundle.version), numeric, categorical, fast)
+        predictor = (TreePredictor.load(bundle.predictor_path) if bundle.predictor_path
+                     else bundle.model)
+        model = cls(bundle, version_number(bundle.version), numeric, categorical, predictor)
         model._edges = {name: (float(b.edges[0]), b.edges[1:].tolist())
                         for _, name, b in numeric}
         return model
@@ -58,9 +59,7 @@ class ServingModel:
         return self.bundle.version
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        if self.fast is not None and len(X) == 1:
-            return np.array([self.fast(X[0].tolist())])
-        return np.asarray(self.bundle.model.predict(X), dtype=np.float64)
+        return np.asarray(self.predictor.predict(X), dtype=np.float64)
 
     def count_bins(self, X: np.ndarray) -> None:
         """Add the rows to the mergeable per-feature bin counters."""
@@ -92,19 +91,6 @@ class ServingModel:
         return child
 
 
-def _check_rows(bundle: ModelBundle, n: int = 64) -> np.ndarray:
-    """Rows spread over the reference (bin edges, every level) to self-check the fast path."""
-    rng = np.random.default_rng(0)
-    cols = []
-    for feat in bundle.schema.features:
-        prof = bundle.profile.features[feat.name]
-        if isinstance(prof, NumericalProfile):
-            cols.append(rng.choice(prof.bins.edges, n))
-        else:
-            cols.append(rng.integers(0, len(feat.levels), n).astype(np.float64))
-    return np.column_stack(cols)
-
-
 class ModelHolder:
     """The current model of a model directory, reloaded when ``current`` moves."""
 
@@ -120,8 +106,11 @@ class ModelHolder:
         if target is None or target == loaded or target == self._skipped:
             return False
         try:
-            new = ServingModel.from_bundle(self.store.load(target))
-        except DriftkeeperError as exc:
+            bundle = self.store.load(target, with_estimator=False)
+            if bundle.predictor_path is None:  # not exportable (e.g. the lab's forest)
+                bundle = self.store.load(target)
+            new = ServingModel.from_bundle(bundle)
+        except (DriftkeeperError, OSError, ValueError, KeyError) as exc:
             log.error("cannot load model %s, keeping %s: %s", target, loaded, exc)
             metrics.RELOADS.labels("failed").inc()
             self._skipped = target

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-Expectation = str  # "drift", "none" or "any" (a correct monitor may say either)
+from .catalog import CATALOG, ONSET, RECOVERY_END, Expectation
 
 
 @dataclass(frozen=True)
@@ -33,9 +33,6 @@ class Scenario:
     drifted_features: tuple[str, ...]
     generate: Callable[[np.random.Generator, pd.DataFrame, float, int], Batch]
 
-
-ONSET = 0.3
-"""Progress at which sudden shifts start: the first 30% of a run is normal traffic."""
 
 CARAT_TILT = 1.2
 """Sampling weight exp(tilt * z(carat)): at full strength heavy diamonds arrive far more
@@ -123,9 +120,6 @@ def _mixed(rng, table, t, n) -> Batch:
                  "heavier and D/E/F dearer" if on else "normal")
 
 
-RECOVERY_END = 0.65
-
-
 def _recovery(rng, table, t, n) -> Batch:
     on = ONSET <= t < RECOVERY_END
     batch = _mixed(rng, table, 1.0 if on else 0.0, n)
@@ -133,23 +127,15 @@ def _recovery(rng, table, t, n) -> Batch:
         "recovered" if t >= RECOVERY_END else "normal"))
 
 
-SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
-    Scenario("none", "resampled reference traffic; nothing changes", "none", "none", (), _none),
-    Scenario("lab", "the lab's per-request noise: carat ±2%, depth/table ±1%, price ±1%; "
-             "a correct monitor stays quiet", "none", "none", (), _lab),
-    Scenario("covariate-gradual", "heavier diamonds arrive more and more often (re-weighted "
-             "sampling, prices stay real)", "drift", "any", ("carat",), _covariate_gradual),
-    Scenario("covariate-sudden", "from 30% of the run, heavier diamonds arrive far more "
-             "often", "drift", "any", ("carat",), _covariate_sudden),
-    Scenario("category-mix", "from 30% of the run, Ideal cuts fall from 40% to ~21% of "
-             "traffic", "drift", "any", ("cut",), _category_mix),
-    Scenario("concept", "from 30% of the run, colours D, E, F are 25% dearer; inputs "
-             "unchanged", "none", "drift", (), _concept),
-    Scenario("mixed", "from 30% of the run, heavier diamonds and D/E/F 25% dearer", "drift",
-             "drift", ("carat",), _mixed),
-    Scenario("recovery", "normal, then heavier and D/E/F dearer from 30% to 65% of the run, "
-             "then normal again: drift must appear and clear", "none", "none", (), _recovery),
-]}
-"""Expectations are what a correct monitor says at the *end* of a run (for `recovery`: after
-the world returned to normal); `any` where both answers are defensible (e.g. a covariate
-shift towards dearer diamonds raises the RMSE in dollars without any change of concept)."""
+GENERATORS: dict[str, Callable[[np.random.Generator, pd.DataFrame, float, int], Batch]] = {
+    "none": _none, "lab": _lab, "covariate-gradual": _covariate_gradual,
+    "covariate-sudden": _covariate_sudden, "category-mix": _category_mix, "concept": _concept,
+    "mixed": _mixed, "recovery": _recovery,
+}
+
+SCENARIOS: dict[str, Scenario] = {
+    name: Scenario(info.name, info.summary, info.expect_data, info.expect_concept,
+                   info.drifted_features, GENERATORS[name])
+    for name, info in CATALOG.items()
+}
+

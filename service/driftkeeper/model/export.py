@@ -1,0 +1,78 @@
+"""Export a fitted model to plain arrays for the service (``predictor.npz``).
+
+Supported: HistGradientBoostingRegressor with squared error and numeric splits, and
+RecalibratedRegressor chains over it. Anything else (the lab's forest) is not exported and the
+service falls back to loading the scikit-learn model. An export is only written after it
+reproduced the estimator's own predictions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..serving.predictor import FIELDS, FORMAT, TreePredictor
+from .estimators import PRICE_FLOOR, RecalibratedRegressor
+
+
+def _hgb_arrays(model: Any, prefix: str) -> dict[str, np.ndarray] | None:
+    if type(model).__name__ != "HistGradientBoostingRegressor":
+        return None
+    if type(getattr(model, "_loss", None)).__name__ != "HalfSquaredError":
+        return None
+    columns: dict[str, list[np.ndarray]] = {f: [] for f in FIELDS}
+    offsets, depth = [0], 0
+    for per_iteration in model._predictors:
+        (predictor,) = per_iteration
+        nodes = predictor.nodes
+        if nodes["is_categorical"].any():
+            return None
+        columns["feature"].append(nodes["feature_idx"].astype(np.int64))
+        columns["threshold"].append(nodes["num_threshold"].astype(np.float64))
+        columns["left"].append(nodes["left"].astype(np.int64))
+        columns["right"].append(nodes["right"].astype(np.int64))
+        columns["is_leaf"].append(nodes["is_leaf"].astype(np.uint8))
+        columns["value"].append(nodes["value"].astype(np.float64))
+        offsets.append(offsets[-1] + len(nodes))
+        depth = max(depth, int(nodes["depth"].max()))
+    out = {prefix + f: np.concatenate(v) for f, v in columns.items()}
+    out[prefix + "offsets"] = np.asarray(offsets, dtype=np.int64)
+    out[prefix + "depth"] = np.asarray(depth + 1, dtype=np.int64)
+    out[prefix + "baseline"] = np.asarray([float(np.ravel(model._baseline_prediction)[0])])
+    return out
+
+
+def export_trees(estimator: Any) -> dict[str, np.ndarray] | None:
+    """The arrays of ``predictor.npz``, or None if the estimator is not supported."""
+    stages = []
+    while isinstance(estimator, RecalibratedRegressor):
+        stages.insert(0, estimator.correction_)
+        estimator = estimator.base
+    stages.insert(0, estimator)
+    arrays: dict[str, np.ndarray] = {"format": np.asarray([FORMAT]),
+                                     "floor": np.asarray([PRICE_FLOOR]),
+                                     "stages": np.asarray([len(stages)])}
+    for i, model in enumerate(stages):
+        part = _hgb_arrays(model, f"s{i}_")
+        if part is None:
+            return None
+        arrays.update(part)
+    return arrays
+
+
+def verified_export(estimator: Any, X_check: np.ndarray) -> dict[str, np.ndarray] | None:
+    """Export, then keep the export only if it reproduces ``estimator.predict`` on
+    ``X_check``, row by row and as a batch (within 1e-12 relative: exp() may differ in the
+    last bit between a scalar and a vectorised call)."""
+    arrays = export_trees(estimator)
+    if arrays is None:
+        return None
+    predictor = TreePredictor.from_arrays(arrays)
+    expected = np.asarray(estimator.predict(X_check), dtype=np.float64)
+    batch = predictor.predict(X_check)
+    rows = np.array([predictor.predict_row(r) for r in X_check[:200].tolist()])
+    if np.allclose(batch, expected, rtol=1e-12, atol=0) and np.allclose(
+            rows, expected[:200], rtol=1e-12, atol=0):
+        return arrays
+    return None
