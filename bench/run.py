@@ -381,7 +381,7 @@ def bench_bookkeeping(model_dir: Path, work: Path, settings: Settings) -> dict[s
                 "validate_us": per_call_us(lambda: validator.encode([dict(BODY)], False),
                                            settings),
                 "predict_us": per_call_us(lambda: model.predict(X), settings),
-                "fast_path": model.fast is not None,
+                "exported_predictor": type(model.predictor).__name__ == "TreePredictor",
             },
             "timeit": {"number": settings.timeit_number, "repeat": settings.timeit_repeat},
         }
