@@ -53,6 +53,15 @@ class DemoConfig:
     seed: int = 0
 
 
+def _say(console: Console, text: str) -> None:
+    """Print plain text: no rich markup (messages may hold brackets), no highlighting."""
+    console.print(text, highlight=False, markup=False)
+
+
+def _word(drift: bool | None) -> str:
+    return "no verdict yet" if drift is None else "DRIFT" if drift else "ok"
+
+
 def _verdict(drift: bool | None) -> Text:
     if drift is None:
         return Text("no verdict yet", style="dim")
@@ -211,23 +220,20 @@ def _watch(view: DemoView, url: str, simulator, console: Console) -> None:
     while simulator.poll() is None:  # plain lines when the output is not a terminal
         view.refresh(url)
         for e in view.events[seen:]:
-            console.print(f"{view.clock(e['time'])}  {e['reason']}: {e['message']}",
-                          highlight=False)
+            _say(console, f"{view.clock(e['time'])}  {e['reason']}: {e['message']}")
         seen = len(view.events)
         if time.monotonic() >= next_status and view.report:
             c = view.report.get("concept") or {}
-            console.print(f"{view.clock(time.time())}  model {view.report['model_version']}"
+            _say(console, f"{view.clock(time.time())}  model {view.report['model_version']}"
                           f" | data {_fmt(view.report['data']['score'])}"
-                          f" ({'DRIFT' if view.report['data']['drift'] else 'ok'})"
+                          f" ({_word(view.report['data']['drift'])})"
                           f" | concept {_fmt(c.get('score'))} vs {_fmt(c.get('threshold'))}"
-                          f" ({'DRIFT' if c.get('drift') else 'ok'}) | {view.phase}",
-                          highlight=False)
+                          f" ({_word(c.get('drift'))}) | {view.phase}")
             next_status = time.monotonic() + 10
         time.sleep(1.0)
     view.refresh(url)
     for e in view.events[seen:]:
-        console.print(f"{view.clock(e['time'])}  {e['reason']}: {e['message']}",
-                      highlight=False)
+        _say(console, f"{view.clock(e['time'])}  {e['reason']}: {e['message']}")
 
 
 def _summary(view: DemoView, run_dir: Path, model_dir: Path,
@@ -255,28 +261,27 @@ def _report(model_dir: Path, url: str, run_dir: Path, console: Console) -> str |
     try:
         return str(report_from_service(model_dir, url, run_dir / "report.html"))
     except Exception as exc:  # the report is a bonus; the demo's result stands without it
-        console.print(f"[yellow]could not write the report: {exc}[/yellow]")
+        console.print(f"could not write the report: {exc}", style="yellow", markup=False)
         return None
 
 
 def _print_summary(summary: dict[str, Any], console: Console) -> None:
     console.rule("summary")
-    console.print(f"scenario {summary['scenario']} (the shift starts at "
-                  f"{summary['onset_seconds']:.0f}s); {summary['traffic']}", highlight=False)
+    _say(console, f"scenario {summary['scenario']} (the shift starts at "
+                  f"{summary['onset_seconds']:.0f}s); {summary['traffic']}")
     for clock, reason, message in summary["timeline"]:
-        console.print(f"  {clock}  {reason}: {message}", highlight=False)
+        _say(console, f"  {clock}  {reason}: {message}")
     for version, m in summary["versions"].items():
         mark = " (serving)" if version == summary["serving"] else ""
-        console.print(f"  model {version}{mark}: RMSE {m['rmse']:.1f} "
-                      f"({m['evaluation']}; {m['strategy']})", highlight=False)
+        _say(console, f"  model {version}{mark}: RMSE {m['rmse']:.1f} "
+                      f"({m['evaluation']}; {m['strategy']})")
     final = summary.get("final") or {}
     if final:
         c = final.get("concept") or {}
-        console.print(f"  now: data drift {'DRIFT' if final['data']['drift'] else 'ok'}, "
+        _say(console, f"  now: data drift {_word(final['data']['drift'])}, "
                       f"concept drift {_fmt(c.get('score'))} vs threshold "
-                      f"{_fmt(c.get('threshold'))} "
-                      f"({'DRIFT' if c.get('drift') else 'ok'})", highlight=False)
-    console.print(f"  files: {summary['run_dir']} (service.log, driver.log, model/driver/"
-                  "events.jsonl, model/versions/)", highlight=False)
+                      f"{_fmt(c.get('threshold'))} ({_word(c.get('drift'))})")
+    _say(console, f"  files: {summary['run_dir']} (service.log, driver.log, model/driver/"
+                  "events.jsonl, model/versions/)")
     if summary.get("report"):
-        console.print(f"  report: {summary['report']}", highlight=False)
+        _say(console, f"  report: {summary['report']}")
