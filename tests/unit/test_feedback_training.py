@@ -33,6 +33,7 @@ def _store(root: Path, rows) -> FeedbackStore:
 
 def test_store_reads_back_filters_and_skips_torn_lines(tmp_path: Path, diamonds) -> None:
     store = _store(tmp_path, diamonds.head(30))
+    time.sleep(0.01)
     middle = time.time()
     time.sleep(0.01)
     store.append(to_rows(diamonds.iloc[30:40], with_price=True), "v2",

@@ -46,7 +46,7 @@ class FeedbackStore:
     def append(self, rows: list[dict], model_version: str, predictions: np.ndarray) -> None:
         """Append labelled rows (validated dicts with features and target) with the
         prediction the serving model made for them."""
-        now = f"{time.time():.3f}"
+        now = f"{time.time():.6f}"
         with self._lock:
             self._ensure_segment()
             assert self._writer is not None and self._fh is not None
