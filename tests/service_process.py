@@ -52,15 +52,19 @@ class RunningService:
         raise AssertionError(f"timed out waiting for {what}; last report: {report}")
 
 
-def _stop(process: subprocess.Popen) -> None:
+def stop_process(process: subprocess.Popen, timeout: float = 15.0) -> None:
+    """SIGTERM by pid; if it lingers, SIGKILL its process group (started with
+    ``start_new_session``, so the group id is its pid) or the process itself."""
     if process.poll() is not None:
         return
     process.send_signal(signal.SIGTERM)
     try:
-        process.wait(timeout=15)
+        process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)  # the group id is the master's pid
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            process.kill()
         process.wait(timeout=5)
 
 
@@ -95,4 +99,4 @@ def running_service(model_dir: Path, tmp_path: Path, *, workers: int = 2,
             time.sleep(0.2)
         yield service
     finally:
-        _stop(process)
+        stop_process(process)

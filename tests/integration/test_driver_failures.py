@@ -23,6 +23,21 @@ from traffic import to_rows
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture
+def drivers():
+    """Drivers a test creates; their training processes are stopped even if it fails."""
+    made: list[LocalDriver] = []
+    yield made
+    for driver in made:
+        driver.shutdown()
+
+
+def _driver(drivers: list, *args, **kwargs) -> LocalDriver:
+    driver = LocalDriver(DriverConfig(*args, **kwargs))
+    drivers.append(driver)
+    return driver
+
+
 def _policy(tmp_path: Path, **retraining) -> Path:
     path = tmp_path / "policy.yaml"
     path.write_text(yaml.safe_dump({
@@ -77,13 +92,13 @@ def _events(driver: LocalDriver) -> list[str]:
 
 
 def test_training_on_bad_data_fails_and_changes_nothing(model_dir, tmp_path, diamonds,
-                                                        monkeypatch) -> None:
+                                                        monkeypatch, drivers) -> None:
     before = _fingerprint(model_dir)
     bad = tmp_path / "bad.csv"
     bad.write_text("carat,cut,color\n0.3,Ideal,E\n")
     _labels(model_dir, diamonds)
-    driver = LocalDriver(DriverConfig(_policy(tmp_path), "http://127.0.0.1:9", model_dir,
-                                      base_data=str(bad)))
+    driver = _driver(drivers, _policy(tmp_path), "http://127.0.0.1:9", model_dir,
+                     base_data=str(bad))
     _drifting(driver, monkeypatch)
     _tick_until(driver, lambda: "RetrainFailed" in _events(driver))
     assert _fingerprint(model_dir) == before
@@ -94,10 +109,11 @@ def test_training_on_bad_data_fails_and_changes_nothing(model_dir, tmp_path, dia
     assert "missing column" in failed["message"]
 
 
-def test_killed_training_changes_nothing(model_dir, tmp_path, diamonds, monkeypatch) -> None:
+def test_killed_training_changes_nothing(model_dir, tmp_path, diamonds, monkeypatch,
+                                         drivers) -> None:
     before = _fingerprint(model_dir)
     _labels(model_dir, diamonds)
-    driver = LocalDriver(DriverConfig(_policy(tmp_path), "http://127.0.0.1:9", model_dir))
+    driver = _driver(drivers, _policy(tmp_path), "http://127.0.0.1:9", model_dir)
     _drifting(driver, monkeypatch)
     _tick_until(driver, lambda: driver.retrain is not None)
     time.sleep(1.0)  # let it get going (loading data, fitting)
@@ -108,10 +124,11 @@ def test_killed_training_changes_nothing(model_dir, tmp_path, diamonds, monkeypa
     assert ModelStore(model_dir).versions() == ["v1"]
 
 
-def test_memory_survives_a_driver_restart(model_dir, tmp_path, diamonds, monkeypatch) -> None:
+def test_memory_survives_a_driver_restart(model_dir, tmp_path, diamonds, monkeypatch,
+                                          drivers) -> None:
     _labels(model_dir, diamonds)
     policy = _policy(tmp_path)
-    driver = LocalDriver(DriverConfig(policy, "http://127.0.0.1:9", model_dir))
+    driver = _driver(drivers, policy, "http://127.0.0.1:9", model_dir)
     _drifting(driver, monkeypatch)
     _tick_until(driver, lambda: driver.retrain is not None)
     pid = driver.retrain.pid
@@ -139,7 +156,7 @@ def test_memory_survives_a_driver_restart(model_dir, tmp_path, diamonds, monkeyp
 
 
 def test_successful_retrain_is_gated_and_promoted(model_dir, tmp_path, diamonds,
-                                                  monkeypatch) -> None:
+                                                  monkeypatch, drivers) -> None:
     """Labels where D/E/F got 25% dearer: the candidate wins on fresh rows and is promoted."""
     store = FeedbackStore(model_dir / "feedback", DIAMONDS_SCHEMA)
     rows = diamonds.sample(1500, random_state=2)
@@ -147,7 +164,7 @@ def test_successful_retrain_is_gated_and_promoted(model_dir, tmp_path, diamonds,
     rows = rows.assign(price=np.where(dearer, rows["price"] * 1.25, rows["price"]))
     store.append(to_rows(rows, with_price=True), "v1", rows["price"].to_numpy())
     store.close()
-    driver = LocalDriver(DriverConfig(_policy(tmp_path), "http://127.0.0.1:9", model_dir))
+    driver = _driver(drivers, _policy(tmp_path), "http://127.0.0.1:9", model_dir)
     _drifting(driver, monkeypatch)
     _tick_until(driver, lambda: "ModelPromoted" in _events(driver)
                 or "PromotionRejected" in _events(driver))

@@ -7,7 +7,6 @@ concept drift falls back below its threshold; `none` and `lab` must lead to no r
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import requests
 import yaml
 
 from driftkeeper.model.store import ModelStore
-from service_process import running_service
+from service_process import running_service, stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -36,16 +35,6 @@ def _policy(path: Path) -> Path:
                                 "trainingData": {"minFeedbackRows": 2000}},
                  "promotion": {"evaluationRows": 500}}}))
     return path
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
 def run_loop(model_dir: Path, tmp_path: Path, scenario: str, duration: float,
@@ -72,7 +61,7 @@ def run_loop(model_dir: Path, tmp_path: Path, scenario: str, duration: float,
                 time.sleep(1.0)
                 reports.append(requests.get(svc.url + "/drift", timeout=5).json())
         finally:
-            _stop(driver)
+            stop_process(driver)
     log = (tmp_path / "driver.log").read_text()
     assert "Traceback" not in log, log[-3000:]
     events_file = model_dir / "driver" / "events.jsonl"

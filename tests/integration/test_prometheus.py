@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 import requests
 import yaml
 
-from service_process import free_port, running_service
+from service_process import free_port, running_service, stop_process
 from traffic import send_batches, to_rows
 
 pytestmark = [
@@ -42,12 +41,7 @@ def running_prometheus(target: str, tmp_path: Path):
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop_process(process)
         log.close()
 
 
