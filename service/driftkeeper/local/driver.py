@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,15 +64,6 @@ class RunningRetrain:
     stderr: Path
 
 
-@dataclass
-class Snapshot:
-    """What the driver last saw and decided, for the demo's live view."""
-
-    phase: str = "Starting"
-    observation: Observation | None = None
-    events: list[Event] = field(default_factory=list)
-
-
 def _atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -92,7 +83,7 @@ class LocalDriver:
         self._policy_stamp: tuple[float, int] | None = None
         self.state = EngineState()
         self.retrain: RunningRetrain | None = None
-        self.snapshot = Snapshot()
+        self.phase = "Starting"  # the engine's last phase, persisted for `demo` and users
         self._service_down = False
         config.driver_dir.mkdir(parents=True, exist_ok=True)
         self.events_file.touch()
@@ -111,7 +102,7 @@ class LocalDriver:
 
     def _persist(self) -> None:
         doc: dict[str, Any] = {"engine": self.state.to_dict(), "retrain": None,
-                               "phase": self.snapshot.phase}
+                               "phase": self.phase}
         if self.retrain is not None:
             doc["retrain"] = {"pid": self.retrain.pid, "started": self.retrain.started,
                               "cutoff": self.retrain.cutoff,
@@ -135,14 +126,16 @@ class LocalDriver:
 
     def _emit(self, decision: Decision) -> None:
         self.state = decision.state
-        self.snapshot.phase = decision.phase
+        self.phase = decision.phase
+        self._log_events(decision.events)
+        self._persist()
+
+    def _log_events(self, events: list[Event]) -> None:
         with open(self.events_file, "a") as fh:
-            for event in decision.events:
+            for event in events:
                 fh.write(json.dumps(event.to_dict()) + "\n")
                 log.log(logging.WARNING if event.type == "Warning" else logging.INFO,
                         "%s: %s", event.reason, event.message)
-        self.snapshot.events.extend(decision.events)
-        self._persist()
 
     # -- policy ------------------------------------------------------------------------
 
@@ -190,7 +183,6 @@ class LocalDriver:
             self.state.episode_start is not None) else 0
         decision = step(self.policy, self.state, obs, now, policy_error=self.policy_error,
                         fresh_labels=fresh, serving_version=self.store.current_version())
-        self.snapshot.observation = obs
         self._emit(decision)
         if decision.start_retrain:
             try:
@@ -203,11 +195,9 @@ class LocalDriver:
         try:
             obs = fetch_observation(self.config.service_url, self.session)
         except ServiceUnreachableError as exc:
-            if not self._service_down:
+            if not self._service_down:  # say it once per outage
                 self._service_down = True
-                self.snapshot.events.append(Event("Warning", "ServiceUnreachable", str(exc),
-                                                  now))
-                log.warning("%s", exc)
+                self._log_events([Event("Warning", "ServiceUnreachable", str(exc), now)])
             return None
         self._service_down = False
         return obs
