@@ -175,6 +175,8 @@ def test_invalid_policy() -> None:
     assert d.phase == INVALID and not d.start_retrain
     assert d.conditions[0].type == "PolicyValid" and d.conditions[0].status == "False"
     assert d.events[0].reason == "InvalidPolicy" and "spec.window.size" in d.events[0].message
+    again = step(None, d.state, obs(2, True), 2.0, policy_error="spec.window.size: too small")
+    assert again.events == [] and again.phase == INVALID  # said once, not every evaluation
 
 
 def test_promotion_clears_drift_under_the_new_model() -> None:

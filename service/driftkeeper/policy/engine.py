@@ -139,11 +139,13 @@ def step(policy: DriftPolicy | None, state: EngineState, obs: Observation | None
     older model are not counted, they measure what is already being replaced).
     """
     events: list[Event] = []
-    if policy is None:
+    if policy is None:  # act on nothing until the policy is fixed; say so once per error
         message = policy_error or "no policy"
-        return Decision(state, INVALID, [Condition("PolicyValid", "False", "InvalidSpec",
-                                                   message)],
-                        [Event("Warning", "InvalidPolicy", message, now)])
+        blocker = f"InvalidPolicy: {message}"
+        if blocker != state.blocked_by:
+            events.append(Event("Warning", "InvalidPolicy", message, now))
+        return Decision(replace(state, blocked_by=blocker), INVALID,
+                        [Condition("PolicyValid", "False", "InvalidSpec", message)], events)
     generation = policy_generation(policy)
     if generation != state.policy_generation:
         if state.policy_generation is not None and state.failures:
