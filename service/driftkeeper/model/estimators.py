@@ -27,7 +27,7 @@ HGB_PARAMS: dict[str, Any] = {
     "max_leaf_nodes": 63,
     "early_stopping": False,
 }
-"""Chosen on the lab's 80/20 split: held-out RMSE ~554 (lab forest: 616) in ~0.4 MB, and few
+"""Chosen on the lab's 80/20 split: held-out RMSE 553.6 (lab forest: 615.9) in 0.15 MB, and few
 enough trees for fast single-row predictions."""
 
 

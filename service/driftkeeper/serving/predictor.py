@@ -3,8 +3,8 @@
 At training time the fitted model is exported to ``predictor.npz`` (``model/export.py``) and
 checked against scikit-learn's own predictions; the service loads only that file. Importing
 scikit-learn (and the scipy and pandas it pulls in) costs a worker ~120 MB of its ~180 MB, and
-its ``predict`` spends ~300 µs on validation and per-tree calls for one row, where walking the
-trees from lists takes ~10 µs.
+its ``predict`` spends ~350 µs on validation and per-tree calls for one row, where walking the
+trees from lists takes ~13 µs.
 
 Stages: stage 0 is a gradient-boosted sum of trees; each further stage is a multiplicative
 correction, ``prediction = max(prediction, floor) * exp(stage)`` (see RecalibratedRegressor).
