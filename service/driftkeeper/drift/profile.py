@@ -19,7 +19,7 @@ from ..schema import FeatureSchema
 from . import calibration, stats
 from .calibration import NullTable
 
-PROFILE_FORMAT = 2
+PROFILE_FORMAT = 3
 """Bumped whenever the stored profile changes shape; older profiles need a retrain."""
 
 DEFAULT_BINS = 100
@@ -84,17 +84,13 @@ class ResidualProfile:
     bins: stats.NumericBins
     n: int
     rmse: float
-    mae: float
     mean: float
-    m2: float  # mean of r^2
-    m4: float  # mean of r^4, for the sampling noise of the RMSE
     null: dict[str, NullTable]
 
     def to_dict(self) -> dict[str, Any]:
         return {"edges": self.bins.edges.tolist(), "counts": self.bins.counts.astype(int).tolist(),
                 "std": self.bins.std, "psi_groups": self.bins.psi_groups.astype(int).tolist(),
-                "n": self.n, "rmse": self.rmse, "mae": self.mae, "mean": self.mean,
-                "m2": self.m2, "m4": self.m4,
+                "n": self.n, "rmse": self.rmse, "mean": self.mean,
                 "null": {m: t.to_dict() for m, t in self.null.items()}}
 
     @classmethod
@@ -103,8 +99,7 @@ class ResidualProfile:
                                  counts=np.asarray(d["counts"], dtype=np.float64),
                                  std=float(d["std"]),
                                  psi_groups=np.asarray(d["psi_groups"], dtype=np.int64))
-        return cls(bins, int(d["n"]), float(d["rmse"]), float(d["mae"]), float(d["mean"]),
-                   float(d["m2"]), float(d["m4"]),
+        return cls(bins, int(d["n"]), float(d["rmse"]), float(d["mean"]),
                    {m: NullTable.from_dict(t) for m, t in d["null"].items()})
 
 
@@ -223,8 +218,7 @@ def build_residual_profile(residuals: np.ndarray, rng: np.random.Generator,
                                  rng, trials=trials)
     null.update(_bootstrap_rmse_bias(r, rng, max(trials // 10, 500)))
     return ResidualProfile(bins=bins, n=len(r), rmse=float(np.sqrt(np.mean(r**2))),
-                           mae=float(np.mean(np.abs(r))), mean=float(r.mean()),
-                           m2=float(np.mean(r**2)), m4=float(np.mean(r**4)), null=null)
+                           mean=float(r.mean()), null=null)
 
 
 def _bootstrap_rmse_bias(r: np.ndarray, rng: np.random.Generator, trials: int,

@@ -254,10 +254,8 @@ def _summary(view: DemoView, run_dir: Path, model_dir: Path,
 
 
 def _report(model_dir: Path, url: str, run_dir: Path, console: Console) -> str | None:
-    try:
-        from ..report import report_from_service
-    except ImportError:
-        return None
+    from ..report import report_from_service
+
     try:
         return str(report_from_service(model_dir, url, run_dir / "report.html"))
     except Exception as exc:  # the report is a bonus; the demo's result stands without it

@@ -287,7 +287,7 @@ class LocalDriver:
 def _schema(store: ModelStore) -> FeatureSchema:
     """The serving model's feature schema (policies name its features), else the default."""
     try:
-        return store.load().schema
+        return store.load(with_estimator=False).schema
     except DriftkeeperError:
         return DIAMONDS_SCHEMA
 

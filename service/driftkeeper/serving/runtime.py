@@ -18,7 +18,7 @@ import numpy as np
 
 from ..drift.profile import NumericalProfile
 from ..errors import DriftkeeperError
-from ..model.store import ModelBundle, ModelStore, version_number
+from ..model.store import PREDICTOR_FILE, ModelBundle, ModelStore, version_number
 from ..policy import DriftPolicy, default_policy, load_policy
 from . import metrics
 from .predictor import TreePredictor
@@ -106,9 +106,9 @@ class ModelHolder:
         if target is None or target == loaded or target == self._skipped:
             return False
         try:
-            bundle = self.store.load(target, with_estimator=False)
-            if bundle.predictor_path is None:  # not exportable (e.g. the lab's forest)
-                bundle = self.store.load(target)
+            # Models that cannot be exported (the lab's forest) are served by scikit-learn.
+            exported = (self.store.path(target) / PREDICTOR_FILE).is_file()
+            bundle = self.store.load(target, with_estimator=not exported)
             new = ServingModel.from_bundle(bundle)
         except (DriftkeeperError, OSError, ValueError, KeyError) as exc:
             log.error("cannot load model %s, keeping %s: %s", target, loaded, exc)
