@@ -24,11 +24,13 @@ EXIT_OK, EXIT_DRIFT, EXIT_ERROR, EXIT_INSUFFICIENT = 0, 1, 2, 3
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
+    from .model.config import TrainingConfig as D  # defaults live there, not here
+
     p = sub.add_parser("train", help="train a model version (and make it current)",
                        description="Fit the model, evaluate it on a held-out split, profile "
                        "the reference and write DIR/versions/<id>/ atomically.")
     p.add_argument("--output", required=True, type=Path, metavar="DIR", help="model directory")
-    p.add_argument("--model", choices=("hgb", "rf"), default="hgb",
+    p.add_argument("--model", choices=("hgb", "rf"), default=D.model,
                    help="hgb: gradient boosting (default); rf: the lab's random forest")
     p.add_argument("--data", metavar="CSV", help="base training data (default: the shipped "
                    "diamonds table)")
@@ -38,17 +40,20 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="only feedback labelled at or after this time")
     p.add_argument("--feedback-until", type=float, metavar="UNIX_TIME",
                    help="only feedback labelled before this time")
-    p.add_argument("--feedback-rows", type=int, default=20_000, metavar="N",
-                   help="newest labelled rows to use (default 20000)")
-    p.add_argument("--min-feedback-rows", type=int, default=500, metavar="N",
-                   help="fewer feedback rows than this are ignored (default 500)")
-    p.add_argument("--feedback-share", type=float, default=0.8, metavar="F",
-                   help="share of sample weight carried by feedback rows (default 0.8)")
+    p.add_argument("--feedback-rows", type=int, default=D.feedback_rows, metavar="N",
+                   help=f"newest labelled rows to use (default {D.feedback_rows})")
+    p.add_argument("--min-feedback-rows", type=int, default=D.min_feedback_rows, metavar="N",
+                   help=f"fewer feedback rows than this are ignored (default "
+                   f"{D.min_feedback_rows})")
+    p.add_argument("--feedback-share", type=float, default=D.feedback_share, metavar="F",
+                   help=f"share of sample weight carried by feedback rows (default "
+                   f"{D.feedback_share})")
     p.add_argument("--no-base", action="store_true", help="train on feedback rows only")
-    p.add_argument("--strategy", choices=("auto", "refit", "recalibrate"), default="auto",
+    p.add_argument("--strategy", choices=("auto", "refit", "recalibrate"), default=D.strategy,
                    help="with feedback: refit from scratch, recalibrate the current model on "
                    "recent labels, or try both and keep the better on held-out rows (default)")
-    p.add_argument("--seed", type=int, default=42, help="split and model seed (default 42)")
+    p.add_argument("--seed", type=int, default=D.seed, help=f"split and model seed (default "
+                   f"{D.seed})")
     p.add_argument("--no-promote", action="store_true",
                    help="write the version but leave `current` where it is")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -77,6 +82,44 @@ def _cmd_train(args: argparse.Namespace) -> int:
               f"  held-out RMSE {m['rmse']:.1f}  MAE {m['mae']:.1f}  R² {m['r2']:.4f}  "
               f"({m['holdout_rows']} rows), model {m['model_bytes'] / 1e6:.2f} MB")
     return EXIT_OK
+
+
+def _add_retrain(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("retrain", help="one retrain under a DriftPolicy: train, judge, promote",
+                       description="Train a candidate on the labels since --since (the newest "
+                       "promotion.evaluationRows kept out), judge it against the serving model "
+                       "on those held-out labels, and promote it only if it is better and "
+                       "`current` still points at the model it was judged against. Prints one "
+                       "JSON outcome. Exit codes: 0 promoted or rejected, 2 failed.")
+    p.add_argument("--model-dir", required=True, type=Path, metavar="DIR")
+    p.add_argument("--policy", required=True, type=Path, metavar="FILE",
+                   help="DriftPolicy with the retraining and promotion settings")
+    p.add_argument("--since", type=float, metavar="UNIX_TIME",
+                   help="labels at or after this time are fresh (default: after the newest "
+                   "label the serving model trained on)")
+    p.add_argument("--data", metavar="CSV", help="base training data (default: the shipped "
+                   "diamonds table)")
+    p.add_argument("--termination-log", type=Path, metavar="FILE",
+                   help="also write the outcome here (a Kubernetes Job passes "
+                   "/dev/termination-log)")
+
+
+def _cmd_retrain(args: argparse.Namespace) -> int:
+    from .model.retrain import FAILED, RetrainOutcome, retrain
+    from .policy import load_policy
+
+    try:
+        outcome = retrain(args.model_dir, load_policy(args.policy), since=args.since,
+                          data=args.data)
+    except Exception as exc:  # the boundary: whatever broke, say so in the outcome
+        logging.getLogger("driftkeeper.retrain").exception("retrain failed")
+        outcome = RetrainOutcome(FAILED, f"{type(exc).__name__}: {exc}")
+    text = outcome.to_json()
+    print(text, flush=True)
+    if args.termination_log is not None:
+        with open(args.termination_log, "w") as fh:  # a plain file the kubelet reads once
+            fh.write(text)
+    return EXIT_ERROR if outcome.outcome == FAILED else EXIT_OK
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
@@ -311,7 +354,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"train": (_add_train, _cmd_train), "serve": (_add_serve, _cmd_serve),
+COMMANDS = {"train": (_add_train, _cmd_train), "retrain": (_add_retrain, _cmd_retrain),
+            "serve": (_add_serve, _cmd_serve),
             "drift": (_add_drift, _cmd_drift), "simulate": (_add_simulate, _cmd_simulate),
             "operator": (_add_operator, _cmd_operator), "report": (_add_report, _cmd_report),
             "demo": (_add_demo, _cmd_demo)}

@@ -35,6 +35,15 @@ class ModelStoreError(DriftkeeperError):
     """A model directory or version that is missing or incomplete."""
 
 
+class PromotionConflictError(ModelStoreError):
+    """A compare-and-swap promotion found ``current`` moved since the candidate was judged."""
+
+    def __init__(self, message: str, expected: object, actual: str | None) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
 class PolicyError(DriftkeeperError):
     """A DriftPolicy document that does not validate; the message names the field."""
 

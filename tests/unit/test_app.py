@@ -20,6 +20,7 @@ from bad_inputs import (
     oversized_body,
     too_many_rows,
 )
+from driftkeeper.drift.profile import ReferenceProfile
 from driftkeeper.model.train import TrainingConfig, train
 from driftkeeper.schema import DIAMONDS_SCHEMA
 from driftkeeper.serving.app import create_app, state_of
@@ -136,6 +137,17 @@ def test_drift_report_after_an_evaluation(served, diamonds) -> None:
     assert "\ndata_drift " in metrics
     assert 'driftkeeper_feature_drift{feature="carat",method="psi"}' in metrics
     assert 'driftkeeper_feature_bin_total{bin="' in metrics
+
+
+def test_reference_serves_the_versions_profile(served, model_dir: Path) -> None:
+    _, client = served
+    resp = client.get("/reference")
+    assert resp.status_code == 200 and resp.headers["ETag"] == '"v1"'
+    doc = resp.get_json()
+    assert doc["model_version"] == "v1"
+    stored = json.loads((model_dir / "versions" / "v1" / "profile.json").read_text())
+    assert doc["profile"] == stored
+    assert ReferenceProfile.from_dict(doc["profile"]).schema.names == DIAMONDS_SCHEMA.names
 
 
 def test_readyz_waits_for_a_model_and_hot_reloads(tmp_path: Path) -> None:

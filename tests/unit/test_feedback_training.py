@@ -11,10 +11,10 @@ import pytest
 from driftkeeper.errors import TrainingError
 from driftkeeper.model.estimators import RecalibratedRegressor
 from driftkeeper.model.feedback import FeedbackStore
+from driftkeeper.model.predictor import TreePredictor
 from driftkeeper.model.store import ModelStore
 from driftkeeper.model.train import TrainingConfig, train
 from driftkeeper.schema import DIAMONDS_SCHEMA
-from driftkeeper.serving.predictor import TreePredictor
 from traffic import to_rows
 
 

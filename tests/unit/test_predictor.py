@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from driftkeeper.model.export import export_trees, verified_export
+from driftkeeper.model.predictor import TreePredictor
 from driftkeeper.model.store import ModelStore
 from driftkeeper.schema import DIAMONDS_SCHEMA
-from driftkeeper.serving.predictor import TreePredictor
 
 
 def test_export_is_bit_identical_to_scikit_learn(trained_model_dir: Path, diamonds) -> None:

@@ -2,9 +2,9 @@
 
 Every evaluation interval it reads the service's metrics, asks the policy engine what to do,
 and does it: pushes the policy's thresholds to the service (the policy file the service
-watches), runs `driftkeeper train` as a subprocess on the base data plus recent feedback,
-and promotes the candidate only if it beats the serving model on fresh labelled rows. Its
-memory and every decision survive a restart (``DIR/driver/``).
+watches) and runs ``driftkeeper retrain`` (``model/retrain.py``: train on recent labels,
+judge on fresh ones, promote only if better) as a subprocess. Its memory and every decision
+survive a restart (``DIR/driver/``).
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ import yaml
 
 from ..errors import DriftkeeperError, PolicyError
 from ..model.feedback import FeedbackStore
+from ..model.retrain import RetrainOutcome
 from ..model.store import ModelStore
 from ..policy import DriftPolicy, load_policy
 from ..policy.engine import Decision, EngineState, Event, Observation, retrain_finished, step
 from ..schema import DIAMONDS_SCHEMA, FeatureSchema
-from .gate import judge
 from .observe import ServiceUnreachableError, fetch_observation
 
 log = logging.getLogger("driftkeeper.driver")
@@ -59,7 +59,6 @@ class RunningRetrain:
     process: subprocess.Popen | None
     pid: int
     started: float
-    cutoff: float  # labels at/after this time judge the candidate, never train it
     stdout: Path
     stderr: Path
 
@@ -105,7 +104,6 @@ class LocalDriver:
                                "phase": self.phase}
         if self.retrain is not None:
             doc["retrain"] = {"pid": self.retrain.pid, "started": self.retrain.started,
-                              "cutoff": self.retrain.cutoff,
                               "stdout": str(self.retrain.stdout),
                               "stderr": str(self.retrain.stderr)}
         _atomic_write(self._state_file, json.dumps(doc, indent=2))
@@ -205,26 +203,16 @@ class LocalDriver:
     # -- retraining --------------------------------------------------------------------
 
     def _start_retrain(self, now: float) -> None:
+        """Run ``driftkeeper retrain`` (plan, train, judge, promote) as a subprocess."""
         assert self.policy is not None
-        r = self.policy.retraining
         since = self.state.episode_start or now
-        recent = self.feedback.read(since=since)
-        gate_rows = self.policy.promotion.evaluation_rows
-        cutoff = float(recent["ts"].iloc[-gate_rows]) if len(recent) > gate_rows else now
         logs = self.config.driver_dir / "retrains"
         logs.mkdir(exist_ok=True)
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
         stdout, stderr = logs / f"{stamp}.json", logs / f"{stamp}.log"
-        args = [sys.executable, "-m", "driftkeeper.cli", "train",
-                "--output", str(self.config.model_dir), "--no-promote", "--json",
-                "--model", r.model, "--strategy", r.strategy,
-                "--feedback", str(self.feedback.directory),
-                "--feedback-since", repr(since), "--feedback-until", repr(cutoff),
-                "--feedback-rows", str(r.feedback_rows),
-                "--min-feedback-rows", str(r.min_feedback_rows),
-                "--feedback-share", str(r.feedback_share)]
-        if not r.include_base:
-            args.append("--no-base")
+        args = [sys.executable, "-m", "driftkeeper.cli", "retrain",
+                "--model-dir", str(self.config.model_dir),
+                "--policy", str(self.config.pushed_policy), "--since", repr(since)]
         if self.config.base_data:
             args += ["--data", self.config.base_data]
         # One OpenMP thread: the service shares these cores, and spinning OpenMP workers
@@ -233,9 +221,9 @@ class LocalDriver:
         with open(stdout, "wb") as out, open(stderr, "wb") as err:
             process = subprocess.Popen(args, stdout=out, stderr=err, start_new_session=True,
                                        env=env)
-        self.retrain = RunningRetrain(process, process.pid, now, cutoff, stdout, stderr)
+        self.retrain = RunningRetrain(process, process.pid, now, stdout, stderr)
         self._persist()  # a restarted driver must find (and stop) this process
-        log.info("training started (pid %d): %s", process.pid, " ".join(args[3:]))
+        log.info("retrain started (pid %d): %s", process.pid, " ".join(args[3:]))
 
     def _poll_retrain(self, now: float) -> None:
         assert self.retrain is not None and self.policy is not None
@@ -244,29 +232,17 @@ class LocalDriver:
         if code is None:
             if now - running.started > self.policy.retraining.timeout:
                 _kill_if_ours(running.pid)
-                self._finish("failed", f"training exceeded its timeout of "
+                self._finish("failed", f"retraining exceeded its timeout of "
                              f"{self.policy.retraining.timeout:.0f}s and was stopped", now)
             return
-        if code != 0:
-            tail = running.stderr.read_text(errors="replace").strip().splitlines()[-3:]
-            self._finish("failed", f"training exited with code {code}: {' | '.join(tail)}",
-                         now)
-            return
         try:
-            result = json.loads(running.stdout.read_text())
-            candidate = self.store.load(result["version"])
-            serving = self.store.load()
-        except (ValueError, KeyError, DriftkeeperError) as exc:
-            self._finish("failed", f"training produced no usable version: {exc}", now)
+            outcome = RetrainOutcome.from_dict(json.loads(running.stdout.read_text()))
+        except (OSError, ValueError, TypeError):
+            tail = running.stderr.read_text(errors="replace").strip().splitlines()[-3:]
+            self._finish("failed", f"retrain exited with code {code} and no outcome: "
+                         f"{' | '.join(tail)}", now)
             return
-        serving_until = (serving.metadata.get("training") or {}).get("feedback_until") or 0.0
-        rows = self.feedback.read(since=max(running.cutoff, serving_until + 1e-6))
-        verdict = judge(candidate, serving, rows, self.policy.promotion.min_improvement)
-        if verdict.promote:
-            self.store.promote(candidate.version)
-            self._finish("promoted", f"{candidate.version} promoted: {verdict.reason}", now)
-        else:
-            self._finish("rejected", f"{serving.version} stays: {verdict.reason}", now)
+        self._finish(outcome.outcome, outcome.reason, now)
 
     def _finish(self, outcome: str, message: str, now: float) -> None:
         self.retrain = None
@@ -293,11 +269,11 @@ def _schema(store: ModelStore) -> FeatureSchema:
 
 
 def _kill_if_ours(pid: int) -> None:
-    """SIGTERM a training process by pid, but only if it still is one (pids get reused)."""
+    """SIGTERM a retrain process by pid, but only if it still is one (pids get reused)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return
-    if b"driftkeeper.cli" in cmdline and b"train" in cmdline:
+    if b"driftkeeper.cli" in cmdline and b"retrain" in cmdline:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from ..serving.predictor import FIELDS, FORMAT, TreePredictor
 from .estimators import PRICE_FLOOR, RecalibratedRegressor
+from .predictor import FIELDS, FORMAT, TreePredictor
 
 
 def _hgb_arrays(model: Any, prefix: str) -> dict[str, np.ndarray] | None:

@@ -46,14 +46,16 @@ class FeedbackStore:
     def append(self, rows: list[dict], model_version: str, predictions: np.ndarray) -> None:
         """Append labelled rows (validated dicts with features and target) with the
         prediction the serving model made for them."""
-        now = f"{time.time():.6f}"
+        now = time.time()
         with self._lock:
             self._ensure_segment()
             assert self._writer is not None and self._fh is not None
             names = self.schema.names
             target = self.schema.target.name
-            for row, pred in zip(rows, predictions, strict=True):
-                self._writer.writerow([now, model_version, f"{pred:.6g}",
+            # Distinct, ordered stamps (a microsecond apart) even within one batch: the
+            # retrain splits fresh labels into training and judging rows by time.
+            for i, (row, pred) in enumerate(zip(rows, predictions, strict=True)):
+                self._writer.writerow([f"{now + i * 1e-6:.6f}", model_version, f"{pred:.6g}",
                                        *(row[n] for n in names), row[target]])
             self._fh.flush()
             self._rows_in_segment += len(rows)

@@ -9,19 +9,20 @@ training leaves at most a ``.tmp-*`` directory, which is ignored and cleaned up 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..drift.profile import ReferenceProfile
-from ..errors import ModelStoreError
+from ..errors import ModelStoreError, PromotionConflictError
 from ..schema import FeatureSchema
 
 MODEL_FILE = "model.joblib"
@@ -30,6 +31,9 @@ PROFILE_FILE = "profile.json"
 METRICS_FILE = "metrics.json"
 METADATA_FILE = "metadata.json"
 REQUIRED_FILES = (MODEL_FILE, PROFILE_FILE, METRICS_FILE, METADATA_FILE)
+
+ANY = object()
+"""``promote(expected=ANY)``: move ``current`` whatever it points at now."""
 
 _VERSION_RE = re.compile(r"^v(\d+)$")
 STALE_TMP_SECONDS = 3600
@@ -185,10 +189,37 @@ class ModelStore:
             return target.name
         raise ModelStoreError("could not allocate a version number")
 
-    def promote(self, version: str) -> None:
-        """Point ``current`` at a complete version, atomically."""
+    @contextlib.contextmanager
+    def _promotion_lock(self) -> Iterator[None]:
+        """Serialises promotions between processes (readers never need it: the swap itself
+        is one atomic rename)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / ".promote.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def promote(self, version: str, expected: str | object | None = ANY) -> None:
+        """Point ``current`` at a complete version, atomically.
+
+        With ``expected`` (a version, or None for "nothing promoted yet") this is a
+        compare-and-swap: ``current`` moves only if it still points at ``expected``, so a
+        candidate judged against one serving model never replaces a newer one.
+        Raises :class:`PromotionConflictError` otherwise.
+        """
         if not self.is_complete(version):
             raise ModelStoreError(f"cannot promote {version}: missing or incomplete")
+        with self._promotion_lock():
+            actual = self.current_version()
+            if expected is not ANY and actual != expected:
+                raise PromotionConflictError(
+                    f"not promoting {version}: current is {actual}, not {expected} as when "
+                    f"the candidate was judged", expected=expected, actual=actual)
+            self._swap_current(version)
+
+    def _swap_current(self, version: str) -> None:
         tmp_link = self.root / f".current-{uuid.uuid4().hex}"
         os.symlink(Path("versions") / version, tmp_link)
         try:

@@ -23,10 +23,10 @@ from sklearn.model_selection import KFold, train_test_split
 
 from .. import __version__
 from ..data import frame_hash, load_diamonds
-from ..drift import calibration
-from ..drift.profile import DEFAULT_BINS, build_profile
+from ..drift.profile import build_profile
 from ..errors import TrainingError
 from ..schema import DIAMONDS_SCHEMA, FeatureSchema
+from .config import TrainingConfig
 from .estimators import RecalibratedRegressor, build_estimator, fit_params, model_kind
 from .export import verified_export
 from .feedback import FeedbackStore
@@ -39,31 +39,6 @@ from .store import (
     ModelStore,
     write_json,
 )
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """What to train on and how. With feedback, the recent labelled rows describe the world
-    the new model will serve: they are the drift reference, they are cross-validated to give
-    the held-out residuals, and in a refit they outweigh the base data (``feedback_share``
-    of the total sample weight)."""
-
-    model: str = "hgb"
-    seed: int = 42
-    test_size: float = 0.2
-    data: str | None = None  # base data CSV; None = the shipped diamonds table
-    include_base: bool = True
-    feedback_dir: str | None = None
-    feedback_since: float | None = None  # only rows labelled at or after this time
-    feedback_until: float | None = None  # only rows labelled before this time
-    feedback_rows: int = 20_000
-    min_feedback_rows: int = 500
-    feedback_share: float = 0.8
-    strategy: str = "auto"  # refit | recalibrate | auto (both; the better out of fold)
-    folds: int = 5  # cross-validation folds over feedback rows
-    bins: int = DEFAULT_BINS
-    calibration_trials: int = calibration.TRIALS
-    promote: bool = True
 
 
 @dataclass(frozen=True)
@@ -199,10 +174,11 @@ def _recipes(config: TrainingConfig, schema: FeatureSchema, data: _Data,
     return recipes
 
 
-def train(model_dir: str | Path, config: TrainingConfig = TrainingConfig(),
+def train(model_dir: str | Path, config: TrainingConfig | None = None,
           schema: FeatureSchema = DIAMONDS_SCHEMA) -> TrainingResult:
     """Train a new model version into ``model_dir`` and, if ``config.promote``, make it
     current. Nothing in the store changes unless every artefact was written."""
+    config = config or TrainingConfig()
     started = time.time()
     store = ModelStore(model_dir)
     parent = store.current_version()

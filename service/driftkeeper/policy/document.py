@@ -41,31 +41,33 @@ def spec_schema() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class WindowSettings:
-    size: int = 1000
-    min_samples: int = 200
-    max_age: float = 3600.0
+    size: int
+    min_samples: int
+    max_age: float  # seconds
 
 
+# The settings below carry no defaults of their own: every default is in the schema
+# (driftpolicy.schema.yaml), which parse_policy fills in, so there is one place for them.
 @dataclass(frozen=True)
 class RetrainingSettings:
-    enabled: bool = True
-    suspend: bool = False
-    triggers: tuple[str, ...] = ("data", "concept")
-    cooldown: float = 600.0
-    max_failures: int = 3
-    timeout: float = 600.0
-    model: str = "hgb"
-    strategy: str = "auto"
-    include_base: bool = True
-    feedback_rows: int = 20_000
-    min_feedback_rows: int = 2000
-    feedback_share: float = 0.8
+    enabled: bool
+    suspend: bool
+    triggers: tuple[str, ...]
+    cooldown: float  # seconds
+    max_failures: int
+    timeout: float  # seconds
+    model: str
+    strategy: str
+    include_base: bool
+    feedback_rows: int
+    min_feedback_rows: int
+    feedback_share: float
 
 
 @dataclass(frozen=True)
 class PromotionSettings:
-    min_improvement: float = 0.0
-    evaluation_rows: int = 500
+    min_improvement: float
+    evaluation_rows: int
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from .config import ServiceConfig
 from .openapi import openapi_document
 from .rings import RingWriter
 from .runtime import ModelHolder, PolicyHolder, ServingModel
+from .tally import Tally, load_tally, update_tally
 from .validation import RowValidator, UnknownCategoryError, extract_rows, parse_body
 
 log = logging.getLogger("driftkeeper.service")
@@ -45,6 +46,7 @@ class ServiceState:
         self._feedback: FeedbackStore | None = None
         self._lazy_lock = threading.Lock()  # request threads create rings and stores lazily
         self._next_evaluation = 0.0
+        self._tally: Tally | None = None  # the window counters, while this worker leads
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         config.windows_dir.mkdir(parents=True, exist_ok=True)
@@ -63,7 +65,10 @@ class ServiceState:
         now = time.time() if now is None else now
         self.refresh()
         model = self.models.model
-        if model is None or now < self._next_evaluation or not self.leadership.try_acquire():
+        if model is None or not self.leadership.try_acquire():
+            return None
+        self._count(model, now)
+        if now < self._next_evaluation:
             return None
         policy = self.policy.policy
         self._next_evaluation = now + policy.interval
@@ -79,6 +84,20 @@ class ServiceState:
         horizon = max(policy.data_window.max_age, policy.concept_window.max_age)
         monitor.prune_rings(self.config.windows_dir, horizon, now)
         return doc
+
+    def _count(self, model: ServingModel, now: float) -> None:
+        """Add the rows that arrived since the last tick to the pod's window counters."""
+        if self._tally is None:  # another worker may have counted before us
+            self._tally = load_tally(self.config.tally_path)
+        try:
+            self._tally, changed = update_tally(self._tally, model.bundle.profile,
+                                                model.version, model.number,
+                                                self.config.windows_dir, now)
+            if changed:
+                self._tally.save(self.config.tally_path)
+        except Exception:  # counting must never stop monitoring
+            log.exception("updating the window counters failed")
+            self._tally = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="driftkeeper-monitor",
@@ -231,8 +250,7 @@ def create_app(config: ServiceConfig, start_background: bool = True) -> Flask:
         now = time.time()
         state.ring(monitor.INPUTS, 1 + X.shape[1]).append(
             np.column_stack([_timestamps(now, len(X)), X]))
-        model.count_bins(X)
-        metrics.PREDICTIONS.labels(model.version).inc(len(X))
+        metrics.PREDICTIONS.inc(len(X))
         body: dict[str, Any] = {"model_version": model.version, "request_id": g.request_id}
         if batch:
             body["predictions"] = predictions.tolist()
@@ -252,7 +270,7 @@ def create_app(config: ServiceConfig, start_background: bool = True) -> Flask:
         state.ring(monitor.FEEDBACK, 3).append(np.column_stack([
             _timestamps(now, len(X)), np.full(len(X), model.number), residuals]))
         state.feedback_store(model).append(rows, model.version, predictions)
-        metrics.FEEDBACK.labels(model.version).inc(len(X))
+        metrics.FEEDBACK.inc(len(X))
         return _json({"accepted": len(X), "model_version": model.version,
                       "request_id": g.request_id})
 
@@ -266,8 +284,18 @@ def create_app(config: ServiceConfig, start_background: bool = True) -> Flask:
 
     @app.get("/metrics")
     def prometheus_metrics() -> Response:
-        return Response(metrics.render(config.report_path),
+        return Response(metrics.render(config.report_path, config.tally_path),
                         mimetype="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/reference")
+    def reference() -> Response:
+        """The serving version's reference profile (bins, level counts, held-out residuals,
+        null tables): what a fleet-level evaluator needs to judge summed counters."""
+        model = _model()
+        resp = Response(b'{"model_version":"' + model.version.encode() + b'","profile":'
+                        + model.reference + b"}", mimetype="application/json")
+        resp.headers["ETag"] = f'"{model.version}"'
+        return resp
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -292,6 +320,7 @@ def create_app(config: ServiceConfig, start_background: bool = True) -> Flask:
                 "drift": "/drift (GET) the latest drift report; ?histograms=1 adds the "
                          "reference and current distributions",
                 "metrics": "/metrics (GET) Prometheus metrics",
+                "reference": "/reference (GET) the serving version's reference profile",
                 "healthz": "/healthz (GET) liveness",
                 "readyz": "/readyz (GET) readiness: a model is loaded",
                 "openapi": "/openapi.json (GET) this API as OpenAPI 3",

@@ -55,6 +55,10 @@ class ServiceConfig:
         return self.state_dir / "report.json"
 
     @property
+    def tally_path(self) -> Path:
+        return self.state_dir / "tally.json"
+
+    @property
     def monitor_lock(self) -> Path:
         return self.state_dir / "monitor.lock"
 

@@ -22,11 +22,15 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-PREDICTIONS = Counter("driftkeeper_predictions", "Rows predicted.", ["model_version"])
-FEEDBACK = Counter("driftkeeper_feedback", "Labelled feedback rows accepted.", ["model_version"])
+from .tally import load_tally, tally_metrics
+
+# No model_version label on the request counters: one series per pod, however many
+# promotions (driftkeeper_model_info says which version serves).
+PREDICTIONS = Counter("driftkeeper_predictions", "Rows predicted.")
+FEEDBACK = Counter("driftkeeper_feedback", "Labelled feedback rows accepted.")
 REQUEST_SECONDS = Histogram(
     "driftkeeper_request_duration_seconds", "Time spent handling a request, by endpoint.",
     ["endpoint"],
@@ -36,11 +40,6 @@ INVALID_INPUTS = Counter("driftkeeper_invalid_inputs",
                          ["endpoint", "reason"])
 UNSEEN_CATEGORIES = Counter("driftkeeper_unseen_categories",
                             "Rows rejected for a category the model never saw.", ["feature"])
-FEATURE_BINS = Counter(
-    "driftkeeper_feature_bin",
-    "Rows per reference bin and feature (mergeable across workers and replicas: "
-    "sum by (feature, bin) of increase() is the window's histogram).",
-    ["feature", "bin", "model_version"])
 MODEL_INFO = Gauge("driftkeeper_model_info", "The model version each worker serves (1).",
                    ["version", "kind"], multiprocess_mode="liveall")
 RELOADS = Counter("driftkeeper_model_reloads", "Hot reloads of the model, by outcome.",
@@ -66,6 +65,18 @@ class ReportCollector(Collector):
         except (OSError, ValueError):
             return
         yield from report_metrics(report)
+
+
+class TallyCollector(Collector):
+    """Exports the pod's window counters (``tally.json``, see ``tally.py``) at scrape time."""
+
+    def __init__(self, tally_path: Path) -> None:
+        self.tally_path = tally_path
+
+    def collect(self) -> Iterator[Metric]:
+        tally = load_tally(self.tally_path)
+        if tally is not None:
+            yield from tally_metrics(tally)
 
 
 def _gauge(name: str, doc: str, value: float | None, labels: dict[str, str] | None = None
@@ -143,11 +154,12 @@ def report_metrics(report: dict[str, Any]) -> Iterator[GaugeMetricFamily]:
     yield from (score, fthreshold, fdetected)
 
 
-def render(report_path: Path) -> bytes:
+def render(report_path: Path, tally_path: Path) -> bytes:
     """The /metrics body: a fresh registry per scrape, as the multiprocess docs require."""
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
     registry.register(ReportCollector(report_path))
+    registry.register(TallyCollector(tally_path))
     return generate_latest(registry)
 
 

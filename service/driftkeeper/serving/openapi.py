@@ -80,6 +80,13 @@ def openapi_document(schema: FeatureSchema | None, max_rows: int) -> dict[str, A
                                "responses": {"200": _ok("drift report", {
                                    "$ref": "#/components/schemas/DriftReport"}),
                                    "503": _error("no model loaded yet")}}},
+            "/reference": {"get": {
+                "summary": "The serving version's reference profile (for fleet evaluation)",
+                "responses": {"200": _ok("reference profile", {
+                    "type": "object", "required": ["model_version", "profile"],
+                    "properties": {"model_version": {"type": "string"},
+                                   "profile": {"type": "object"}}}),
+                    "503": _error("no model loaded yet")}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
                 "200": {"description": "text exposition format",
                         "content": {"text/plain": {"schema": {"type": "string"}}}}}}},

@@ -79,6 +79,37 @@ def read_ring(path: str | Path) -> np.ndarray:
     return np.concatenate([data[start:], data[:start]])
 
 
+def read_ring_tail(path: str | Path, position: int) -> tuple[np.ndarray, int, int]:
+    """Rows appended since ``position`` (a previous head), oldest first.
+
+    Returns the rows, the current head, and how many rows since ``position`` were already
+    overwritten by the ring wrapping around (they cannot be read any more). A head below
+    ``position`` means a new file: everything in it is new.
+    """
+    try:
+        header = np.fromfile(path, dtype=np.int64, count=HEADER_WORDS)
+        if len(header) < HEADER_WORDS or header[_MAGIC] != MAGIC:
+            return np.empty((0, 0)), position, 0
+        columns, capacity = int(header[_COLUMNS]), int(header[_CAPACITY])
+        head = int(header[_HEAD])
+        if head < position:
+            position = 0
+        new = head - position
+        if new == 0:
+            return np.empty((0, columns)), head, 0
+        data = np.memmap(path, dtype=np.float64, mode="r", offset=HEADER_WORDS * 8,
+                         shape=(capacity, columns))
+    except (OSError, ValueError):
+        return np.empty((0, 0)), position, 0
+    take = min(new, capacity)
+    first = (head - take) % capacity
+    if first + take <= capacity:
+        rows = np.array(data[first:first + take])
+    else:
+        rows = np.concatenate([data[first:], data[:first + take - capacity]])
+    return rows, head, new - take
+
+
 def read_rings(directory: str | Path, prefix: str) -> list[np.ndarray]:
     """Every process's ring with this prefix (one array per process)."""
     out = []

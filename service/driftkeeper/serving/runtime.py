@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import logging
 import os
-from bisect import bisect_left
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..drift.profile import NumericalProfile
 from ..errors import DriftkeeperError
-from ..model.store import PREDICTOR_FILE, ModelBundle, ModelStore, version_number
+from ..model.predictor import TreePredictor
+from ..model.store import PREDICTOR_FILE, PROFILE_FILE, ModelBundle, ModelStore, version_number
 from ..policy import DriftPolicy, default_policy, load_policy
 from . import metrics
-from .predictor import TreePredictor
 
 log = logging.getLogger("driftkeeper.service")
 
@@ -32,27 +30,15 @@ class ServingModel:
 
     bundle: ModelBundle
     number: int
-    numeric: list[tuple[int, str, Any]]  # (column, feature, NumericBins)
-    categorical: list[tuple[int, str, int]]  # (column, feature, number of levels)
     predictor: Any  # a TreePredictor, or the scikit-learn estimator when not exported
-    _edges: dict[str, tuple[float, list[float]]] = field(default_factory=dict)
-    _bin_counters: dict[tuple[str, int], Any] = field(default_factory=dict)
+    reference: bytes  # GET /reference: the version's reference profile, as stored
 
     @classmethod
     def from_bundle(cls, bundle: ModelBundle) -> ServingModel:
-        numeric, categorical = [], []
-        for j, feat in enumerate(bundle.schema.features):
-            prof = bundle.profile.features[feat.name]
-            if isinstance(prof, NumericalProfile):
-                numeric.append((j, feat.name, prof.bins))
-            else:
-                categorical.append((j, feat.name, len(feat.levels)))
         predictor = (TreePredictor.load(bundle.predictor_path) if bundle.predictor_path
                      else bundle.model)
-        model = cls(bundle, version_number(bundle.version), numeric, categorical, predictor)
-        model._edges = {name: (float(b.edges[0]), b.edges[1:].tolist())
-                        for _, name, b in numeric}
-        return model
+        reference = (bundle.path / PROFILE_FILE).read_bytes()
+        return cls(bundle, version_number(bundle.version), predictor, reference)
 
     @property
     def version(self) -> str:
@@ -60,35 +46,6 @@ class ServingModel:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return np.asarray(self.predictor.predict(X), dtype=np.float64)
-
-    def count_bins(self, X: np.ndarray) -> None:
-        """Add the rows to the mergeable per-feature bin counters."""
-        if len(X) == 1:  # the common single-row request: no numpy round trips
-            row = X[0].tolist()
-            for j, name, _ in self.numeric:
-                lowest, upper = self._edges[name]
-                x = row[j]
-                self._counter(name, 0 if x < lowest else bisect_left(upper, x) + 1).inc()
-            for j, name, _ in self.categorical:
-                self._counter(name, int(row[j])).inc()
-            return
-        for j, name, bins in self.numeric:
-            self._count(name, bins.bin_index(X[:, j]))
-        for j, name, _ in self.categorical:
-            self._count(name, X[:, j].astype(np.int64))
-
-    def _count(self, name: str, bins: np.ndarray) -> None:
-        values, counts = np.unique(bins, return_counts=True)
-        for b, c in zip(values.tolist(), counts.tolist(), strict=True):
-            self._counter(name, b).inc(c)
-
-    def _counter(self, name: str, b: int) -> Any:
-        key = (name, b)
-        child = self._bin_counters.get(key)
-        if child is None:
-            child = metrics.FEATURE_BINS.labels(name, str(b), self.version)
-            self._bin_counters[key] = child
-        return child
 
 
 class ModelHolder:

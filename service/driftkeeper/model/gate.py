@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..model.store import ModelBundle
+from .store import ModelBundle
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,247 @@
+"""Cumulative, mergeable counts of what a pod's windows saw: the fleet's raw material.
+
+The pod's evaluator counts every row once, as it arrives in the workers' rings: inputs into
+the serving version's reference bins, labelled rows scored by the serving version into
+residual bins with their sums. The counts only grow, so they are Prometheus counters:
+``increase()`` over a range, or the difference of two scrapes, is a window, and windows of
+any number of workers and replicas add up exactly (the operator's fleet-level evaluation).
+
+Counting starts from zero for each serving version (its bins differ from its parent's), and
+only the serving version's counts are kept and exported: the label set stays bounded
+however many promotions happen. Counting here rather than in the request path keeps the
+request path free of counter updates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from ..drift.profile import NumericalProfile, ReferenceProfile
+from .rings import read_ring_tail
+
+FORMAT = 1
+
+
+@dataclass
+class FeatureTally:
+    """Counts per bin (numerical: under, K reference bins, over; categorical: per level),
+    plus, for numericals, the summed distance of out-of-range values from the range ends
+    (the binned Wasserstein needs where they fell; distances keep the counters positive)."""
+
+    counts: np.ndarray
+    numeric: bool
+    unseen: int = 0  # categorical codes the schema does not know
+    under_distance: float = 0.0
+    over_distance: float = 0.0
+
+
+@dataclass
+class Tally:
+    """Everything counted for one serving version since ``started``."""
+
+    model_version: str
+    started: float
+    features: dict[str, FeatureTally]
+    residual_counts: np.ndarray
+    residual_positive: float = 0.0  # sum of positive residuals
+    residual_negative: float = 0.0  # sum of |negative residuals|
+    residual_squares: float = 0.0
+    data_rows: int = 0
+    concept_rows: int = 0
+    dropped_rows: int = 0  # rows overwritten in a ring before they could be counted
+    positions: dict[str, list[int]] = field(default_factory=dict)  # ring -> [inode, head]
+
+    @classmethod
+    def empty(cls, profile: ReferenceProfile, version: str, started: float) -> Tally:
+        features = {}
+        for name, prof in profile.features.items():
+            if isinstance(prof, NumericalProfile):
+                features[name] = FeatureTally(np.zeros(len(prof.bins.edges) + 1), True)
+            else:
+                features[name] = FeatureTally(np.zeros(len(prof.levels)), False)
+        residual_bins = 0 if profile.residuals is None else len(profile.residuals.bins.edges) + 1
+        return cls(version, started, features, np.zeros(residual_bins))
+
+    def add_inputs(self, profile: ReferenceProfile, encoded: np.ndarray) -> None:
+        """Count encoded input rows (rows x schema features)."""
+        for j, feat in enumerate(profile.schema.features):
+            prof, tally = profile.features[feat.name], self.features[feat.name]
+            col = encoded[:, j]
+            col = col[np.isfinite(col)]  # validation lets nothing else through
+            if isinstance(prof, NumericalProfile):
+                edges = prof.bins.edges
+                idx = prof.bins.bin_index(col)
+                tally.counts += np.bincount(idx, minlength=len(tally.counts))
+                tally.under_distance += float((edges[0] - col[idx == 0]).sum())
+                tally.over_distance += float((col[idx == len(edges)] - edges[-1]).sum())
+            else:
+                codes = col.astype(np.int64)
+                known = (codes >= 0) & (codes < len(tally.counts))
+                tally.counts += np.bincount(codes[known], minlength=len(tally.counts))
+                tally.unseen += int((~known).sum())
+        self.data_rows += len(encoded)
+
+    def add_residuals(self, profile: ReferenceProfile, residuals: np.ndarray) -> None:
+        r = residuals[np.isfinite(residuals)]
+        if profile.residuals is None or not len(r):
+            return
+        self.residual_counts += np.bincount(profile.residuals.bins.bin_index(r),
+                                            minlength=len(self.residual_counts))
+        self.residual_positive += float(r[r > 0].sum())
+        self.residual_negative += float(-r[r < 0].sum())
+        self.residual_squares += float((r * r).sum())
+        self.concept_rows += len(r)
+
+    # -- persistence: the evaluator writes it, every worker exports it ------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT, "model_version": self.model_version, "started": self.started,
+            "features": {n: {"counts": t.counts.astype(int).tolist(), "numeric": t.numeric,
+                             "unseen": t.unseen,
+                             "under_distance": t.under_distance,
+                             "over_distance": t.over_distance}
+                         for n, t in self.features.items()},
+            "residuals": {"counts": self.residual_counts.astype(int).tolist(),
+                          "positive": self.residual_positive,
+                          "negative": self.residual_negative,
+                          "squares": self.residual_squares},
+            "rows": {"data": self.data_rows, "concept": self.concept_rows,
+                     "dropped": self.dropped_rows},
+            "positions": self.positions,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Tally:
+        if d.get("format") != FORMAT:
+            raise ValueError(f"tally format {d.get('format')} is not {FORMAT}")
+        features = {n: FeatureTally(np.asarray(f["counts"], dtype=np.float64), f["numeric"],
+                                    f["unseen"], f["under_distance"], f["over_distance"])
+                    for n, f in d["features"].items()}
+        r = d["residuals"]
+        return cls(d["model_version"], d["started"], features,
+                   np.asarray(r["counts"], dtype=np.float64), r["positive"], r["negative"],
+                   r["squares"], d["rows"]["data"], d["rows"]["concept"],
+                   d["rows"]["dropped"], {k: list(v) for k, v in d["positions"].items()})
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), separators=(",", ":")))
+        os.replace(tmp, path)
+
+
+def load_tally(path: Path) -> Tally | None:
+    try:
+        return Tally.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def update_tally(tally: Tally | None, profile: ReferenceProfile, version: str,
+                 version_number: int, windows_dir: Path, now: float,
+                 inputs_prefix: str = "inputs", feedback_prefix: str = "feedback"
+                 ) -> tuple[Tally, bool]:
+    """Count the rows that arrived in the rings since the last update.
+
+    A new serving version restarts the counts (its bins differ) but not the ring positions:
+    rows are counted once, under the version serving when they are counted. Returns the
+    tally and whether anything changed.
+    """
+    changed = False
+    if tally is None or tally.model_version != version:
+        positions = tally.positions if tally is not None else {}
+        tally = Tally.empty(profile, version, now)
+        tally.positions = positions
+        changed = True
+    seen = set()
+    for path in sorted(windows_dir.glob("*.ring")):
+        prefix = path.name.rsplit("-", 1)[0]
+        if prefix not in (inputs_prefix, feedback_prefix):
+            continue
+        seen.add(path.name)
+        try:
+            inode = path.stat().st_ino
+        except OSError:
+            continue
+        old_inode, position = tally.positions.get(path.name, [inode, 0])
+        if old_inode != inode:  # a worker re-created its ring: a new file, start over
+            position = 0
+        rows, head, lost = read_ring_tail(path, position)
+        tally.positions[path.name] = [inode, head]
+        tally.dropped_rows += lost
+        if not rows.size:
+            continue
+        changed = True
+        if prefix == inputs_prefix:
+            tally.add_inputs(profile, rows[:, 1:])
+        else:
+            tally.add_residuals(profile, rows[rows[:, 1] == version_number, 2])
+    for gone in set(tally.positions) - seen:  # pruned rings of dead workers
+        del tally.positions[gone]
+        changed = True
+    return tally, changed
+
+
+def tally_metrics(tally: Tally) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    """The tally as Prometheus counters, every series labelled with the serving version."""
+    v = tally.model_version
+    bins = CounterMetricFamily(
+        "driftkeeper_feature_bin", "Rows per reference bin and feature since this version "
+        "began serving (mergeable: sum by (feature, bin) of increase() over replicas is the "
+        "window's histogram). Numerical bins: 0 under the reference range, 1..K reference "
+        "quantile bins, K+1 over it; categorical bins: level codes, -1 unseen.",
+        labels=["feature", "bin", "model_version"])
+    outside = CounterMetricFamily(
+        "driftkeeper_feature_outside_distance", "Summed distance of out-of-range values from "
+        "the reference range's ends, by feature and side.",
+        labels=["feature", "side", "model_version"])
+    for name, t in tally.features.items():
+        for b, c in enumerate(t.counts.tolist()):
+            bins.add_metric([name, str(b), v], c)
+        if t.unseen:
+            bins.add_metric([name, "-1", v], float(t.unseen))
+        if t.numeric:
+            outside.add_metric([name, "under", v], t.under_distance)
+            outside.add_metric([name, "over", v], t.over_distance)
+    yield bins
+    yield outside
+    residual_bins = CounterMetricFamily(
+        "driftkeeper_residual_bin", "Labelled rows scored by this version per held-out "
+        "residual bin (0 under, 1..K, K+1 over).", labels=["bin", "model_version"])
+    for b, c in enumerate(tally.residual_counts.tolist()):
+        residual_bins.add_metric([str(b), v], c)
+    yield residual_bins
+    sums = CounterMetricFamily("driftkeeper_residual_sum", "Summed residuals (actual - "
+                               "predicted) of labelled rows, by sign (negative: absolute).",
+                               labels=["sign", "model_version"])
+    sums.add_metric(["positive", v], tally.residual_positive)
+    sums.add_metric(["negative", v], tally.residual_negative)
+    yield sums
+    squares = CounterMetricFamily("driftkeeper_residual_squares", "Summed squared residuals "
+                                  "of labelled rows.", labels=["model_version"])
+    squares.add_metric([v], tally.residual_squares)
+    yield squares
+    rows = CounterMetricFamily("driftkeeper_window_rows", "Rows counted into the windows' "
+                               "counters, by kind (data: inputs; concept: labelled rows "
+                               "scored by this version).", labels=["kind", "model_version"])
+    rows.add_metric(["data", v], float(tally.data_rows))
+    rows.add_metric(["concept", v], float(tally.concept_rows))
+    yield rows
+    dropped = CounterMetricFamily("driftkeeper_window_dropped_rows", "Rows overwritten in a "
+                                  "worker's ring before they were counted (raise the ring "
+                                  "capacity if this grows).", labels=["model_version"])
+    dropped.add_metric([v], float(tally.dropped_rows))
+    yield dropped
+    started = GaugeMetricFamily("driftkeeper_counters_start_timestamp_seconds", "When the "
+                                "window counters of this version started from zero (a change "
+                                "means a reset).", labels=["model_version"])
+    started.add_metric([v], tally.started)
+    yield started

@@ -1,0 +1,148 @@
+"""The pod's window counters: every ring row counted exactly once, as the windows bin it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from driftkeeper.drift.windows import data_window, residual_window
+from driftkeeper.model.store import ModelStore
+from driftkeeper.serving.rings import RingWriter, read_ring_tail
+from driftkeeper.serving.tally import Tally, load_tally, tally_metrics, update_tally
+
+
+@pytest.fixture(scope="module")
+def profile(trained_model_dir: Path):
+    return ModelStore(trained_model_dir).load(with_estimator=False).profile
+
+
+def _inputs(encoded: np.ndarray, start: int, n: int) -> np.ndarray:
+    rows = encoded[start:start + n]
+    return np.column_stack([np.arange(len(rows), dtype=np.float64), rows])
+
+
+def _feedback(residuals: np.ndarray, version: int) -> np.ndarray:
+    return np.column_stack([np.arange(len(residuals), dtype=np.float64),
+                            np.full(len(residuals), version), residuals])
+
+
+def test_two_workers_counted_like_one_window(tmp_path: Path, profile, encoded) -> None:
+    a = RingWriter(tmp_path / "inputs-1.ring", 7, 1000)
+    b = RingWriter(tmp_path / "inputs-2.ring", 7, 1000)
+    fb = RingWriter(tmp_path / "feedback-1.ring", 3, 1000)
+    a.append(_inputs(encoded, 0, 300))
+    b.append(_inputs(encoded, 300, 200))
+    residuals = np.random.default_rng(0).normal(0, 500, 400)
+    fb.append(_feedback(residuals[:300], 1))
+    fb.append(_feedback(residuals[300:], 2))  # scored by another version: not counted
+    tally, changed = update_tally(None, profile, "v1", 1, tmp_path, now=10.0)
+    assert changed
+    expected = data_window(profile, encoded[:500])
+    for name, counts in expected.features.items():
+        np.testing.assert_array_equal(tally.features[name].counts, counts.counts)
+    window = residual_window(profile, residuals[:300])
+    np.testing.assert_array_equal(tally.residual_counts, window.counts.counts)
+    assert tally.residual_positive - tally.residual_negative == pytest.approx(window.total)
+    assert tally.residual_squares == pytest.approx(window.total_sq)
+    assert (tally.data_rows, tally.concept_rows) == (500, 300)
+
+
+def test_rows_are_counted_once_across_updates_and_leaders(tmp_path: Path, profile,
+                                                          encoded) -> None:
+    ring = RingWriter(tmp_path / "inputs-1.ring", 7, 1000)
+    ring.append(_inputs(encoded, 0, 100))
+    tally, _ = update_tally(None, profile, "v1", 1, tmp_path, now=1.0)
+    tally.save(tmp_path / "tally.json")
+    _, changed = update_tally(tally, profile, "v1", 1, tmp_path, now=2.0)
+    assert not changed  # nothing new
+    ring.append(_inputs(encoded, 100, 50))
+    # The leader died; the next one continues from the saved counters.
+    successor = load_tally(tmp_path / "tally.json")
+    successor, _ = update_tally(successor, profile, "v1", 1, tmp_path, now=3.0)
+    assert successor.data_rows == 150
+    np.testing.assert_array_equal(successor.features["carat"].counts,
+                                  data_window(profile, encoded[:150]).features["carat"].counts)
+
+
+def test_wrapped_ring_counts_what_is_left_and_reports_the_rest(tmp_path: Path, profile,
+                                                               encoded) -> None:
+    ring = RingWriter(tmp_path / "inputs-1.ring", 7, 64)
+    ring.append(_inputs(encoded, 0, 40))
+    tally, _ = update_tally(None, profile, "v1", 1, tmp_path, now=1.0)
+    for start in range(40, 240, 25):  # 200 more rows through a 64-row ring
+        ring.append(_inputs(encoded, start, 25))
+    tally, _ = update_tally(tally, profile, "v1", 1, tmp_path, now=2.0)
+    assert tally.data_rows == 40 + 64
+    assert tally.dropped_rows == 200 - 64
+    kept = np.vstack([encoded[:40], encoded[240 - 64:240]])
+    np.testing.assert_array_equal(tally.features["depth"].counts,
+                                  data_window(profile, kept).features["depth"].counts)
+
+
+def test_ring_tail_reads_across_the_wrap(tmp_path: Path) -> None:
+    ring = RingWriter(tmp_path / "r.ring", 2, 10)
+    ring.append(np.arange(14, dtype=np.float64).reshape(7, 2))
+    rows, head, lost = read_ring_tail(tmp_path / "r.ring", 0)
+    assert (head, lost) == (7, 0)
+    ring.append(np.arange(100, 112, dtype=np.float64).reshape(6, 2))
+    rows, head, lost = read_ring_tail(tmp_path / "r.ring", 7)
+    assert (head, lost) == (13, 0)
+    np.testing.assert_array_equal(rows[:, 0], [100, 102, 104, 106, 108, 110])
+    # A new file (its head is below the old position) is read from its start.
+    RingWriter(tmp_path / "r.ring", 2, 10).append(np.ones((3, 2)))
+    rows, head, _ = read_ring_tail(tmp_path / "r.ring", 13)
+    assert (len(rows), head) == (3, 3)
+
+
+def test_a_new_version_starts_from_zero(tmp_path: Path, profile, encoded) -> None:
+    ring = RingWriter(tmp_path / "inputs-1.ring", 7, 1000)
+    ring.append(_inputs(encoded, 0, 100))
+    tally, _ = update_tally(None, profile, "v1", 1, tmp_path, now=1.0)
+    tally, changed = update_tally(tally, profile, "v2", 2, tmp_path, now=2.0)
+    assert changed and tally.model_version == "v2" and tally.started == 2.0
+    assert tally.data_rows == 0  # rows counted under v1 are not counted again
+    ring.append(_inputs(encoded, 100, 10))
+    tally, _ = update_tally(tally, profile, "v2", 2, tmp_path, now=3.0)
+    assert tally.data_rows == 10
+
+
+def test_exported_counters_carry_only_the_serving_version(tmp_path: Path, profile,
+                                                          encoded) -> None:
+    ring = RingWriter(tmp_path / "inputs-1.ring", 7, 1000)
+    shifted = encoded[:50].copy()
+    shifted[:, 0] = 100.0  # carat far above the reference range: the overflow bin
+    ring.append(np.column_stack([np.arange(50.0), shifted]))
+    tally, _ = update_tally(None, profile, "v3", 3, tmp_path, now=1.0)
+
+    class Collector:
+        def collect(self):
+            return tally_metrics(tally)
+
+    registry = CollectorRegistry()
+    registry.register(Collector())
+    text = generate_latest(registry).decode()
+    samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
+    assert {s.labels["model_version"] for s in samples} == {"v3"}
+    over = len(profile.features["carat"].bins.edges)
+    carat = {s.labels["bin"]: s.value for s in samples
+             if s.name == "driftkeeper_feature_bin_total" and s.labels["feature"] == "carat"}
+    assert carat[str(over)] == 50
+    distance = next(s.value for s in samples
+                    if s.name == "driftkeeper_feature_outside_distance_total"
+                    and s.labels == {"feature": "carat", "side": "over", "model_version": "v3"})
+    top = profile.features["carat"].bins.edges[-1]
+    assert distance == pytest.approx(50 * (100.0 - top))
+
+
+def test_unreadable_or_foreign_tally_file_is_no_tally(tmp_path: Path, profile) -> None:
+    (tmp_path / "tally.json").write_text("{not json")
+    assert load_tally(tmp_path / "tally.json") is None
+    assert load_tally(tmp_path / "missing.json") is None
+    (tmp_path / "tally.json").write_text('{"format": 99}')
+    assert load_tally(tmp_path / "tally.json") is None
+    Tally.empty(profile, "v1", 5.0).save(tmp_path / "tally.json")
+    assert load_tally(tmp_path / "tally.json").started == 5.0
