@@ -106,7 +106,8 @@ def _fill_defaults(schema: dict[str, Any], value: Any, root: dict[str, Any]) -> 
         if key not in value:
             if "default" in sub_r:
                 value[key] = copy.deepcopy(sub_r["default"])
-            elif sub_r.get("type") == "object" and "properties" in sub_r:
+            elif (sub_r.get("type") == "object" and "properties" in sub_r
+                  and not sub_r.get("required")):  # an optional block stays absent
                 value[key] = {}
         if key in value:
             value[key] = _fill_defaults(sub_r, value[key], root)

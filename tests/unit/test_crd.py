@@ -1,0 +1,191 @@
+"""The DriftPolicy CRD: generated from the spec schema, structural, and as strict as the
+policy parser on the same good and bad policies (schema rules and CEL rules both)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import celpy
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from driftkeeper.errors import PolicyError
+from driftkeeper.policy import parse_policy
+from driftkeeper_operator import crd
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMITTED = ROOT / "k8s" / "crds" / "driftpolicies.driftkeeper.io.yaml"
+EXAMPLES = sorted((ROOT / "k8s" / "examples").glob("driftpolicy-*.yaml"))
+
+
+def _schema() -> dict[str, Any]:
+    doc = yaml.safe_load(COMMITTED.read_text())
+    return doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+
+def _as_jsonschema(node: Any) -> Any:
+    """OpenAPI 3.0 (as the API server reads it) to JSON Schema draft 4 semantics, which
+    shares its boolean exclusiveMinimum; nullable becomes a null type."""
+    if isinstance(node, list):
+        return [_as_jsonschema(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _as_jsonschema(v) for k, v in node.items()
+           if not k.startswith("x-kubernetes-") and k != "nullable"}
+    if node.get("nullable") and "type" in node:
+        out["type"] = [node["type"], "null"]
+    return out
+
+
+def _rules(node: dict[str, Any], path: tuple[str, ...] = ()) -> list[tuple[tuple, str]]:
+    """Every (path of properties, CEL rule) in a schema."""
+    found = [(path, r["rule"]) for r in node.get("x-kubernetes-validations", [])]
+    for name, sub in node.get("properties", {}).items():
+        found += _rules(sub, (*path, name))
+    return found
+
+
+def _cel_errors(schema: dict[str, Any], obj: dict[str, Any]) -> list[str]:
+    env = celpy.Environment()
+    failed = []
+    for path, rule in _rules(schema):
+        value: Any = obj
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is None:
+            continue
+        result = env.program(env.compile(rule)).evaluate({"self": celpy.json_to_cel(value)})
+        if result is not True and not (isinstance(result, celpy.celtypes.BoolType) and result):
+            failed.append(f"{'.'.join(path)}: {rule}")
+    return failed
+
+
+def _api_server_accepts(document: dict[str, Any]) -> bool:
+    """The schema and CEL checks the API server makes, after it fills the defaults (here
+    the parser's defaults, which come from the same schema)."""
+    schema = _schema()
+    errors = list(jsonschema.Draft4Validator(_as_jsonschema(schema)).iter_errors(document))
+    if errors:
+        return False
+    try:
+        defaulted = {**document, "spec": parse_policy(document).spec}
+    except PolicyError:
+        defaulted = document
+    return not _cel_errors(schema, defaulted)
+
+
+def _policy(spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "driftkeeper.io/v1alpha1", "kind": "DriftPolicy",
+            "metadata": {"name": "p"}, "spec": spec}
+
+
+def test_committed_crd_is_the_generated_one() -> None:
+    assert COMMITTED.read_text() == crd.render(), "run scripts/generate-crd"
+
+
+def test_crd_validates_against_the_api_schema() -> None:
+    kubernetes_validate.validate(yaml.safe_load(COMMITTED.read_text()), "1.30", strict=True)
+
+
+def _walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    if isinstance(node, dict):
+        out.append((path, node))
+        for key in ("properties",):
+            for name, sub in node.get(key, {}).items():
+                out += _walk(sub, f"{path}.{name}")
+        for key in ("items", "additionalProperties"):
+            if isinstance(node.get(key), dict):
+                out += _walk(node[key], f"{path}[{key}]")
+    return out
+
+
+def test_schema_is_structural() -> None:
+    """The API server's rules: a type on every node unless it preserves unknown fields or is
+    int-or-string, no $ref, no type/default/description/nullable inside anyOf or not."""
+    for path, node in _walk(_schema()):
+        assert "$ref" not in node and "$defs" not in node, path
+        assert node.get("additionalProperties") is not False, path
+        assert "uniqueItems" not in node, path
+        if "type" not in node:
+            assert node.get("x-kubernetes-preserve-unknown-fields") or node.get(
+                "x-kubernetes-int-or-string"), f"{path} has no type"
+        for branch in [*node.get("anyOf", []), node.get("not") or {}]:
+            assert not {"type", "default", "description", "nullable"} & set(branch), path
+
+
+def test_printer_columns_and_status_subresource() -> None:
+    version = yaml.safe_load(COMMITTED.read_text())["spec"]["versions"][0]
+    assert version["subresources"] == {"status": {}}
+    columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
+    assert columns == {"Phase": ".status.phase", "Data": ".status.data.score",
+                       "Concept": ".status.concept.score", "Model": ".status.modelVersion",
+                       "Last Retrain": ".status.lastRetrain.finishedAt",
+                       "Age": ".metadata.creationTimestamp"}
+    assert "conditions" in version["schema"]["openAPIV3Schema"]["properties"]["status"][
+        "properties"]
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_examples_are_accepted(path: Path) -> None:
+    document = yaml.safe_load(path.read_text())
+    assert _api_server_accepts(document)
+    parse_policy(document)
+
+
+GOOD = [
+    {},
+    {"concept": {"threshold": 0.2, "residualThreshold": "auto", "biasThreshold": 0}},
+    {"concept": {"threshold": 3}},
+    {"data": {"features": {"carat": {"method": "ks", "threshold": 0.1}}}},
+    {"target": {"service": "diamonds", "prometheus": {"url": "http://prom:9090"}}},
+    {"window": {"size": 500, "minSamples": 500}},
+]
+
+BAD = [
+    {"concept": {"threshold": "aut0"}},
+    {"concept": {"threshold": -0.1}},
+    {"concept": {"threshold": True}},
+    {"concept": {"threshold": {"value": 1}}},
+    {"concept": {"threshold": [0.2]}},
+    {"data": {"features": {"carat": {"threshold": "high"}}}},
+    {"data": {"features": {"carat": {"method": "kss"}}}},
+    {"data": {"methods": {"numerical": "jensenshannon"}}},
+    {"window": {"size": "big"}},
+    {"window": {"size": 100, "minSamples": 500}},  # a CEL rule
+    {"concept": {"window": {"size": 100, "minSamples": 500}}},
+    {"evaluation": {"interval": "5 minutes"}},
+    {"promotion": {"evaluationRows": 10}},
+    {"retraining": {"triggers": ["data", "weather"]}},
+    {"retraining": {"job": {"backoffLimit": -1}}},
+    {"target": {"port": "http"}},
+    {"target": {"service": "Not_A_Name"}},
+    {"target": {"service": "diamonds", "prometheus": {"url": "prom:9090"}}},
+]
+
+
+@pytest.mark.parametrize("spec", GOOD, ids=str)
+def test_good_policies_pass_both_the_crd_and_the_parser(spec: dict[str, Any]) -> None:
+    assert _api_server_accepts(_policy(spec))
+    parse_policy(_policy(spec))
+
+
+@pytest.mark.parametrize("spec", BAD, ids=str)
+def test_bad_policies_fail_both_the_crd_and_the_parser(spec: dict[str, Any]) -> None:
+    assert not _api_server_accepts(_policy(spec))
+    with pytest.raises(PolicyError):
+        parse_policy(_policy(spec))
+
+
+def test_window_rule_is_cel_and_names_its_field() -> None:
+    schema = _schema()
+    rules = _rules(schema)
+    assert (("spec", "window"), crd.WINDOW_RULE["rule"]) in rules
+    assert (("spec", "concept", "window"), crd.WINDOW_RULE["rule"]) in rules
+    document = copy.deepcopy(_policy({"window": {"size": 100, "minSamples": 500,
+                                                 "maxAge": "1h"}}))
+    assert _cel_errors(schema, document) == [f"spec.window: {crd.WINDOW_RULE['rule']}"]
