@@ -271,33 +271,72 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _add_operator(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("operator", help="apply a DriftPolicy: monitor, retrain, promote",
-                       description="With --local: the operator's logic on this machine. It "
-                       "reads the service's metrics every evaluation interval, pushes the "
-                       "policy's thresholds to the service, retrains in a subprocess and "
-                       "promotes a candidate only if it beats the serving model.")
-    p.add_argument("--local", action="store_true", required=True,
-                   help="run against a local service and model directory (required for now)")
-    p.add_argument("--policy", required=True, type=Path, metavar="FILE",
-                   help="DriftPolicy YAML (the same file works with kubectl apply)")
-    p.add_argument("--service", required=True, metavar="URL", help="the service's base URL")
-    p.add_argument("--model-dir", required=True, type=Path, metavar="DIR")
-    p.add_argument("--service-policy", type=Path, metavar="FILE",
-                   help="where to write the thresholds the service reads "
-                   "(default DIR/service-policy.yaml; pass the same to serve --policy)")
-    p.add_argument("--data", metavar="CSV", help="base data for retraining")
-    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    p = sub.add_parser(
+        "operator", help="apply DriftPolicies: monitor, retrain, promote",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="On Kubernetes (the default): a Kopf operator that watches DriftPolicy "
+        "resources, sums the counters of every ready replica of each policy's model Service, "
+        "judges drift, writes the status and events and runs retraining Jobs. It uses the "
+        "in-cluster ServiceAccount, or the standard kubeconfig (KUBECONFIG) outside a "
+        "cluster.\n\nWith --local: the same decisions on this machine, against one local "
+        "service and model directory, retraining in a subprocess.")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--namespace", action="append", default=[], metavar="NS",
+                       help="watch DriftPolicies in this namespace (repeatable; default: "
+                       "the kubeconfig's namespace, else 'default')")
+    where.add_argument("--all-namespaces", "-A", action="store_true",
+                       help="watch DriftPolicies in every namespace (needs a ClusterRole)")
+    where.add_argument("--local", action="store_true",
+                       help="run against a local service and model directory instead")
+    p.add_argument("--liveness", metavar="URL",
+                   help="serve Kopf's liveness probe here, e.g. http://0.0.0.0:8081/healthz")
+    local = p.add_argument_group("with --local")
+    local.add_argument("--policy", type=Path, metavar="FILE",
+                       help="DriftPolicy YAML (the same file works with kubectl apply)")
+    local.add_argument("--service", metavar="URL", help="the service's base URL")
+    local.add_argument("--model-dir", type=Path, metavar="DIR")
+    local.add_argument("--service-policy", type=Path, metavar="FILE",
+                       help="where to write the thresholds the service reads "
+                       "(default DIR/service-policy.yaml; pass the same to serve --policy)")
+    local.add_argument("--data", metavar="CSV", help="base data for retraining")
+    local.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
 
 
 def _cmd_operator(args: argparse.Namespace) -> int:
-    from .local.driver import DriverConfig, LocalDriver
+    if args.local:
+        missing = [f"--{n.replace('_', '-')}" for n in ("policy", "service", "model_dir")
+                   if getattr(args, n) is None]
+        if missing:
+            raise DriftkeeperError(f"--local needs {', '.join(missing)}")
+        from .local.driver import DriverConfig, LocalDriver
 
-    driver = LocalDriver(DriverConfig(policy_path=args.policy, service_url=args.service,
-                                      model_dir=args.model_dir,
-                                      service_policy_path=args.service_policy,
-                                      base_data=args.data))
-    driver.run(duration=args.duration)
+        driver = LocalDriver(DriverConfig(policy_path=args.policy, service_url=args.service,
+                                          model_dir=args.model_dir,
+                                          service_policy_path=args.service_policy,
+                                          base_data=args.data))
+        driver.run(duration=args.duration)
+        return EXIT_OK
+    try:
+        from driftkeeper_operator.main import run
+    except ImportError as exc:
+        raise DriftkeeperError(f"the Kubernetes operator needs kopf and kubernetes "
+                               f"(pip install 'driftkeeper[kubernetes]'): {exc}") from exc
+    run(args.namespace or [_default_namespace()], args.all_namespaces, args.liveness)
     return EXIT_OK
+
+
+def _default_namespace() -> str:
+    """The pod's namespace in a cluster, else the kubeconfig context's, else 'default'."""
+    in_pod = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    if in_pod.is_file():
+        return in_pod.read_text().strip()
+    try:
+        from kubernetes import config
+
+        _, context = config.list_kube_config_contexts()
+        return (context or {}).get("context", {}).get("namespace") or "default"
+    except Exception:  # no kubeconfig: the operator will say so when it logs in
+        return "default"
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:

@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..drift.report import DriftReport
 from . import DriftPolicy
 
 KINDS = ("data", "concept")
@@ -41,6 +42,22 @@ class Observation:
     samples: dict[str, int] = field(default_factory=dict)
     drifted_features: tuple[str, ...] = ()
     concept_tests: tuple[str, ...] = ()  # which concept tests fired: rmse, residual_ks, bias
+
+    @classmethod
+    def from_report(cls, report: DriftReport) -> Observation:
+        """The engine's view of a drift report (the operator evaluates reports itself)."""
+        data, concept = report.data, report.concept
+        drift: dict[str, bool | None] = {"data": data.drift,
+                                         "concept": concept.drift if concept else None}
+        return cls(
+            evaluated_at=report.evaluated_at or 0.0, model_version=report.model_version,
+            drift=drift,
+            scores={"data": data.score, "concept": concept.score if concept else None},
+            thresholds={"data": data.threshold,
+                        "concept": concept.threshold if concept else None},
+            samples={"data": data.samples, "concept": concept.samples if concept else 0},
+            drifted_features=tuple(sorted(data.drifted_features)),
+            concept_tests=tuple(sorted(concept.reasons)) if concept else ())
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,189 @@
+"""A replica's window counters, read from its /metrics, and windows made from them.
+
+Every model pod exports cumulative counters of what its windows saw (``serving/tally.py``):
+rows per reference bin and feature, labelled rows per residual bin, residual sums. The
+difference of two readings of one replica is that replica's window between them, and the
+windows of all replicas add up (the drift engine's mergeable windows), so the operator
+judges the whole Deployment as one.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
+
+from driftkeeper.drift import stats
+from driftkeeper.drift.profile import NumericalProfile, ReferenceProfile
+from driftkeeper.drift.windows import DataWindow, ResidualWindow
+
+
+@dataclass(frozen=True)
+class Counters:
+    """One replica's cumulative counters at one moment (or a difference of two readings)."""
+
+    version: str | None  # the model version the window counters belong to
+    started: float | None  # when they started from zero
+    features: dict[str, np.ndarray] = field(default_factory=dict)  # feature -> count by bin
+    unseen: dict[str, float] = field(default_factory=dict)  # categorical codes not in schema
+    outside: dict[str, tuple[float, float]] = field(default_factory=dict)  # under, over
+    residual_bins: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    residual_positive: float = 0.0
+    residual_negative: float = 0.0
+    residual_squares: float = 0.0
+    data_rows: float = 0.0
+    concept_rows: float = 0.0
+    labels: float = 0.0  # every labelled row the replica accepted (driftkeeper_feedback_total)
+
+    def same_series(self, other: Counters) -> bool:
+        """Both readings continue the same counters (no promotion, no restart between)."""
+        return self.version == other.version and self.started == other.started
+
+    def rows(self, kind: str) -> float:
+        return self.data_rows if kind == "data" else self.concept_rows
+
+    def minus(self, older: Counters | None) -> Counters:
+        """What was counted since ``older``; everything, if it belongs to other counters
+        (they were reset in between: a promotion or a restart)."""
+        if older is None or not self.same_series(older):
+            return self
+        zero = (0.0, 0.0)
+        return Counters(
+            self.version, self.started,
+            {f: _sub(b, older.features.get(f)) for f, b in self.features.items()},
+            {f: max(u - older.unseen.get(f, 0.0), 0.0) for f, u in self.unseen.items()},
+            {f: (u - older.outside.get(f, zero)[0], o - older.outside.get(f, zero)[1])
+             for f, (u, o) in self.outside.items()},
+            _sub(self.residual_bins, older.residual_bins),
+            self.residual_positive - older.residual_positive,
+            self.residual_negative - older.residual_negative,
+            self.residual_squares - older.residual_squares,
+            self.data_rows - older.data_rows, self.concept_rows - older.concept_rows,
+            self.labels - older.labels)
+
+
+def _add(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray:
+    a = np.zeros(0) if a is None else a
+    b = np.zeros(0) if b is None else b
+    out = np.zeros(max(len(a), len(b)))
+    out[:len(a)] += a
+    out[:len(b)] += b
+    return out
+
+
+def _sub(new: np.ndarray, old: np.ndarray | None) -> np.ndarray:
+    return np.maximum(_add(new, None if old is None else -old)[:len(new)], 0.0)
+
+
+def bins_array(bins: dict[int, float]) -> np.ndarray:
+    """Counts keyed by bin number as a dense array indexed by bin."""
+    out = np.zeros(max(bins, default=-1) + 1)
+    for b, c in bins.items():
+        out[b] = c
+    return out
+
+
+def parse_counters(text: str) -> Counters:
+    """A replica's counters from its Prometheus text exposition."""
+    features: dict[str, dict[int, float]] = defaultdict(dict)
+    unseen: dict[str, float] = {}
+    outside: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    residual_bins: dict[int, float] = {}
+    sums = {"positive": 0.0, "negative": 0.0}
+    version = started = None
+    squares = data_rows = concept_rows = labels = 0.0
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            name, lab, value = s.name, s.labels, s.value
+            if name == "driftkeeper_feature_bin_total":
+                b = int(lab["bin"])
+                if b < 0:
+                    unseen[lab["feature"]] = value
+                else:
+                    features[lab["feature"]][b] = value
+            elif name == "driftkeeper_feature_outside_distance_total":
+                outside[lab["feature"]][0 if lab["side"] == "under" else 1] = value
+            elif name == "driftkeeper_residual_bin_total":
+                residual_bins[int(lab["bin"])] = value
+            elif name == "driftkeeper_residual_sum_total":
+                sums[lab["sign"]] = value
+            elif name == "driftkeeper_residual_squares_total":
+                squares = value
+            elif name == "driftkeeper_window_rows_total":
+                version = lab["model_version"]
+                if lab["kind"] == "data":
+                    data_rows = value
+                else:
+                    concept_rows = value
+            elif name == "driftkeeper_counters_start_timestamp_seconds":
+                started = value
+            elif name == "driftkeeper_feedback_total":
+                labels = value
+    return Counters(version, started, {f: bins_array(b) for f, b in features.items()}, unseen,
+                    {f: (u, o) for f, (u, o) in outside.items()}, bins_array(residual_bins),
+                    sums["positive"], sums["negative"], squares, data_rows, concept_rows,
+                    labels)
+
+
+def total(parts: list[Counters]) -> Counters:
+    """The sum of several replicas' windows (of the same model version)."""
+    features: dict[str, np.ndarray] = {}
+    unseen: dict[str, float] = defaultdict(float)
+    outside: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    residual_bins = np.zeros(0)
+    for p in parts:
+        for f, bins in p.features.items():
+            features[f] = _add(features.get(f), bins)
+        for f, u in p.unseen.items():
+            unseen[f] += u
+        for f, (u, o) in p.outside.items():
+            outside[f][0] += u
+            outside[f][1] += o
+        residual_bins = _add(residual_bins, p.residual_bins)
+    version = parts[0].version if parts else None
+    return Counters(version, None, features, dict(unseen),
+                    {f: (u, o) for f, (u, o) in outside.items()}, residual_bins,
+                    sum(p.residual_positive for p in parts),
+                    sum(p.residual_negative for p in parts),
+                    sum(p.residual_squares for p in parts), sum(p.data_rows for p in parts),
+                    sum(p.concept_rows for p in parts), sum(p.labels for p in parts))
+
+
+def _dense(bins: np.ndarray | None, size: int) -> np.ndarray:
+    """Counts by bin, exactly ``size`` long (bins the profile does not have are dropped)."""
+    out = np.zeros(size)
+    if bins is not None:
+        n = min(size, len(bins))
+        out[:n] = bins[:n]
+    return out
+
+
+def data_window_of(profile: ReferenceProfile, counts: Counters) -> DataWindow:
+    """The drift engine's data window from summed counters."""
+    features: dict[str, stats.NumericCounts | stats.CategoricalCounts] = {}
+    for name, prof in profile.features.items():
+        bins = counts.features.get(name)
+        if isinstance(prof, NumericalProfile):
+            edges = prof.bins.edges
+            dense = _dense(bins, len(edges) + 1)
+            under, over = counts.outside.get(name, (0.0, 0.0))
+            # The counters hold distances beyond the range ends; the window wants sums.
+            features[name] = stats.NumericCounts(
+                dense, under_sum=float(dense[0] * edges[0] - under),
+                over_sum=float(dense[-1] * edges[-1] + over))
+        else:
+            features[name] = stats.CategoricalCounts(_dense(bins, len(prof.levels)),
+                                                     unseen=int(counts.unseen.get(name, 0.0)))
+    return DataWindow(features, round(counts.data_rows))
+
+
+def residual_window_of(profile: ReferenceProfile, counts: Counters) -> ResidualWindow:
+    """The drift engine's labelled window from summed counters."""
+    if profile.residuals is None:
+        raise ValueError("the reference profile has no held-out residuals")
+    dense = _dense(counts.residual_bins, len(profile.residuals.bins.edges) + 1)
+    return ResidualWindow(stats.NumericCounts(dense), round(dense.sum()),
+                          counts.residual_positive - counts.residual_negative,
+                          counts.residual_squares)

@@ -1,0 +1,130 @@
+"""The fleet's windows from successive readings of every replica's counters.
+
+A policy's window is "the ``size`` newest rows, none older than ``maxAge``". Counters only
+say how many rows arrived between two readings, so the window is chosen among readings:
+the newest earlier reading from which the fleet counted at least ``size`` rows, or, when
+there are not that many, the oldest one still within ``maxAge``. Each replica is
+differenced against its own earlier reading; a replica whose counters restarted (a
+promotion or a pod restart) or that was not there yet counts everything since its counters
+started, when that lies within the window.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections import deque
+from dataclasses import dataclass
+
+from driftkeeper.errors import DriftkeeperError
+from driftkeeper.model.store import version_number
+
+from .counters import Counters, total
+
+MAX_READINGS = 1000
+"""Readings kept per policy (with one every interval, enough for an hour at 4 s)."""
+
+
+@dataclass(frozen=True)
+class Reading:
+    """Every ready replica's counters at one evaluation."""
+
+    at: float
+    replicas: dict[str, Counters]  # replica (pod name or address) -> counters
+
+
+@dataclass(frozen=True)
+class Window:
+    """The fleet's window of one kind: summed counters, how many replicas, since when."""
+
+    counts: Counters
+    replicas: int
+    since: float | None  # the reading it starts after; None = since the counters started
+
+
+class FleetHistory:
+    """Readings of one policy's replicas, newest last, bounded by age and number."""
+
+    def __init__(self, horizon: float, max_readings: int = MAX_READINGS) -> None:
+        self.horizon = horizon
+        self.readings: deque[Reading] = deque(maxlen=max_readings)
+
+    def add(self, reading: Reading) -> None:
+        self.readings.append(reading)
+        while len(self.readings) > 1 and self.readings[0].at < reading.at - self.horizon:
+            self.readings.popleft()
+
+    @property
+    def latest(self) -> Reading | None:
+        return self.readings[-1] if self.readings else None
+
+    def serving_version(self) -> str | None:
+        """The version most replicas count for (ties: the newest)."""
+        latest = self.latest
+        if latest is None:
+            return None
+        votes = Tally(c.version for c in latest.replicas.values() if c.version)
+        if not votes:
+            return None
+        return max(votes, key=lambda v: (votes[v], version_order(v)))
+
+    def labels(self) -> float:
+        """Labelled rows the fleet accepted, summed over the replicas' counters."""
+        latest = self.latest
+        return sum(c.labels for c in latest.replicas.values()) if latest else 0.0
+
+    def window(self, kind: str, version: str, size: int, max_age: float) -> Window:
+        """The newest window of ``kind`` ("data" or "concept") with at least ``size`` rows,
+        or the largest one within ``max_age``."""
+        latest = self.latest
+        if latest is None:
+            return Window(total([]), 0, None)
+        now = latest.at
+        current = {r: c for r, c in latest.replicas.items() if c.version == version}
+        if not current:
+            return Window(total([]), 0, None)
+        earlier = [i for i in range(len(self.readings) - 2, -1, -1)
+                   if self.readings[i].at >= now - max_age]
+        # "Since the counters began" is a window of its own only if some began within it.
+        origin = [None] if any(c.started is not None and c.started >= now - max_age
+                               for c in current.values()) or not earlier else []
+        largest = None
+        for index in [*earlier, *origin]:
+            parts = [c.minus(self._baseline(r, c, index, now - max_age))
+                     for r, c in current.items()]
+            window = Window(total(parts), len(parts),
+                            None if index is None else self.readings[index].at)
+            if window.counts.rows(kind) >= size:
+                return window
+            largest = window
+        assert largest is not None
+        return largest
+
+    def _baseline(self, replica: str, current: Counters, index: int | None,
+                  oldest: float) -> Counters | None:
+        """What to subtract from ``current`` for a window starting after reading ``index``
+        (None: as early as ``oldest`` allows). None means "everything it counted"."""
+        if index is not None:
+            old = self.readings[index].replicas.get(replica)
+            if old is not None and current.same_series(old):
+                return old
+            start = self.readings[index].at
+        else:
+            start = oldest
+        if current.started is not None and current.started >= start:
+            return None  # its counters began after the window's start: all of them count
+        # The oldest reading of them since the window's start (rows before it are unknown).
+        first = index + 1 if index is not None else next(
+            j for j, r in enumerate(self.readings) if r.at >= oldest)
+        for j in range(first, len(self.readings)):
+            old = self.readings[j].replicas.get(replica)
+            if old is not None and current.same_series(old):
+                return old
+        return current
+
+
+def version_order(version: str) -> int:
+    """v12 -> 12, so that versions sort by age (-1 for anything else)."""
+    try:
+        return version_number(version)
+    except DriftkeeperError:
+        return -1

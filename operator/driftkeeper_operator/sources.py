@@ -1,0 +1,169 @@
+"""Where the fleet's counters come from: each replica's /metrics, or a Prometheus.
+
+Both give a :class:`FleetView`: the serving version, the summed data and labelled windows,
+and the fleet's running count of labels, so the evaluation does not care which was used.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from driftkeeper.policy import DriftPolicy
+
+from .counters import Counters, bins_array, parse_counters, total
+from .fleet import FleetHistory, Reading, version_order
+from .kube import Endpoint
+
+
+@dataclass(frozen=True)
+class FleetView:
+    """What the fleet's counters say at one evaluation."""
+
+    version: str | None  # the version most replicas serve
+    replicas: int  # replicas whose counters were read
+    data: Counters  # the data window, summed over replicas
+    concept: Counters  # the labelled window, summed over replicas
+    labels: float  # labels the fleet accepted so far (a running count)
+    errors: list[str] = field(default_factory=list)  # replicas that could not be read
+
+
+class ScrapeSource:
+    """Reads every ready replica's /metrics and differences successive readings."""
+
+    def __init__(self, session: requests.Session, timeout: float, horizon: float) -> None:
+        self.session = session
+        self.timeout = timeout
+        self.history = FleetHistory(horizon)
+
+    def observe(self, endpoints: list[Endpoint], policy: DriftPolicy, now: float) -> FleetView:
+        self.history.horizon = max(policy.data_window.max_age, policy.concept_window.max_age)
+        replicas: dict[str, Counters] = {}
+        errors = []
+        for endpoint in endpoints:
+            try:
+                resp = self.session.get(endpoint.url + "/metrics", timeout=self.timeout)
+                resp.raise_for_status()
+                replicas[endpoint.name] = parse_counters(resp.text)
+            except (requests.RequestException, ValueError) as exc:
+                errors.append(f"{endpoint.name}: {exc}")
+        self.history.add(Reading(now, replicas))
+        version = self.history.serving_version()
+        if version is None:
+            empty = total([])
+            return FleetView(None, len(replicas), empty, empty, self.history.labels(), errors)
+        data = self.history.window("data", version, policy.data_window.size,
+                                   policy.data_window.max_age)
+        concept = self.history.window("concept", version, policy.concept_window.size,
+                                      policy.concept_window.max_age)
+        return FleetView(version, data.replicas, data.counts, concept.counts,
+                         self.history.labels(), errors)
+
+
+class PrometheusError(Exception):
+    """The Prometheus query API failed or answered something unusable."""
+
+
+class PrometheusSource:
+    """Sums every replica's counters with PromQL: ``sum by (feature, bin)
+    (increase(...[range]))`` over a range that holds about one window of rows."""
+
+    MIN_RANGE = 30.0  # seconds: a few scrape intervals, or increase() has nothing to go on
+
+    def __init__(self, session: requests.Session, url: str, selector: str,
+                 timeout: float) -> None:
+        self.session = session
+        self.url = url.rstrip("/")
+        self.selector = selector
+        self.timeout = timeout
+
+    def query(self, promql: str, now: float) -> list[dict[str, Any]]:
+        try:
+            resp = self.session.get(f"{self.url}/api/v1/query",
+                                    params={"query": promql, "time": f"{now:.3f}"},
+                                    timeout=self.timeout)
+            body = resp.json()
+        except (requests.RequestException, ValueError) as exc:
+            raise PrometheusError(f"querying {self.url}: {exc}") from exc
+        if body.get("status") != "success":
+            raise PrometheusError(f"{self.url} refused {promql!r}: {body.get('error')}")
+        return body["data"]["result"]
+
+    def _sel(self, extra: str = "") -> str:
+        parts = [p for p in (self.selector, extra) if p]
+        return "{" + ",".join(parts) + "}"
+
+    def _scalar(self, promql: str, now: float) -> float:
+        result = self.query(promql, now)
+        value = float(result[0]["value"][1]) if result else 0.0
+        return value if math.isfinite(value) else 0.0
+
+    def observe(self, endpoints: list[Endpoint], policy: DriftPolicy, now: float) -> FleetView:
+        del endpoints  # Prometheus knows the replicas
+        versions = self.query(f"count by (model_version) "
+                              f"(driftkeeper_window_rows_total{self._sel()})", now)
+        labels = self._scalar(f"sum(driftkeeper_feedback_total{self._sel()})", now)
+        if not versions:
+            empty = total([])
+            return FleetView(None, 0, empty, empty, labels)
+        counted = {r["metric"]["model_version"]: float(r["value"][1]) for r in versions}
+        version = max(counted, key=lambda v: (counted[v], version_order(v)))
+        v = f'model_version="{version}"'
+        replicas = int(counted[version]) // 2  # two series (data, concept) per replica
+        data_range = self._range("data", v, policy.data_window.size,
+                                 policy.data_window.max_age, now)
+        concept_range = self._range("concept", v, policy.concept_window.size,
+                                    policy.concept_window.max_age, now)
+        return FleetView(version, replicas, self._data(v, version, data_range, now),
+                         self._concept(v, version, concept_range, now), labels)
+
+    def _range(self, kind: str, v: str, size: int, max_age: float, now: float) -> str:
+        """A PromQL range holding about ``size`` rows at the current rate, within maxAge."""
+        matchers = self._sel(f'{v},kind="{kind}"')
+        rate = self._scalar(f"sum(rate(driftkeeper_window_rows_total{matchers}[1m]))", now)
+        seconds = max_age if rate <= 0 else min(max(size / rate, self.MIN_RANGE), max_age)
+        return f"{max(math.ceil(seconds), 1)}s"
+
+    def _by(self, metric: str, labels: str, v: str, window: str, now: float
+            ) -> list[tuple[dict[str, str], float]]:
+        result = self.query(f"sum by ({labels}) (increase({metric}{self._sel(v)}[{window}]))",
+                            now)
+        return [(r["metric"], max(float(r["value"][1]), 0.0)) for r in result]
+
+    def _data(self, v: str, version: str, window: str, now: float) -> Counters:
+        features: dict[str, dict[int, float]] = {}
+        unseen: dict[str, float] = {}
+        for labels, value in self._by("driftkeeper_feature_bin_total", "feature, bin", v,
+                                      window, now):
+            b = int(labels["bin"])
+            if b < 0:
+                unseen[labels["feature"]] = value
+            else:
+                features.setdefault(labels["feature"], {})[b] = value
+        outside: dict[str, list[float]] = {}
+        for labels, value in self._by("driftkeeper_feature_outside_distance_total",
+                                      "feature, side", v, window, now):
+            sides = outside.setdefault(labels["feature"], [0.0, 0.0])
+            sides[0 if labels["side"] == "under" else 1] = value
+        rows = sum(self._by_kind(v, "data", window, now))
+        return Counters(version, None, {f: bins_array(b) for f, b in features.items()}, unseen,
+                        {f: (u, o) for f, (u, o) in outside.items()}, data_rows=rows)
+
+    def _by_kind(self, v: str, kind: str, window: str, now: float) -> list[float]:
+        return [value for labels, value in self._by("driftkeeper_window_rows_total", "kind", v,
+                                                    window, now) if labels.get("kind") == kind]
+
+    def _concept(self, v: str, version: str, window: str, now: float) -> Counters:
+        bins = {int(labels["bin"]): value for labels, value in self._by(
+            "driftkeeper_residual_bin_total", "bin", v, window, now)}
+        sums = {labels["sign"]: value for labels, value in self._by(
+            "driftkeeper_residual_sum_total", "sign", v, window, now)}
+        squares = sum(value for _, value in self._by("driftkeeper_residual_squares_total",
+                                                     "model_version", v, window, now))
+        return Counters(version, None, residual_bins=bins_array(bins),
+                        residual_positive=sums.get("positive", 0.0),
+                        residual_negative=sums.get("negative", 0.0), residual_squares=squares,
+                        concept_rows=sum(bins.values()))

@@ -1,0 +1,139 @@
+"""The operator's fleet windows: counters read from /metrics, differenced per replica and
+summed, equal the windows of all the rows the replicas saw."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from driftkeeper.drift.evaluate import evaluate_concept, evaluate_data
+from driftkeeper.drift.settings import ConceptSettings, DataSettings
+from driftkeeper.drift.windows import data_window, residual_window
+from driftkeeper.model.store import ModelStore
+from driftkeeper.serving.rings import RingWriter
+from driftkeeper.serving.tally import Tally, tally_metrics, update_tally
+from driftkeeper_operator.counters import (
+    Counters,
+    data_window_of,
+    parse_counters,
+    residual_window_of,
+    total,
+)
+from driftkeeper_operator.fleet import FleetHistory, Reading
+
+
+@pytest.fixture(scope="module")
+def profile(trained_model_dir: Path):
+    return ModelStore(trained_model_dir).load(with_estimator=False).profile
+
+
+def _exposition(tally: Tally, labels: float = 0.0) -> str:
+    class Collector:
+        def collect(self):
+            return tally_metrics(tally)
+
+    registry = CollectorRegistry()
+    registry.register(Collector())
+    text = generate_latest(registry).decode()
+    return (text + "# TYPE driftkeeper_feedback_total counter\n"
+            f"driftkeeper_feedback_total {labels}\n")
+
+
+class Replica:
+    """A pod's rings and its evaluator's tally, as the service keeps them."""
+
+    def __init__(self, directory: Path, profile) -> None:
+        directory.mkdir()
+        self.directory, self.profile = directory, profile
+        self.inputs = RingWriter(directory / "inputs-1.ring", 7, 100_000)
+        self.feedback = RingWriter(directory / "feedback-1.ring", 3, 100_000)
+        self.tally: Tally | None = None
+        self.labels = 0
+
+    def serve(self, X: np.ndarray, residuals: np.ndarray, now: float) -> Counters:
+        self.inputs.append(np.column_stack([np.zeros(len(X)), X]))
+        self.feedback.append(np.column_stack([np.zeros(len(residuals)),
+                                              np.ones(len(residuals)), residuals]))
+        self.labels += len(residuals)
+        self.tally, _ = update_tally(self.tally, self.profile, "v1", 1, self.directory, now)
+        return parse_counters(_exposition(self.tally, self.labels))
+
+
+def test_summed_replica_counters_equal_one_window_of_all_rows(tmp_path, profile,
+                                                              encoded) -> None:
+    rng = np.random.default_rng(1)
+    residuals = rng.standard_t(3, 900) * 400
+    X = encoded[rng.choice(len(encoded), 900, replace=False)].copy()
+    X[:, 0] *= 1.3  # drifted carat: some rows beyond the reference range
+    a, b = Replica(tmp_path / "a", profile), Replica(tmp_path / "b", profile)
+    summed = total([a.serve(X[:500], residuals[:500], 1.0),
+                    b.serve(X[500:], residuals[500:], 1.0)])
+    assert summed.labels == 900
+    expected = data_window(profile, X)
+    got = data_window_of(profile, summed)
+    assert got.rows == expected.rows == 900
+    for name, counts in expected.features.items():
+        np.testing.assert_array_equal(got.features[name].counts, counts.counts)
+    carat = got.features["carat"]
+    assert carat.over_sum == pytest.approx(expected.features["carat"].over_sum)
+    assert carat.under_sum == pytest.approx(expected.features["carat"].under_sum)
+    # The verdicts are the same as on the raw rows.
+    data_settings = DataSettings(features={})
+    assert (evaluate_data(profile, got, data_settings)
+            == evaluate_data(profile, expected, data_settings))
+    concept_got = evaluate_concept(profile, residual_window_of(profile, summed),
+                                   ConceptSettings())
+    concept_exp = evaluate_concept(profile, residual_window(profile, residuals),
+                                   ConceptSettings())
+    assert concept_got.score == pytest.approx(concept_exp.score)
+    assert concept_got.residual_ks.score == pytest.approx(concept_exp.residual_ks.score)
+
+
+def _counters(rows: float, started: float = 0.0, version: str = "v1") -> Counters:
+    return Counters(version, started, {"carat": np.array([rows])}, data_rows=rows,
+                    concept_rows=rows / 2, labels=rows / 2)
+
+
+def test_window_is_the_newest_with_enough_rows() -> None:
+    history = FleetHistory(horizon=3600)
+    for t in range(10):  # two replicas, 100 rows a second each
+        history.add(Reading(float(t), {"a": _counters(100.0 * t), "b": _counters(100.0 * t)}))
+    window = history.window("data", "v1", size=500, max_age=3600)
+    assert window.counts.data_rows == 600  # 3 readings back: 2 x 300
+    assert window.since == 6.0 and window.replicas == 2
+    assert history.window("concept", "v1", size=500, max_age=3600).counts.concept_rows == 500
+    # Not enough rows in maxAge: the largest window within it.
+    small = history.window("data", "v1", size=10_000, max_age=4.5)
+    assert small.counts.data_rows == 800 and small.since == 5.0  # from reading 5 on
+
+
+def test_restarted_or_new_replicas_count_since_their_counters_began() -> None:
+    history = FleetHistory(horizon=3600)
+    for t in range(5):
+        history.add(Reading(float(t), {"a": _counters(100.0 * t)}))
+    # b restarted at 4.5 (its counters began again) and c is new, started at 4.8.
+    history.add(Reading(5.0, {"a": _counters(500.0), "b": _counters(30.0, started=4.5),
+                              "c": _counters(20.0, started=4.8)}))
+    window = history.window("data", "v1", size=140, max_age=3600)
+    assert window.counts.data_rows == 100 + 30 + 20 and window.since == 4.0
+
+
+def test_only_the_serving_version_counts_and_it_is_the_majoritys() -> None:
+    history = FleetHistory(horizon=3600)
+    history.add(Reading(0.0, {"a": _counters(0.0), "b": _counters(0.0)}))
+    history.add(Reading(1.0, {"a": _counters(100.0, started=0.5, version="v2"),
+                              "b": _counters(100.0, started=0.6, version="v2"),
+                              "c": _counters(900.0)}))
+    assert history.serving_version() == "v2"
+    window = history.window("data", "v2", size=150, max_age=3600)
+    assert window.counts.data_rows == 200 and window.replicas == 2
+
+
+def test_history_is_bounded_by_its_horizon() -> None:
+    history = FleetHistory(horizon=10, max_readings=5)
+    for t in range(30):
+        history.add(Reading(float(t), {"a": _counters(float(t))}))
+    assert len(history.readings) == 5 and history.readings[0].at == 25.0

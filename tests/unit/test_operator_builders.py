@@ -1,0 +1,162 @@
+"""The operator's pure parts: names, the ConfigMap, the Job, the Job's progress and outcome,
+conditions, and its configuration."""
+
+from __future__ import annotations
+
+import json
+
+import kubernetes_validate
+import numpy as np
+import pytest
+import yaml
+
+from driftkeeper.drift.evaluate import evaluate_concept, evaluate_data
+from driftkeeper.drift.report import DriftReport
+from driftkeeper.drift.settings import ConceptSettings, DataSettings
+from driftkeeper.drift.windows import data_window, residual_window
+from driftkeeper.errors import DriftkeeperError, PolicyError
+from driftkeeper.model.retrain import RetrainOutcome
+from driftkeeper.model.store import ModelStore
+from driftkeeper.policy import parse_policy
+from driftkeeper.policy.engine import Condition
+from driftkeeper_operator import builders
+from driftkeeper_operator.config import OperatorConfig
+from driftkeeper_operator.worker import parse_for_cluster
+
+SPEC = {"target": {"service": "diamonds"},
+        "retraining": {"timeout": "15m",
+                       "job": {"resources": {"limits": {"memory": "2Gi"}}}}}
+
+
+def _policy(name: str = "diamonds", spec: dict | None = None):
+    return parse_policy({"apiVersion": "driftkeeper.io/v1alpha1", "kind": "DriftPolicy",
+                         "metadata": {"name": name}, "spec": spec or SPEC})
+
+
+def test_job_names_are_deterministic_and_fit_a_label() -> None:
+    assert builders.job_name("diamonds", 3) == "diamonds-retrain-3"
+    long = "x" * 80
+    name = builders.job_name(long, 12)
+    assert len(name) <= 63 and name.endswith("-retrain-12")
+    assert name == builders.job_name(long, 12)
+    assert builders.job_name(long, 12) != builders.job_name("y" * 80, 12)
+
+
+def test_config_map_carries_the_normalised_policy() -> None:
+    policy = _policy()
+    cm = builders.policy_config_map(policy, "ml")
+    kubernetes_validate.validate(cm, "1.30", strict=True)
+    assert cm["metadata"]["name"] == "driftpolicy-diamonds"
+    assert cm["metadata"]["labels"][builders.POLICY_LABEL] == "diamonds"
+    pushed = parse_policy(yaml.safe_load(cm["data"]["policy.yaml"]))
+    assert pushed.spec == policy.spec  # every default filled, and stable
+
+
+def test_retrain_job_spec() -> None:
+    job = builders.retrain_job(_policy(), "ml", 2, since=1795000000.5, image="img:1",
+                               service_account="trainer")
+    kubernetes_validate.validate(job, "1.30", strict=True)
+    assert job["metadata"]["name"] == "diamonds-retrain-2"
+    spec = job["spec"]
+    assert (spec["backoffLimit"], spec["activeDeadlineSeconds"],
+            spec["ttlSecondsAfterFinished"]) == (0, 900, 86400)
+    pod = spec["template"]["spec"]
+    assert pod["restartPolicy"] == "Never" and pod["serviceAccountName"] == "trainer"
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    assert container["image"] == "img:1"
+    assert container["command"] == [
+        "driftkeeper", "retrain", "--model-dir", "/models", "--policy",
+        "/etc/driftkeeper/policy.yaml", "--since", "1795000000.5", "--termination-log",
+        "/dev/termination-log"]
+    assert container["resources"] == {"limits": {"memory": "2Gi"}}
+    assert container["securityContext"] == {"allowPrivilegeEscalation": False,
+                                            "readOnlyRootFilesystem": True,
+                                            "capabilities": {"drop": ["ALL"]}}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["models"]["persistentVolumeClaim"]["claimName"] == "diamonds-models"
+    assert volumes["policy"]["configMap"]["name"] == "driftpolicy-diamonds"
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts == {"models": "/models", "policy": "/etc/driftkeeper", "tmp": "/tmp"}
+    labels = spec["template"]["metadata"]["labels"]
+    assert labels[builders.POLICY_LABEL] == "diamonds"
+    assert labels["app.kubernetes.io/component"] == "retrain"
+
+
+def test_policy_image_wins_over_the_operators() -> None:
+    spec = {**SPEC, "retraining": {"job": {"image": "custom:2"}}}
+    job = builders.retrain_job(_policy(spec=spec), "ml", 1, 0.0, image="img:1")
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "custom:2"
+    assert "serviceAccountName" not in job["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize(("conditions", "expected"), [
+    ([], builders.RUNNING),
+    ([{"type": "Complete", "status": "True"}], builders.SUCCEEDED),
+    ([{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}], builders.FAILED),
+    ([{"type": "Failed", "status": "False"}], builders.RUNNING),
+])
+def test_job_state(conditions: list, expected: str) -> None:
+    state, why = builders.job_state({"status": {"conditions": conditions}})
+    assert state == expected
+    if conditions and conditions[0].get("reason") == "DeadlineExceeded":
+        assert "timeout" in why
+
+
+def test_job_outcome_from_the_termination_message() -> None:
+    done = RetrainOutcome("promoted", "v2 promoted", serving="v1", candidate="v2")
+    outcome = builders.job_outcome(builders.SUCCEEDED, "ok", ["garbage", done.to_json()])
+    assert outcome == RetrainOutcome.from_dict(json.loads(done.to_json()))
+    failed = builders.job_outcome(builders.FAILED, "the Job failed (BackoffLimitExceeded)",
+                                  ["Traceback...\nMemoryError"])
+    assert failed.outcome == "failed" and "MemoryError" in failed.reason
+    silent = builders.job_outcome(builders.SUCCEEDED, "the Job completed", [])
+    assert silent.outcome == "failed" and "no outcome" in silent.reason
+
+
+def test_conditions_keep_their_transition_time_until_the_status_changes() -> None:
+    ready = Condition("Ready", "True", "Evaluating", "2 replicas")
+    data = Condition("DataDrift", "False", "WithinThreshold", "ok")
+    valid = Condition("PolicyValid", "True", "Valid", "engine-only, not shown")
+    first = builders.conditions([data, valid], ready, [], 3, now=1000.0)
+    assert [c["type"] for c in first] == ["Ready", "DataDrift"]
+    assert all(c["observedGeneration"] == 3 for c in first)
+    later = builders.conditions([Condition("DataDrift", "True", "DriftDetected", "carat")],
+                                ready, first, 3, now=2000.0)
+    times = {c["type"]: c["lastTransitionTime"] for c in later}
+    assert times["Ready"] == builders.rfc3339(1000.0)
+    assert times["DataDrift"] == builders.rfc3339(2000.0)
+
+
+def test_report_status_shape(trained_model_dir) -> None:
+    profile = ModelStore(trained_model_dir).load(with_estimator=False).profile
+    report = DriftReport(evaluate_data(profile, data_window(profile, np.empty((0, 6))),
+                                       DataSettings()),
+                         evaluate_concept(profile, residual_window(profile, np.zeros(0)),
+                                          ConceptSettings()), "v1", 5.0)
+    status = builders.report_status(report)
+    assert status["data"]["drift"] is None and status["data"]["samples"] == 0
+    assert status["concept"]["drift"] is None and status["concept"]["rmse"] is None
+    assert status["concept"]["rmseReference"] == pytest.approx(profile.residuals.rmse)
+
+
+def test_cluster_policies_need_a_target() -> None:
+    with pytest.raises(PolicyError) as info:
+        parse_for_cluster("p", {"window": {"size": 500}})
+    assert info.value.field == "spec.target"
+    policy, target = parse_for_cluster("p", SPEC)
+    assert (target.service, target.port, target.model_claim, target.deployment) == (
+        "diamonds", "http", "diamonds-models", "diamonds")
+    assert target.prometheus_url is None and policy.name == "p"
+
+
+def test_operator_config_from_the_environment() -> None:
+    config = OperatorConfig.from_env({"DRIFTKEEPER_IMAGE": "img:1",
+                                      "DRIFTKEEPER_SCRAPE_TIMEOUT": "2.5"})
+    assert (config.image, config.scrape_timeout, config.watch_timeout) == ("img:1", 2.5, 300)
+    with pytest.raises(DriftkeeperError, match="DRIFTKEEPER_WATCH_TIMEOUT must be a number"):
+        OperatorConfig.from_env({"DRIFTKEEPER_WATCH_TIMEOUT": "soon"})
+    with pytest.raises(DriftkeeperError, match="DRIFTKEEPER_SCRAPE_TIMEOUT must be > 0"):
+        OperatorConfig.from_env({"DRIFTKEEPER_SCRAPE_TIMEOUT": "0"})
