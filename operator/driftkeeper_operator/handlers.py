@@ -29,6 +29,7 @@ from .kube import Kube
 from .worker import PolicyWorker, parse_for_cluster
 
 PREFIX = "driftkeeper.io"
+log = logging.getLogger("driftkeeper.operator")  # not Kopf's object logger: it posts events
 
 
 @kopf.on.startup()
@@ -106,6 +107,7 @@ async def evaluate_fleet(stopped: kopf.DaemonStopped, name: str, namespace: str,
             delay = result.delay
             for event in result.events:
                 kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+                log.info("%s/%s %s: %s", namespace, name, event.reason, event.message)
         except Exception:  # one bad tick must not end the policy's monitoring
             logger.exception("evaluation failed; retrying")
             delay = 5.0

@@ -11,6 +11,7 @@ duplicated), and invalid specs.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from driftkeeper.model.store import ModelStore
 from driftkeeper.policy import parse_policy
 from harness.cluster import api_cluster, wait_until
 from harness.rig import CLAIM, IMAGE, SERVICE, Rig, dearer, operator_rig, policy_spec
+from prometheus_process import running_prometheus
 
 pytestmark = pytest.mark.slow
 
@@ -248,3 +250,43 @@ def test_invalid_spec_is_reported_and_fixing_it_recovers(model_dir, tmp_path) ->
                    "the ConfigMap once valid")
         wait_until(lambda: _status(rig, "phase") not in (None, "Invalid"), 30, "a valid phase")
         assert "Traceback" not in rig.operator_log(), rig.operator_log()[-4000:]
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None,
+                    reason="prometheus not installed (make test-tools installs it)")
+def test_fleet_counters_from_prometheus(model_dir, tmp_path, diamonds) -> None:
+    """With spec.target.prometheus, the windows are sum(increase(...)) over the replicas'
+    series in Prometheus, as a ServiceMonitor would label them."""
+    normal = diamonds.sample(2000, random_state=14).reset_index(drop=True)
+    with api_cluster(tmp_path) as cluster, operator_rig(cluster, model_dir, tmp_path) as rig:
+        ns = rig.namespace
+        targets = [svc.url.removeprefix("http://") for svc in rig.replicas]
+        with running_prometheus(targets, tmp_path, {"namespace": ns, "service": SERVICE}
+                                ) as prometheus:
+            spec = policy_spec(target={"service": SERVICE, "modelClaim": CLAIM,
+                                       "prometheus": {"url": prometheus}})
+            cluster.create_policy(ns, POLICY, spec)
+
+            def scraped() -> bool:  # rows counted before a series' first scrape are lost
+                with contextlib.suppress(requests.RequestException):
+                    body = requests.get(prometheus + "/api/v1/query", timeout=5, params={
+                        "query": 'driftkeeper_window_rows_total{kind="data"}'}).json()
+                    return len(body.get("data", {}).get("result", [])) == 2
+                return False
+
+            wait_until(scraped, 60, "Prometheus to scrape both replicas")
+            heavy = normal[:600].assign(carat=normal["carat"][:600] * 1.5)
+            rig.predict(0, heavy[:300])
+            rig.predict(1, heavy[300:])
+            rig.label(0, normal[600:900])
+            rig.label(1, normal[900:1200])
+            wait_until(lambda: _status(rig, "data", "drift") is True, 90,
+                       "the fleet's verdict from Prometheus")
+            wait_until(lambda: _status(rig, "concept", "drift") is False, 60,
+                       "a concept verdict from Prometheus")
+            # About one window (size 400) of the 600 rows: the range is chosen from the rate,
+            # and increase() extrapolates a little.
+            assert 300 <= _status(rig, "data", "samples") <= 700
+            assert _status(rig, "data", "driftedFeatures") == ["carat"]
+            assert _status(rig, "modelVersion") == "v1"
+            assert _status(rig, "endpoints") == 2

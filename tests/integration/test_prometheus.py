@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import requests
 import yaml
 
-from service_process import free_port, running_service, stop_process
+from prometheus_process import running_prometheus
+from service_process import running_service
 from traffic import send_batches, to_rows
 
 pytestmark = [
@@ -20,29 +19,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("prometheus") is None,
                        reason="prometheus not installed (make test-tools installs it)"),
 ]
-
-
-@contextlib.contextmanager
-def running_prometheus(target: str, tmp_path: Path):
-    port = free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [{"job_name": "driftkeeper", "metrics_path": "/metrics",
-                            "static_configs": [{"targets": [target]}]}],
-    }))
-    if shutil.which("promtool"):
-        subprocess.run(["promtool", "check", "config", str(config)], check=True,
-                       capture_output=True, timeout=30)
-    log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115 - closed in finally
-    process = subprocess.Popen(
-        ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_process(process)
-        log.close()
 
 
 def _query(prometheus: str, promql: str, timeout: float = 60.0) -> list[dict]:

@@ -12,6 +12,7 @@ import yaml
 
 from driftkeeper.policy import parse_policy
 from driftkeeper.schema import DIAMONDS_SCHEMA
+from driftkeeper_operator.builders import config_map_name
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES_VERSION = "1.30"
@@ -28,17 +29,40 @@ def test_manifests_validate_against_the_api_schema(path: Path) -> None:
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
 
 
-def test_policy_configmap_holds_a_valid_drift_policy() -> None:
+def test_service_mounts_the_operators_policy_configmap() -> None:
     docs = {d["kind"]: d for d in _documents(ROOT / "k8s" / "service.yaml")}
-    policy = yaml.safe_load(docs["ConfigMap"]["data"]["policy.yaml"])
-    assert parse_policy(policy, DIAMONDS_SCHEMA).name == "diamonds"
-    container = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    example = yaml.safe_load((ROOT / "k8s" / "examples" / "driftpolicy-diamonds.yaml")
+                             .read_text())
+    policy = parse_policy(example, DIAMONDS_SCHEMA)
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["policy"]["configMap"] == {"name": config_map_name(policy.name),
+                                              "optional": True}
+    target = policy.spec["target"]
+    assert docs["Service"]["metadata"]["name"] == target["service"]
+    assert docs["Service"]["spec"]["ports"][0]["name"] == target["port"]
+    assert docs["PersistentVolumeClaim"]["metadata"]["name"] == target["modelClaim"]
+    container = pod["containers"][0]
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert "/etc/driftkeeper/policy.yaml" in container["args"]
-    assert mounts["policy"] == "/etc/driftkeeper"
+    assert mounts["policy"] == "/etc/driftkeeper" and mounts["models"] == target["modelDir"]
     probes = (container["readinessProbe"]["httpGet"]["path"],
               container["livenessProbe"]["httpGet"]["path"])
     assert probes == ("/readyz", "/healthz")
+
+
+def test_operator_runs_as_its_service_account_with_one_replica() -> None:
+    rbac = {d["kind"]: d for d in _documents(ROOT / "k8s" / "operator-rbac.yaml")}
+    deployment = _documents(ROOT / "k8s" / "operator.yaml")[0]
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == rbac["ServiceAccount"]["metadata"]["name"]
+    assert rbac["RoleBinding"]["subjects"][0]["name"] == pod["serviceAccountName"]
+    assert rbac["RoleBinding"]["roleRef"]["name"] == rbac["Role"]["metadata"]["name"]
+    assert pod["containers"][0]["args"][0] == "operator"
+    for rule in rbac["Role"]["rules"]:
+        assert "*" not in rule["verbs"] and "*" not in rule["resources"]
 
 
 def test_dockerfile_copies_what_exists_and_runs_the_cli() -> None:

@@ -1,0 +1,42 @@
+"""Run a real Prometheus (Debian's package) on loopback for tests, stopped by its pid."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import yaml
+
+from service_process import free_port, stop_process
+
+
+@contextlib.contextmanager
+def running_prometheus(targets: str | list[str], tmp_path: Path,
+                       labels: dict[str, str] | None = None) -> Iterator[str]:
+    """Prometheus scraping ``targets`` (host:port) every second, their series carrying
+    ``labels`` (as a ServiceMonitor adds namespace and service); yields its base URL."""
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    static: dict = {"targets": [targets] if isinstance(targets, str) else targets}
+    if labels:
+        static["labels"] = labels
+    config.write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [{"job_name": "driftkeeper", "metrics_path": "/metrics",
+                            "static_configs": [static]}],
+    }))
+    if shutil.which("promtool"):
+        subprocess.run(["promtool", "check", "config", str(config)], check=True,
+                       capture_output=True, timeout=30)
+    log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115 - closed in finally
+    process = subprocess.Popen(
+        ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process(process)
+        log.close()
