@@ -35,6 +35,36 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+class Poller:
+    """Calls :meth:`sync` every ``period`` seconds on a daemon thread until stopped; an
+    exception is kept in ``errors`` (a test asserts there are none) and the loop goes on."""
+
+    period = 0.2
+
+    def start(self) -> Poller:
+        self._stop = threading.Event()
+        self.errors: list[str] = []
+        self._thread = threading.Thread(target=self._loop, name=type(self).__name__,
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sync()
+            except Exception as exc:
+                self.errors.append(repr(exc))
+            self._stop.wait(self.period)
+
+    def sync(self) -> None:
+        raise NotImplementedError
+
+
 @dataclass
 class RunningPod:
     job: str
@@ -48,7 +78,7 @@ class RunningPod:
 
 
 @dataclass
-class Kubelet:
+class Kubelet(Poller):
     """Runs a namespace's Jobs as local processes (see the module docstring)."""
 
     cluster: Cluster
@@ -60,31 +90,13 @@ class Kubelet:
     _running: dict[str, RunningPod] = field(default_factory=dict)
     _attempts: dict[str, int] = field(default_factory=dict)
     _done: set[str] = field(default_factory=set)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-    errors: list[str] = field(default_factory=list)
-
-    def start(self) -> Kubelet:
-        self._thread = threading.Thread(target=self._loop, name="test-kubelet", daemon=True)
-        self._thread.start()
-        return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        super().stop()
         for running in self._running.values():
             _kill(running.process)
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._sync()
-            except Exception as exc:  # a test failure must show it, not hang
-                self.errors.append(repr(exc))
-            self._stop.wait(0.2)
-
-    def _sync(self) -> None:
+    def sync(self) -> None:
         jobs = {j["metadata"]["name"]: j for j in self.cluster.jobs(self.namespace)}
         for name, running in list(self._running.items()):
             if name not in jobs:  # deleted: the garbage collector would remove its pod
@@ -237,7 +249,7 @@ def _kill(process: subprocess.Popen | None) -> None:
 
 
 @dataclass
-class ConfigMapSync:
+class ConfigMapSync(Poller):
     """Copies one key of a ConfigMap to a file whenever it changes (the kubelet's update of
     a mounted ConfigMap; the model pods re-read their policy file)."""
 
@@ -246,28 +258,14 @@ class ConfigMapSync:
     name: str
     key: str
     target: Path
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _last: str | None = None
 
-    def start(self) -> ConfigMapSync:
-        self._thread = threading.Thread(target=self._loop, name="configmap-sync", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        last = None
-        while not self._stop.is_set():
-            with contextlib.suppress(ApiException, OSError):
-                cm = self.cluster.config_map(self.namespace, self.name)
-                value = ((cm or {}).get("data") or {}).get(self.key)
-                if value is not None and value != last:
-                    tmp = self.target.with_suffix(".tmp")
-                    tmp.write_text(value)
-                    os.replace(tmp, self.target)
-                    last = value
-            self._stop.wait(0.2)
+    def sync(self) -> None:
+        with contextlib.suppress(ApiException, OSError):  # not there yet: the next round
+            cm = self.cluster.config_map(self.namespace, self.name)
+            value = ((cm or {}).get("data") or {}).get(self.key)
+            if value is not None and value != self._last:
+                tmp = self.target.with_suffix(".tmp")
+                tmp.write_text(value)
+                os.replace(tmp, self.target)
+                self._last = value

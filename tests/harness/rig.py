@@ -140,4 +140,4 @@ def operator_rig(cluster: Cluster, model_dir: Path, tmp: Path, replicas: int = 2
         rig.start_operator()
         stack.callback(rig.stop_operator)
         yield rig
-        assert not kubelet.errors, kubelet.errors
+        assert not kubelet.errors and not sync.errors, kubelet.errors + sync.errors

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
 
 from driftkeeper.drift.evaluate import evaluate_concept, evaluate_data
 from driftkeeper.drift.settings import ConceptSettings, DataSettings
 from driftkeeper.drift.windows import data_window, residual_window
 from driftkeeper.model.store import ModelStore
 from driftkeeper.serving.rings import RingWriter
-from driftkeeper.serving.tally import Tally, tally_metrics, update_tally
+from driftkeeper.serving.tally import Tally, update_tally
 from driftkeeper_operator.counters import (
     Counters,
     data_window_of,
@@ -23,6 +22,7 @@ from driftkeeper_operator.counters import (
     total,
 )
 from driftkeeper_operator.fleet import FleetHistory, Reading
+from exposition import tally_exposition
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +30,8 @@ def profile(trained_model_dir: Path):
     return ModelStore(trained_model_dir).load(with_estimator=False).profile
 
 
-def _exposition(tally: Tally, labels: float = 0.0) -> str:
-    class Collector:
-        def collect(self):
-            return tally_metrics(tally)
-
-    registry = CollectorRegistry()
-    registry.register(Collector())
-    text = generate_latest(registry).decode()
-    return (text + "# TYPE driftkeeper_feedback_total counter\n"
+def _exposition(tally: Tally, directory: Path, labels: float = 0.0) -> str:
+    return (tally_exposition(tally, directory) + "# TYPE driftkeeper_feedback_total counter\n"
             f"driftkeeper_feedback_total {labels}\n")
 
 
@@ -59,7 +52,7 @@ class Replica:
                                               np.ones(len(residuals)), residuals]))
         self.labels += len(residuals)
         self.tally, _ = update_tally(self.tally, self.profile, "v1", 1, self.directory, now)
-        return parse_counters(_exposition(self.tally, self.labels))
+        return parse_counters(_exposition(self.tally, self.directory, self.labels))
 
 
 def test_summed_replica_counters_equal_one_window_of_all_rows(tmp_path, profile,

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from driftkeeper.drift.windows import data_window, residual_window
 from driftkeeper.model.store import ModelStore
 from driftkeeper.serving.rings import RingWriter, read_ring_tail
-from driftkeeper.serving.tally import Tally, load_tally, tally_metrics, update_tally
+from driftkeeper.serving.tally import Tally, load_tally, update_tally
+from exposition import tally_exposition
 
 
 @pytest.fixture(scope="module")
@@ -117,14 +117,7 @@ def test_exported_counters_carry_only_the_serving_version(tmp_path: Path, profil
     shifted[:, 0] = 100.0  # carat far above the reference range: the overflow bin
     ring.append(np.column_stack([np.arange(50.0), shifted]))
     tally, _ = update_tally(None, profile, "v3", 3, tmp_path, now=1.0)
-
-    class Collector:
-        def collect(self):
-            return tally_metrics(tally)
-
-    registry = CollectorRegistry()
-    registry.register(Collector())
-    text = generate_latest(registry).decode()
+    text = tally_exposition(tally, tmp_path)
     samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
     assert {s.labels["model_version"] for s in samples} == {"v3"}
     over = len(profile.features["carat"].bins.edges)
