@@ -1,24 +1,35 @@
-# One image for the model service (`driftkeeper serve` under gunicorn), the retraining Job
-# (`driftkeeper retrain`) and the operator (`driftkeeper operator`). Models are not baked in: they
-# live on a volume (a training Job or init container writes them), so a retrain never needs
-# a rebuild. The diamonds table ships inside the package, so nothing is downloaded at runtime.
+# syntax=docker/dockerfile:1
+# One image for the model service (`driftkeeper serve`), the retraining Job (`driftkeeper
+# retrain`) and the operator (`driftkeeper operator`): different commands, same install.
+# Models are not baked in: they live on a volume (an init container trains the first one),
+# so a retrain never needs a rebuild. The diamonds table ships inside the package.
+#
+# Stage 1 builds wheels for Driftkeeper and every dependency; stage 2 installs only those
+# wheels (no index, no compiler) and runs as a numeric non-root user. The root filesystem
+# may be read-only: everything written goes to /models (a volume) and /tmp (an emptyDir).
+# tests/integration/test_install.py runs these same two install steps in a fresh venv.
+
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY service ./service
 COPY operator ./operator
-RUN pip install --no-cache-dir --prefix=/install '.[kubernetes]'
+RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[kubernetes]'
 
 FROM python:3.11-slim
-RUN useradd --uid 10001 --create-home driftkeeper
-COPY --from=build /install /usr/local
+# The wheels are mounted for this step only: they never become a layer of the image.
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    pip install --no-cache-dir --no-index --find-links /wheels 'driftkeeper[kubernetes]'
 ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
     OMP_NUM_THREADS=1 \
+    HOME=/tmp \
     DRIFTKEEPER_MODEL_DIR=/models \
     DRIFTKEEPER_STATE_DIR=/tmp/driftkeeper \
     DRIFTKEEPER_HOST=0.0.0.0 \
     DRIFTKEEPER_PORT=8080
-USER 10001
+USER 10001:10001
+WORKDIR /tmp
 EXPOSE 8080
 ENTRYPOINT ["driftkeeper"]
 CMD ["serve"]

@@ -18,6 +18,7 @@ class OperatorConfig:
     scrape_timeout: float = 5.0  # DRIFTKEEPER_SCRAPE_TIMEOUT: seconds per /metrics read
     watch_timeout: int = 300  # DRIFTKEEPER_WATCH_TIMEOUT: seconds a watch request may last
     min_interval: float = 1.0  # DRIFTKEEPER_MIN_INTERVAL: floor of the evaluation interval
+    metrics_port: int | None = None  # DRIFTKEEPER_METRICS_PORT: serve policy metrics here
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -41,7 +42,8 @@ class OperatorConfig:
                      job_service_account=env.get("DRIFTKEEPER_JOB_SERVICE_ACCOUNT") or None,
                      scrape_timeout=number("DRIFTKEEPER_SCRAPE_TIMEOUT", 5.0),
                      watch_timeout=int(number("DRIFTKEEPER_WATCH_TIMEOUT", 300, int)),
-                     min_interval=number("DRIFTKEEPER_MIN_INTERVAL", 1.0))
+                     min_interval=number("DRIFTKEEPER_MIN_INTERVAL", 1.0),
+                     metrics_port=(int(number("DRIFTKEEPER_METRICS_PORT", 0, int)) or None))
         if problems:
             raise DriftkeeperError("invalid operator configuration: " + "; ".join(problems))
         return config

@@ -20,6 +20,7 @@ from kubernetes import client, config
 
 from driftkeeper.errors import PolicyError
 from driftkeeper.policy.engine import INVALID, Condition
+from driftkeeper.policy.metrics import PolicyMetrics
 
 from .builders import conditions as status_conditions
 from .builders import config_map_name, policy_config_map
@@ -53,6 +54,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.peering.standalone = True
     memo.config = operator_config
     memo.kube = Kube(_api_client())
+    memo.metrics = PolicyMetrics()
+    if operator_config.metrics_port:
+        memo.metrics.serve(operator_config.metrics_port)
 
 
 def _api_client() -> client.ApiClient:
@@ -74,6 +78,7 @@ def apply_spec(body: kopf.Body, name: str, namespace: str, meta: kopf.Meta, memo
         policy, _target = parse_for_cluster(name, body.get("spec") or {})
     except PolicyError as exc:
         kube.patch_status(namespace, name, invalid_status(body, str(exc)))
+        memo.metrics.record(namespace, name, INVALID, 0, None, None)
         kopf.event(body, type="Warning", reason="InvalidPolicy", message=str(exc))
         raise kopf.PermanentError(str(exc)) from None
     manifest = policy_config_map(policy, namespace)
@@ -99,7 +104,7 @@ def invalid_status(body: kopf.Body, message: str) -> dict[str, Any]:
 async def evaluate_fleet(stopped: kopf.DaemonStopped, name: str, namespace: str,
                          body: kopf.Body, memo: kopf.Memo, logger: logging.Logger,
                          **_: Any) -> None:
-    worker = PolicyWorker(name, namespace, memo.kube, memo.config)
+    worker = PolicyWorker(name, namespace, memo.kube, memo.config, metrics=memo.metrics)
     while not stopped:
         try:
             # The tick blocks (HTTP, numpy): off the event loop. The body is a live view.
@@ -120,4 +125,5 @@ def clean_up(name: str, namespace: str, memo: kopf.Memo, logger: logging.Logger,
     kube: Kube = memo.kube
     jobs = kube.delete_policy_jobs(namespace, name)
     kube.delete_config_map(namespace, config_map_name(name))
+    memo.metrics.forget(namespace, name)
     logger.info("deleted jobs %s and configmap %s", jobs, config_map_name(name))

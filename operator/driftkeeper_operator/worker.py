@@ -35,6 +35,7 @@ from driftkeeper.policy.engine import (
     retrain_finished,
     step,
 )
+from driftkeeper.policy.metrics import PolicyMetrics
 
 from .builders import (
     RUNNING,
@@ -102,9 +103,11 @@ class PolicyWorker:
 
     def __init__(self, name: str, namespace: str, kube: Kube, config: OperatorConfig,
                  session: requests.Session | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 metrics: PolicyMetrics | None = None) -> None:
         self.name, self.namespace = name, namespace
         self.kube, self.config = kube, config
+        self.metrics = metrics
         self.session = session or requests.Session()
         self.clock = clock
         self.memory: Memory | None = None
@@ -133,8 +136,9 @@ class PolicyWorker:
         fresh = 0
         if memory.state.episode_start is not None and memory.labels_baseline is not None:
             fresh = max(round(view.labels - memory.labels_baseline), 0)
-        decision = step(policy, memory.state, Observation.from_report(report) if report else None,
-                        now, fresh_labels=fresh, serving_version=view.version)
+        observation = Observation.from_report(report) if report else None
+        decision = step(policy, memory.state, observation, now, fresh_labels=fresh,
+                        serving_version=view.version)
         self._apply(decision)
         if memory.state.episode_start is None:
             memory.labels_baseline = None
@@ -147,6 +151,9 @@ class PolicyWorker:
             memory.job = None  # the engine gave up on it (cannot happen; keep them in step)
         doc = self._status(body, status, decision, phase, ready, report, view, now)
         self.kube.patch_status(self.namespace, self.name, doc)
+        if self.metrics is not None:
+            self.metrics.record(self.namespace, self.name, phase, memory.state.failures,
+                                policy.retraining.max_failures, observation)
         return TickResult(max(policy.interval, self.config.min_interval), self._events, doc)
 
     # -- reading the fleet -------------------------------------------------------------
@@ -265,6 +272,8 @@ class PolicyWorker:
         name = job["metadata"]["name"]
         memory.job = name
         memory.last_retrain = retrain_record(name, now)
+        if self.metrics is not None:
+            self.metrics.retrain(self.namespace, self.name, "started")
         self._events.append(Event("Normal", "RetrainJobCreated",
                                   f"Job {name} retrains on labels since {rfc3339(since)}", now))
 
@@ -291,6 +300,8 @@ class PolicyWorker:
                                      prefix + outcome.reason))
         memory.job = None
         memory.last_retrain = retrain_record(job or "-", started, outcome, now)
+        if self.metrics is not None:
+            self.metrics.retrain(self.namespace, self.name, outcome.outcome)
 
     # -- bookkeeping -------------------------------------------------------------------
 

@@ -290,6 +290,9 @@ def _add_operator(sub: argparse._SubParsersAction) -> None:
                        help="run against a local service and model directory instead")
     p.add_argument("--liveness", metavar="URL",
                    help="serve Kopf's liveness probe here, e.g. http://0.0.0.0:8081/healthz")
+    p.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve the policies' metrics (phase, verdicts, retrains by outcome, "
+                   "failure budget) for Prometheus on this port")
     local = p.add_argument_group("with --local")
     local.add_argument("--policy", type=Path, metavar="FILE",
                        help="DriftPolicy YAML (the same file works with kubectl apply)")
@@ -313,14 +316,15 @@ def _cmd_operator(args: argparse.Namespace) -> int:
         driver = LocalDriver(DriverConfig(policy_path=args.policy, service_url=args.service,
                                           model_dir=args.model_dir,
                                           service_policy_path=args.service_policy,
-                                          base_data=args.data))
+                                          base_data=args.data, metrics_port=args.metrics_port))
         driver.run(duration=args.duration)
         return EXIT_OK
     try:
         from driftkeeper_operator.main import run
     except ImportError as exc:
-        raise DriftkeeperError(f"the Kubernetes operator needs kopf and kubernetes "
-                               f"(pip install 'driftkeeper[kubernetes]'): {exc}") from exc
+        raise _extra("kubernetes", "the Kubernetes operator", exc) from exc
+    if args.metrics_port:
+        os.environ["DRIFTKEEPER_METRICS_PORT"] = str(args.metrics_port)  # OperatorConfig's
     run(args.namespace or [_default_namespace()], args.all_namespaces, args.liveness)
     return EXIT_OK
 
@@ -354,8 +358,16 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, type=Path, metavar="HTML")
 
 
+def _extra(extra: str, what: str, exc: ImportError) -> DriftkeeperError:
+    return DriftkeeperError(f"{what} needs the '{extra}' extra (pip install "
+                            f"'driftkeeper[{extra}]'): {exc}")
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .report import report_from_csv, report_from_service
+    try:
+        from .report import report_from_csv, report_from_service
+    except ImportError as exc:
+        raise _extra("report", "driftkeeper report", exc) from exc
 
     if args.current:
         path = report_from_csv(args.model_dir, args.current, args.output, args.policy)
@@ -382,7 +394,10 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .local.demo import DemoConfig, run_demo
+    try:
+        from .local.demo import DemoConfig, run_demo
+    except ImportError as exc:
+        raise _extra("report", "driftkeeper demo", exc) from exc
     from .simulate.catalog import CATALOG
 
     if args.scenario not in CATALOG:

@@ -31,10 +31,15 @@ from ..model.retrain import RetrainOutcome
 from ..model.store import ModelStore
 from ..policy import DriftPolicy, load_policy
 from ..policy.engine import Decision, EngineState, Event, Observation, retrain_finished, step
+from ..policy.metrics import PolicyMetrics
 from ..schema import DIAMONDS_SCHEMA, FeatureSchema
 from .observe import ServiceUnreachableError, fetch_observation
 
 log = logging.getLogger("driftkeeper.driver")
+
+METRICS_NAMESPACE = "local"
+"""The ``namespace`` label of the local driver's policy metrics (the operator's: the
+policy's namespace), so that one set of alert rules serves both."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,7 @@ class DriverConfig:
     model_dir: Path
     service_policy_path: Path | None = None  # the file the service reads; default below
     base_data: str | None = None  # CSV for retraining; default the shipped diamonds table
+    metrics_port: int | None = None  # serve the policy's metrics (phase, retrains) here
 
     @property
     def driver_dir(self) -> Path:
@@ -84,6 +90,9 @@ class LocalDriver:
         self.retrain: RunningRetrain | None = None
         self.phase = "Starting"  # the engine's last phase, persisted for `demo` and users
         self._service_down = False
+        self.metrics = PolicyMetrics()
+        if config.metrics_port:
+            self.metrics.serve(config.metrics_port)
         config.driver_dir.mkdir(parents=True, exist_ok=True)
         self.events_file.touch()
         self._load_policy(initial=True)
@@ -182,6 +191,9 @@ class LocalDriver:
         decision = step(self.policy, self.state, obs, now, policy_error=self.policy_error,
                         fresh_labels=fresh, serving_version=self.store.current_version())
         self._emit(decision)
+        self.metrics.record(METRICS_NAMESPACE, self._policy_name, decision.phase,
+                            self.state.failures,
+                            self.policy.retraining.max_failures if self.policy else None, obs)
         if decision.start_retrain:
             try:
                 self._start_retrain(now)
@@ -222,6 +234,7 @@ class LocalDriver:
             process = subprocess.Popen(args, stdout=out, stderr=err, start_new_session=True,
                                        env=env)
         self.retrain = RunningRetrain(process, process.pid, now, stdout, stderr)
+        self.metrics.retrain(METRICS_NAMESPACE, self._policy_name, "started")
         self._persist()  # a restarted driver must find (and stop) this process
         log.info("retrain started (pid %d): %s", process.pid, " ".join(args[3:]))
 
@@ -244,8 +257,13 @@ class LocalDriver:
             return
         self._finish(outcome.outcome, outcome.reason, now)
 
+    @property
+    def _policy_name(self) -> str:
+        return self.policy.name if self.policy else self.config.policy_path.stem
+
     def _finish(self, outcome: str, message: str, now: float) -> None:
         self.retrain = None
+        self.metrics.retrain(METRICS_NAMESPACE, self._policy_name, outcome)
         self._emit(retrain_finished(self.state, now, outcome, message))
 
     def shutdown(self) -> None:
