@@ -18,6 +18,8 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[kubernetes]'
 
 FROM python:3.11-slim
 # The wheels are mounted for this step only: they never become a layer of the image.
+# Versions are those of the wheels stage 1 built (--no-index installs nothing else).
+# hadolint ignore=DL3013
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-index --find-links /wheels 'driftkeeper[kubernetes]'
 ENV PYTHONUNBUFFERED=1 \

@@ -71,20 +71,25 @@ def stop_process(process: subprocess.Popen, timeout: float = 15.0) -> None:
 @contextlib.contextmanager
 def running_service(model_dir: Path, tmp_path: Path, *, workers: int = 2,
                     policy: Path | None = None, extra_args: list[str] | None = None,
-                    ready_timeout: float = 60.0) -> Iterator[RunningService]:
+                    ready_timeout: float = 60.0, exe: Path | None = None,
+                    prefix: list[str] | None = None, cwd: Path | None = None,
+                    env: dict[str, str] | None = None) -> Iterator[RunningService]:
+    """``driftkeeper serve`` (the venv's, or ``exe``), optionally run through ``prefix``
+    (e.g. ``setpriv`` to drop root) in ``cwd`` with ``env``."""
     port = free_port()
     state_dir = tmp_path / f"state-{port}"
     log_path = tmp_path / f"service-{port}.log"
-    exe = Path(sys.executable).with_name("driftkeeper")
-    args = [str(exe), "serve", "--model-dir", str(model_dir), "--host", "127.0.0.1",
-            "--port", str(port), "--workers", str(workers), "--state-dir", str(state_dir)]
+    exe = exe or Path(sys.executable).with_name("driftkeeper")
+    args = [*(prefix or []), str(exe), "serve", "--model-dir", str(model_dir),
+            "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+            "--state-dir", str(state_dir)]
     if policy is not None:
         args += ["--policy", str(policy)]
     args += extra_args or []
-    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env = env or {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     with open(log_path, "wb") as log:
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                   start_new_session=True)
+                                   start_new_session=True, cwd=cwd)
     service = RunningService(f"http://127.0.0.1:{port}", process, state_dir, log_path)
     try:
         deadline = time.monotonic() + ready_timeout

@@ -4,6 +4,9 @@ and consistent with the code (the policy they carry parses, the image builds wha
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import kubernetes_validate
@@ -65,13 +68,61 @@ def test_operator_runs_as_its_service_account_with_one_replica() -> None:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"]
 
 
-def test_dockerfile_copies_what_exists_and_runs_the_cli() -> None:
+def _stages() -> list[list[str]]:
+    """The Dockerfile's stages as lists of instructions (continuations joined)."""
+    text = re.sub(r"\\\n\s*", " ", (ROOT / "Dockerfile").read_text())
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    stages: list[list[str]] = []
+    for line in lines:
+        if line.startswith("FROM "):
+            stages.append([])
+        stages[-1].append(line)
+    return stages
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).with_name("hadolint"))
+    done = subprocess.run([hadolint, "--no-color", str(ROOT / "Dockerfile")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_dockerfile_builds_in_one_stage_and_runs_slim_and_non_root() -> None:
+    build, final = _stages()
     text = (ROOT / "Dockerfile").read_text()
+    assert text.startswith("# syntax=docker/dockerfile:1")
+    for stage in (build, final):
+        image = stage[0].split()[1]
+        assert ":" in image and not image.endswith(":latest"), image
+    assert final[0] == "FROM python:3.11-slim"
+    final_text = "\n".join(final)
+    # No compilers or package installs in the final stage; only stage 1's wheels.
+    assert not re.search(r"apt-get|apk |gcc|build-essential", final_text)
+    assert "--no-index" in final_text and "--no-cache-dir" in final_text
+    user = next(line for line in final if line.startswith("USER "))
+    uid, _, gid = user.split()[1].partition(":")
+    assert uid.isdigit() and int(uid) > 0 and gid.isdigit(), user
+    assert final.index(user) > max(i for i, line in enumerate(final)
+                                   if line.startswith("RUN "))
+    assert 'ENTRYPOINT ["driftkeeper"]' in final
+    # A read-only root filesystem: HOME and the service's state live in /tmp (emptyDir).
+    assert "HOME=/tmp" in final_text and "DRIFTKEEPER_STATE_DIR=/tmp/" in final_text
+    assert "DRIFTKEEPER_MODEL_DIR=/models" in final_text
     for source in re.findall(r"^COPY (?!--from)(.+) \S+$", text, flags=re.M):
         for item in source.split():
             assert (ROOT / item).exists(), item
-    assert 'ENTRYPOINT ["driftkeeper"]' in text
-    assert "DRIFTKEEPER_MODEL_DIR=/models" in text
+
+
+def test_dockerignore_sends_only_what_the_build_copies() -> None:
+    lines = [line for line in (ROOT / ".dockerignore").read_text().splitlines()
+             if line and not line.startswith("#")]
+    assert lines[0] == "*"  # everything out, then the build's inputs back in
+    included = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
+    copied = set()
+    for sources in re.findall(r"^COPY (?!--from)(.+) \S+$", (ROOT / "Dockerfile").read_text(),
+                              flags=re.M):
+        copied.update(sources.split())
+    assert included == copied
 
 
 def test_kind_and_skaffold_files_are_consistent() -> None:
