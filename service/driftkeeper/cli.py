@@ -57,9 +57,18 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-promote", action="store_true",
                    help="write the version but leave `current` where it is")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--if-empty", action="store_true",
+                   help="do nothing when DIR already has a current model (a pod's init "
+                   "step: train the first model once)")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from .model.store import ModelStore
+
+    current = ModelStore(args.output).current_version() if args.if_empty else None
+    if current is not None:
+        print(f"{args.output} already serves {current}; nothing to train")
+        return EXIT_OK
     from .model.train import TrainingConfig, train
 
     config = TrainingConfig(model=args.model, seed=args.seed, data=args.data,

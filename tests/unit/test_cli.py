@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from driftkeeper.cli import EXIT_DRIFT, EXIT_ERROR, EXIT_INSUFFICIENT, EXIT_OK, main
+from driftkeeper.model.store import ModelStore
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +107,14 @@ def test_console_script_train_and_json(tmp_path: Path) -> None:
     assert result["version"] == "v1" and result["promoted"] is True
     assert result["metrics"]["rmse"] < 615.9
     assert (tmp_path / "m" / "current").is_symlink()
+
+
+def test_train_if_empty_keeps_an_existing_model(model_dir: Path, capsys) -> None:
+    assert main(["train", "--output", str(model_dir), "--if-empty"]) == 0
+    assert "already serves v1" in capsys.readouterr().out
+    assert ModelStore(model_dir).versions() == ["v1"]
+
+
+def test_operator_local_needs_its_flags(capsys) -> None:
+    assert main(["operator", "--local", "--policy", "p.yaml"]) == 2
+    assert "--local needs --service, --model-dir" in capsys.readouterr().err

@@ -7,12 +7,11 @@ import copy
 from pathlib import Path
 from typing import Any
 
-import celpy
-import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
 
+from crd_schema import cel_errors, cel_rules, crd_schema, schema_errors
 from driftkeeper.errors import PolicyError
 from driftkeeper.policy import parse_policy
 from driftkeeper_operator import crd
@@ -23,59 +22,20 @@ EXAMPLES = sorted((ROOT / "k8s" / "examples").glob("driftpolicy-*.yaml"))
 
 
 def _schema() -> dict[str, Any]:
-    doc = yaml.safe_load(COMMITTED.read_text())
-    return doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-
-
-def _as_jsonschema(node: Any) -> Any:
-    """OpenAPI 3.0 (as the API server reads it) to JSON Schema draft 4 semantics, which
-    shares its boolean exclusiveMinimum; nullable becomes a null type."""
-    if isinstance(node, list):
-        return [_as_jsonschema(n) for n in node]
-    if not isinstance(node, dict):
-        return node
-    out = {k: _as_jsonschema(v) for k, v in node.items()
-           if not k.startswith("x-kubernetes-") and k != "nullable"}
-    if node.get("nullable") and "type" in node:
-        out["type"] = [node["type"], "null"]
-    return out
-
-
-def _rules(node: dict[str, Any], path: tuple[str, ...] = ()) -> list[tuple[tuple, str]]:
-    """Every (path of properties, CEL rule) in a schema."""
-    found = [(path, r["rule"]) for r in node.get("x-kubernetes-validations", [])]
-    for name, sub in node.get("properties", {}).items():
-        found += _rules(sub, (*path, name))
-    return found
-
-
-def _cel_errors(schema: dict[str, Any], obj: dict[str, Any]) -> list[str]:
-    env = celpy.Environment()
-    failed = []
-    for path, rule in _rules(schema):
-        value: Any = obj
-        for key in path:
-            value = value.get(key) if isinstance(value, dict) else None
-        if value is None:
-            continue
-        result = env.program(env.compile(rule)).evaluate({"self": celpy.json_to_cel(value)})
-        if result is not True and not (isinstance(result, celpy.celtypes.BoolType) and result):
-            failed.append(f"{'.'.join(path)}: {rule}")
-    return failed
+    return crd_schema(COMMITTED)
 
 
 def _api_server_accepts(document: dict[str, Any]) -> bool:
     """The schema and CEL checks the API server makes, after it fills the defaults (here
     the parser's defaults, which come from the same schema)."""
     schema = _schema()
-    errors = list(jsonschema.Draft4Validator(_as_jsonschema(schema)).iter_errors(document))
-    if errors:
+    if schema_errors(schema, document):
         return False
     try:
         defaulted = {**document, "spec": parse_policy(document).spec}
     except PolicyError:
         defaulted = document
-    return not _cel_errors(schema, defaulted)
+    return not cel_errors(schema, defaulted)
 
 
 def _policy(spec: dict[str, Any]) -> dict[str, Any]:
@@ -183,9 +143,9 @@ def test_bad_policies_fail_both_the_crd_and_the_parser(spec: dict[str, Any]) -> 
 
 def test_window_rule_is_cel_and_names_its_field() -> None:
     schema = _schema()
-    rules = _rules(schema)
+    rules = cel_rules(schema)
     assert (("spec", "window"), crd.WINDOW_RULE["rule"]) in rules
     assert (("spec", "concept", "window"), crd.WINDOW_RULE["rule"]) in rules
     document = copy.deepcopy(_policy({"window": {"size": 100, "minSamples": 500,
                                                  "maxAge": "1h"}}))
-    assert _cel_errors(schema, document) == [f"spec.window: {crd.WINDOW_RULE['rule']}"]
+    assert cel_errors(schema, document) == [f"spec.window: {crd.WINDOW_RULE['rule']}"]

@@ -1,0 +1,227 @@
+"""The Helm chart as rendered: lint, every object valid against the Kubernetes API schema or
+its CRD, the wiring between objects, security settings, and the monitoring objects only
+where the monitoring API exists."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from crd_schema import cel_errors, crd_schema, schema_errors
+from driftkeeper_operator.worker import parse_for_cluster
+from tools import cached_crd, tool
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "driftkeeper"
+HELM = tool("helm")
+VALUES = [None, *sorted((CHART / "ci").glob("*-values.yaml"))]
+MONITORING_API = "monitoring.coreos.com/v1"
+RELEASE, NAMESPACE = "dk", "ml"
+
+pytestmark = pytest.mark.skipif(HELM is None,
+                                reason="helm not installed (make test-tools installs it)")
+
+
+def render(values: Path | None = None, monitoring: bool = True,
+           extra: list[str] | None = None) -> list[dict[str, Any]]:
+    args = [HELM, "template", RELEASE, str(CHART), "--namespace", NAMESPACE]
+    if monitoring:
+        args += ["--api-versions", MONITORING_API]
+    if values is not None:
+        args += ["-f", str(values)]
+    done = subprocess.run(args + (extra or []), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+def by_kind(docs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for doc in docs:
+        out.setdefault(doc["kind"], []).append(doc)
+    return out
+
+
+def _ids(values: Path | None) -> str:
+    return "default" if values is None else values.name
+
+
+@pytest.mark.parametrize("values", VALUES, ids=_ids)
+def test_lint(values: Path | None) -> None:
+    args = [HELM, "lint", "--strict", str(CHART)] + (["-f", str(values)] if values else [])
+    done = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("values", VALUES, ids=_ids)
+def test_every_rendered_object_is_valid(values: Path | None) -> None:
+    docs = render(values)
+    for doc in docs:
+        kind = doc["kind"]
+        if kind == "DriftPolicy":
+            schema = crd_schema(CHART / "crds" / "driftpolicies.driftkeeper.io.yaml")
+            assert not schema_errors(schema, doc) and not cel_errors(schema, doc)
+            parse_for_cluster(doc["metadata"]["name"], doc["spec"])
+        elif kind in ("ServiceMonitor", "PrometheusRule"):
+            crd = cached_crd(kind.lower() + "s")
+            if crd is None:
+                pytest.skip("prometheus-operator CRDs not cached (make test-tools)")
+            assert not schema_errors(crd_schema(crd, "v1"), doc), doc["metadata"]["name"]
+        else:
+            kubernetes_validate.validate(doc, "1.30", strict=True)
+
+
+def test_crds_are_a_copy_of_k8s_crds() -> None:
+    assert ((CHART / "crds" / "driftpolicies.driftkeeper.io.yaml").read_text()
+            == (ROOT / "k8s" / "crds" / "driftpolicies.driftkeeper.io.yaml").read_text()), (
+        "run make crd")
+
+
+def test_monitoring_objects_only_where_the_api_exists() -> None:
+    without = by_kind(render(monitoring=False))
+    assert "ServiceMonitor" not in without and "PrometheusRule" not in without
+    assert "ConfigMap" in without  # the dashboard needs no API
+    kinds = by_kind(render())
+    monitors = {m["metadata"]["name"]: m for m in kinds["ServiceMonitor"]}
+    assert set(monitors) == {"dk-driftkeeper", "dk-driftkeeper-operator"}
+    for monitor in monitors.values():
+        assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+        assert monitor["spec"]["jobLabel"] == "driftkeeper.io/job"
+    rule = kinds["PrometheusRule"][0]
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    generated = yaml.safe_load((CHART / "files" / "alerts.yaml").read_text())
+    assert rule["spec"] == generated
+    # Each ServiceMonitor selects exactly one Service, whose label becomes job.
+    services = kinds["Service"]
+    for monitor in monitors.values():
+        wanted = monitor["spec"]["selector"]["matchLabels"]
+        (service,) = [s for s in services
+                      if wanted.items() <= s["metadata"]["labels"].items()]
+        port = monitor["spec"]["endpoints"][0]["port"]
+        assert port in {p["name"] for p in service["spec"]["ports"]}
+        assert service["metadata"]["labels"]["driftkeeper.io/job"] in (
+            "driftkeeper", "driftkeeper-operator")
+
+
+def test_the_objects_are_wired_together() -> None:
+    kinds = by_kind(render())
+    deployments = {d["metadata"]["labels"]["app.kubernetes.io/component"]: d
+                   for d in kinds["Deployment"]}
+    model, operator = deployments["model"], deployments["operator"]
+    (policy,) = kinds["DriftPolicy"]
+    target = policy["spec"]["target"]
+    service = next(s for s in kinds["Service"] if s["metadata"]["name"] == target["service"])
+    assert service["spec"]["selector"] == model["spec"]["selector"]["matchLabels"]
+    pod = model["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["models"]["persistentVolumeClaim"]["claimName"] == target["modelClaim"]
+    assert kinds["PersistentVolumeClaim"][0]["metadata"]["name"] == target["modelClaim"]
+    assert volumes["policy"]["configMap"] == {
+        "name": f"driftpolicy-{policy['metadata']['name']}", "optional": True}
+    assert pod["initContainers"][0]["args"] == ["train", "--output", "/models", "--if-empty"]
+    container = pod["containers"][0]
+    assert "--policy=/etc/driftkeeper/policy.yaml" in container["args"]
+    # The operator: one replica, replaced not rolled, its own namespace, the Jobs' image.
+    assert operator["spec"]["replicas"] == 1
+    assert operator["spec"]["strategy"] == {"type": "Recreate"}
+    opod = operator["spec"]["template"]["spec"]
+    args = opod["containers"][0]["args"]
+    assert f"--namespace={NAMESPACE}" in args
+    env = {e["name"]: e["value"] for e in opod["containers"][0]["env"]}
+    assert env["DRIFTKEEPER_IMAGE"] == container["image"] == "driftkeeper:0.1.0"
+    (binding,) = kinds["RoleBinding"]
+    assert binding["subjects"][0]["name"] == opod["serviceAccountName"]
+
+
+def test_operator_rules_are_the_raw_manifests_and_go_cluster_wide() -> None:
+    raw = next(d for d in yaml.safe_load_all((ROOT / "k8s" / "operator-rbac.yaml").read_text())
+               if d and d["kind"] == "Role")
+    (role,) = by_kind(render())["Role"]
+    assert role["rules"] == raw["rules"]
+    wide = by_kind(render(CHART / "ci" / "cluster-wide-values.yaml"))
+    assert "Role" not in wide and wide["ClusterRole"][0]["rules"] == raw["rules"]
+    operator = next(d for d in wide["Deployment"]
+                    if d["metadata"]["labels"]["app.kubernetes.io/component"] == "operator")
+    assert "--all-namespaces" in operator["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert wide["ClusterRoleBinding"][0]["subjects"][0]["namespace"] == NAMESPACE
+
+
+@pytest.mark.parametrize("values", VALUES, ids=_ids)
+def test_every_pod_runs_non_root_with_a_read_only_root(values: Path | None) -> None:
+    for doc in render(values):
+        spec = doc.get("spec", {})
+        pod = spec.get("template", {}).get("spec") if doc["kind"] == "Deployment" else (
+            spec if doc["kind"] == "Pod" else None)
+        if pod is None:
+            continue
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] > 0
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            ctx = container["securityContext"]
+            assert ctx == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                           "capabilities": {"drop": ["ALL"]}}, container["name"]
+            assert "resources" in container and container["resources"]["limits"]["memory"]
+            mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
+            assert doc["kind"] == "Pod" or "/tmp" in mounts  # the only writable path
+
+
+def test_dashboard_configmap_for_the_grafana_sidecar() -> None:
+    (cm,) = [c for c in by_kind(render())["ConfigMap"]
+             if c["metadata"]["name"].endswith("-dashboard")]
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["annotations"] == {"grafana_folder": "Driftkeeper"}
+    board = json.loads(cm["data"]["driftkeeper.json"])
+    assert board == json.loads((CHART / "files" / "dashboard.json").read_text())
+    assert board["uid"] == "driftkeeper" and board["panels"]
+    moved = by_kind(render(CHART / "ci" / "cluster-wide-values.yaml"))["ConfigMap"]
+    assert moved[0]["metadata"]["namespace"] == "monitoring"
+
+
+def test_simulator_and_the_prometheus_source() -> None:
+    kinds = by_kind(render(CHART / "ci" / "kind-values.yaml"))
+    simulator = next(d for d in kinds["Deployment"]
+                     if d["metadata"]["labels"]["app.kubernetes.io/component"] == "simulator")
+    args = simulator["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[0] == "simulate" and "--scenario=concept" in args
+    assert "--url=http://dk-driftkeeper:8080" in args
+    service = next(s for s in kinds["Service"] if s["metadata"]["name"] == "dk-driftkeeper")
+    assert service["spec"]["ports"][0]["nodePort"] == 30080
+    policy = by_kind(render(CHART / "ci" / "prometheus-source-values.yaml"))["DriftPolicy"][0]
+    assert policy["spec"]["target"]["prometheus"]["url"].startswith("http://kube-prometheus")
+
+
+def test_bad_values_fail_at_install_with_the_field_named() -> None:
+    args = [HELM, "template", RELEASE, str(CHART)]
+    for bad, field in (("model.workers=0", "/model/workers"),
+                       ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
+                       ("simulator.scenario=weather", "/simulator/scenario"),
+                       ("modle.replicas=2", "modle")):
+        done = subprocess.run([*args, "--set", bad], capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode != 0 and field in done.stderr, (bad, done.stderr)
+
+
+FREE_FORM = {"resources", "spec", "labels", "annotations", "podAnnotations", "nodeSelector",
+             "affinity"}
+
+
+def _leaves(node: Any, prefix: str = "") -> list[str]:
+    """Value paths down to the free-form maps (resources, the policy's spec, labels ...)."""
+    if isinstance(node, dict) and node and prefix.rsplit(".", 1)[-1] not in FREE_FORM:
+        return [leaf for key, value in node.items()
+                for leaf in _leaves(value, f"{prefix}.{key}" if prefix else key)]
+    return [prefix]
+
+
+def test_every_value_is_documented_in_the_readme() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("### Helm values"):]
+    missing = [leaf for leaf in _leaves(values) if f"`{leaf}`" not in table]
+    assert not missing, missing
