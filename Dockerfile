@@ -19,9 +19,12 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[kubernetes]'
 FROM python:3.11-slim
 # The wheels are mounted for this step only: they never become a layer of the image.
 # Versions are those of the wheels stage 1 built (--no-index installs nothing else).
+# /models and /policy belong to the runtime user, so that volumes mounted there (a compose
+# named volume takes the directory's owner) are writable without root.
 # hadolint ignore=DL3013
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --no-index --find-links /wheels 'driftkeeper[kubernetes]'
+    pip install --no-cache-dir --no-index --find-links /wheels 'driftkeeper[kubernetes]' \
+    && install -d -o 10001 -g 10001 /models /policy
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     OMP_NUM_THREADS=1 \

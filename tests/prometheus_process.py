@@ -15,18 +15,22 @@ from service_process import free_port, stop_process
 
 @contextlib.contextmanager
 def running_prometheus(targets: str | list[str], tmp_path: Path,
-                       labels: dict[str, str] | None = None) -> Iterator[str]:
-    """Prometheus scraping ``targets`` (host:port) every second, their series carrying
-    ``labels`` (as a ServiceMonitor adds namespace and service); yields its base URL."""
+                       labels: dict[str, str] | None = None,
+                       extra_jobs: dict[str, tuple[list[str], dict[str, str]]] | None = None,
+                       ) -> Iterator[str]:
+    """Prometheus scraping ``targets`` (host:port) every second as job ``driftkeeper``,
+    their series carrying ``labels`` (as a ServiceMonitor adds namespace and service), and
+    ``extra_jobs`` (name -> targets, labels); yields its base URL."""
     port = free_port()
     config = tmp_path / "prometheus.yml"
-    static: dict = {"targets": [targets] if isinstance(targets, str) else targets}
-    if labels:
-        static["labels"] = labels
+    jobs = {"driftkeeper": ([targets] if isinstance(targets, str) else targets, labels or {}),
+            **(extra_jobs or {})}
     config.write_text(yaml.safe_dump({
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [{"job_name": "driftkeeper", "metrics_path": "/metrics",
-                            "static_configs": [static]}],
+        "scrape_configs": [{"job_name": name, "metrics_path": "/metrics",
+                            "static_configs": [{"targets": t, "labels": lab} if lab
+                                               else {"targets": t}]}
+                           for name, (t, lab) in jobs.items()],
     }))
     if shutil.which("promtool"):
         subprocess.run(["promtool", "check", "config", str(config)], check=True,

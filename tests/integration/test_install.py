@@ -44,6 +44,8 @@ def _run_lines() -> list[str]:
 def _pip_command(verb: str) -> list[str]:
     line = next(r for r in _run_lines() if re.search(rf"\bpip {verb}\b", r))
     words = shlex.split(line[line.index("pip "):])
+    if "&&" in words:  # the pip command alone, not what the RUN does after it
+        words = words[:words.index("&&")]
     return [w for w in words if not w.startswith("--mount")]
 
 

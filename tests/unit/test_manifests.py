@@ -123,14 +123,3 @@ def test_dockerignore_sends_only_what_the_build_copies() -> None:
                               flags=re.M):
         copied.update(sources.split())
     assert included == copied
-
-
-def test_kind_and_skaffold_files_are_consistent() -> None:
-    kind = yaml.safe_load((ROOT / "kind-config.yaml").read_text())
-    port = kind["nodes"][0]["extraPortMappings"][0]["containerPort"]
-    service = {d["kind"]: d for d in _documents(ROOT / "k8s" / "service.yaml")}["Service"]
-    assert service["spec"]["ports"][0]["nodePort"] == port
-    skaffold = yaml.safe_load((ROOT / "skaffold.yaml").read_text())
-    for manifest in skaffold["manifests"]["rawYaml"]:
-        assert (ROOT / manifest).is_file()
-    assert skaffold["build"]["artifacts"][0]["image"] == "driftkeeper"

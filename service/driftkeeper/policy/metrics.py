@@ -62,6 +62,8 @@ class PolicyMetrics:
 
     def record(self, namespace: str, policy: str, phase: str, failures: int,
                max_failures: int | None, observation: Observation | None) -> None:
+        for outcome in OUTCOMES:  # every outcome's series exists from the start, at 0
+            self.retrains.labels(namespace, policy, outcome)
         for p in PHASES:
             self.phase.labels(namespace, policy, p).set(1.0 if p == phase else 0.0)
         self.failures.labels(namespace, policy).set(failures)
