@@ -36,8 +36,9 @@ lint: venv ## ruff
 format: venv ## ruff --fix and format imports
 	$(BIN)/ruff check --fix .
 
-test-tools: ## install what tests need beyond Python (Prometheus, helm, kubectl, CRDs)
+test-tools: ## install what tests need beyond Python (Prometheus, helm, kubectl, kube-apiserver)
 	@scripts/install-test-tools
+	@scripts/install-control-plane
 
 bench: venv ## benchmarks against the lab; writes bench/results.json (see bench/BENCHMARKS.md)
 	@scripts/install-test-tools --bench

@@ -46,3 +46,43 @@ def model_dir(trained_model_dir: Path, tmp_path: Path) -> Path:
     target = tmp_path / "model"
     shutil.copytree(trained_model_dir, target, symlinks=True)
     return target
+
+
+# -- Kubernetes API servers -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory):
+    """A real etcd and kube-apiserver for the session, with the DriftPolicy and the
+    prometheus-operator CRDs installed."""
+    from harness.apiserver import BIN, binaries_missing, running_control_plane
+    from harness.cluster import CRD, Cluster, install_crds
+
+    reason = binaries_missing()
+    if reason:
+        pytest.skip(reason)
+    with running_control_plane(tmp_path_factory.mktemp("controlplane")) as plane:
+        install_crds(Cluster(plane.kubeconfig, "apiserver", plane), CRD,
+                     BIN / "prometheus-operator-crds.yaml")
+        yield plane
+
+
+def _backends() -> list[str]:
+    return ["kmock", "apiserver"] + (
+        ["external"] if os.environ.get("DRIFTKEEPER_TEST_KUBECONFIG") else [])
+
+
+@pytest.fixture(params=_backends())
+def cluster(request: pytest.FixtureRequest, tmp_path: Path):
+    """Each Kubernetes test runs against KMock's emulator and a real kube-apiserver (and
+    the API server DRIFTKEEPER_TEST_KUBECONFIG names, if set)."""
+    from harness.cluster import Cluster, external_cluster, kmock_cluster
+
+    if request.param == "kmock":
+        with kmock_cluster(tmp_path) as emulated:
+            yield emulated
+    elif request.param == "apiserver":
+        plane = request.getfixturevalue("control_plane")
+        yield Cluster(plane.kubeconfig, "apiserver", plane)
+    else:
+        yield external_cluster()

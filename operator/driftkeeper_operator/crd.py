@@ -50,7 +50,9 @@ NUMBER_OR_AUTO: dict[str, Any] = {
 }
 """A threshold: a number >= 0 or "auto", enforced by the API server without a type."""
 
-WINDOW_RULE = {"rule": "self.minSamples <= self.size",
+# Written to hold for partial objects too: the API server also checks defaults ({}) with it.
+WINDOW_RULE = {"rule": "!has(self.minSamples) || !has(self.size) || "
+                       "self.minSamples <= self.size",
                "message": "minSamples must not exceed size", "fieldPath": ".minSamples"}
 
 PRINTER_COLUMNS = [
@@ -99,12 +101,21 @@ def structural(node: Any, defs: dict[str, Any]) -> Any:
             if value:
                 out["x-kubernetes-list-type"] = "set"
         elif key == "properties":
-            out[key] = {name: structural(sub, defs) for name, sub in value.items()}
+            out[key] = {name: _defaulted(structural(sub, defs)) for name, sub in value.items()}
         elif key in ("items", "additionalProperties"):
             out[key] = structural(value, defs)
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def _defaulted(node: dict[str, Any]) -> dict[str, Any]:
+    """An optional block of settings defaults to ``{}``, so that the API server, like the
+    policy parser, fills in the defaults below it when the block is left out."""
+    if (node.get("type") == "object" and "properties" in node and "default" not in node
+            and not node.get("required")):
+        return {**node, "default": {}}
+    return node
 
 
 def spec_to_structural() -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """A Kubernetes API for tests, and what the tests do with it.
 
 ``kmock_cluster`` starts KMock's emulator (``emulator.py``) as a process on 127.0.0.1 and
-writes a kubeconfig for it; ``DRIFTKEEPER_TEST_KUBECONFIG`` points the same tests at another
-API server instead (a real kube-apiserver). Everything else talks to the API through the
-kubeconfig only, with the ``kubernetes`` client, as the operator does.
+writes a kubeconfig for it; the ``cluster`` fixture (conftest) gives each test the emulator
+and a real kube-apiserver (``apiserver.py``) in turn. Everything else talks to the API
+through a kubeconfig only, with the ``kubernetes`` client, as the operator does. On a real
+API server the operator authenticates as the chart's ServiceAccount, with the chart's RBAC.
 """
 
 from __future__ import annotations
@@ -19,13 +20,27 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from kubernetes import client, config
+from kubernetes import client, config, utils
 from kubernetes.client.exceptions import ApiException
 
 from service_process import free_port, stop_process
+from tools import tool
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "k8s" / "crds" / "driftpolicies.driftkeeper.io.yaml"
+CHART = ROOT / "charts" / "driftkeeper"
+RELEASE = "dk"
+
+
+def chart_rbac(namespace: str) -> list[dict[str, Any]]:
+    """The chart's operator ServiceAccount, Role and RoleBinding, rendered for a namespace."""
+    helm = tool("helm")
+    if helm is None:
+        raise RuntimeError("helm is needed to render the chart's RBAC (make test-tools)")
+    done = subprocess.run([helm, "template", RELEASE, str(CHART), "--namespace", namespace,
+                           "--show-only", "templates/operator-rbac.yaml"],
+                          capture_output=True, text=True, check=True, timeout=60)
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
 GROUP, VERSION, PLURAL = "driftkeeper.io", "v1alpha1", "driftpolicies"
 
 T = TypeVar("T")
@@ -36,7 +51,8 @@ class Cluster:
     """An API server reachable through ``kubeconfig``, with clients for the tests."""
 
     kubeconfig: Path
-    backend: str  # "kmock" or "external"
+    backend: str  # "kmock", "apiserver" or "external"
+    control_plane: Any = None  # the ControlPlane, on the "apiserver" backend
 
     def __post_init__(self) -> None:
         self.api = config.new_client_from_config(str(self.kubeconfig))
@@ -44,6 +60,31 @@ class Cluster:
         self.batch = client.BatchV1Api(self.api)
         self.custom = client.CustomObjectsApi(self.api)
         self.discovery = client.DiscoveryV1Api(self.api)
+
+    # -- the operator's identity --------------------------------------------------------------
+
+    def operator_kubeconfig(self, namespace: str, directory: Path,
+                            drop: tuple[str, str] | None = None) -> Path:
+        """What the operator authenticates with. On a real API server: a token of the
+        chart's operator ServiceAccount, bound to the chart's own Role (rendered by helm) in
+        ``namespace``; ``drop`` (resource, verb) removes one permission, to show it is
+        needed. The emulator checks nothing: the test's own kubeconfig."""
+        if self.control_plane is None:
+            return self.kubeconfig
+        objects = chart_rbac(namespace)
+        for obj in objects:
+            if drop and obj["kind"] == "Role":
+                for rule in obj["rules"]:
+                    if drop[0] in rule["resources"]:
+                        rule["verbs"] = [v for v in rule["verbs"] if v != drop[1]]
+                obj["rules"] = [r for r in obj["rules"] if r["verbs"]]
+            utils.create_from_dict(self.api, obj, namespace=namespace)
+        account = next(o for o in objects if o["kind"] == "ServiceAccount")
+        token = self.core.create_namespaced_service_account_token(
+            account["metadata"]["name"], namespace,
+            {"spec": {"expirationSeconds": 3600}}).status.token
+        return self.control_plane.token_kubeconfig(
+            directory / f"operator-{namespace}.kubeconfig", token, namespace)
 
     # -- namespaces and policies -----------------------------------------------------------
 
@@ -102,14 +143,19 @@ class Cluster:
 
     def endpoint_slice(self, namespace: str, service: str, replica: str, port: int,
                        ready: bool = True) -> None:
-        """One replica of ``service`` at 127.0.0.1:port (a slice per replica: the replicas
-        here listen on different ports of one host)."""
+        """One replica of ``service`` on this host at ``port`` (a slice per replica: the
+        replicas here listen on different ports of one host). A real API server refuses
+        loopback IPs in EndpointSlices: there the replica is a name that the operator's
+        proxy (``loopback_proxy.py``) sends to 127.0.0.1."""
+        loopback_ok = self.backend == "kmock"
         self.discovery.create_namespaced_endpoint_slice(namespace, {
             "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
             "metadata": {"name": f"{service}-{replica}",
                          "labels": {"kubernetes.io/service-name": service}},
-            "addressType": "IPv4",
-            "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": ready},
+            "addressType": "IPv4" if loopback_ok else "FQDN",
+            "endpoints": [{"addresses": ["127.0.0.1" if loopback_ok
+                                         else f"{replica}.replicas.test"],
+                           "conditions": {"ready": ready},
                            "targetRef": {"kind": "Pod", "name": replica,
                                          "namespace": namespace}}],
             "ports": [{"name": "http", "port": port, "protocol": "TCP"}]})
@@ -158,13 +204,44 @@ def kmock_cluster(tmp_path: Path) -> Iterator[Cluster]:
         stop_process(process)
 
 
-@contextlib.contextmanager
-def api_cluster(tmp_path: Path) -> Iterator[Cluster]:
-    """The API server the Kubernetes tests use: ``DRIFTKEEPER_TEST_KUBECONFIG`` if set
-    (with the CRD already applied), else KMock's emulator."""
-    external = os.environ.get("DRIFTKEEPER_TEST_KUBECONFIG")
-    if external:
-        yield Cluster(Path(external), "external")
-        return
-    with kmock_cluster(tmp_path) as cluster:
-        yield cluster
+class _PlainLoader(yaml.SafeLoader):
+    """YAML 1.1 reads a lone ``=`` as its "value" tag, which no constructor handles (the
+    prometheus-operator CRDs have ``enum: [=, ...]``): read it as the string it is."""
+
+
+_PlainLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:value"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
+def install_crds(cluster: Cluster, *paths: Path) -> None:
+    """Create CRDs (skipping those that exist) and wait until they are established."""
+    api = client.ApiextensionsV1Api(cluster.api)
+    names = []
+    for path in paths:
+        for doc in yaml.load_all(path.read_text(), Loader=_PlainLoader):
+            if not doc or doc.get("kind") != "CustomResourceDefinition":
+                continue
+            names.append(doc["metadata"]["name"])
+            try:
+                api.create_custom_resource_definition(doc)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+
+    def established() -> bool:
+        for name in names:
+            crd = api.read_custom_resource_definition(name)
+            conditions = {c.type: c.status for c in crd.status.conditions or []}
+            if conditions.get("Established") != "True":
+                return False
+        return True
+
+    wait_until(established, 60, "the CRDs to be established")
+
+
+def external_cluster() -> Cluster | None:
+    """``DRIFTKEEPER_TEST_KUBECONFIG``: another API server (the CRD applied, namespaces and
+    the operator's identity the kubeconfig's own)."""
+    path = os.environ.get("DRIFTKEEPER_TEST_KUBECONFIG")
+    return Cluster(Path(path), "external") if path else None

@@ -200,25 +200,35 @@ class Kubelet(Poller):
                                        "startedAt": _now(), "finishedAt": _now()}}}]})
         if code == 0:
             self._done.add(name)
+            # As the Job controller does: the success criteria first, then Complete (a real
+            # API server refuses Complete without SuccessCriteriaMet).
             self._job_status(name, {"active": 0, "succeeded": 1, "completionTime": _now(),
-                                    "conditions": [_condition("Complete")]})
+                                    "conditions": [_condition("SuccessCriteriaMet",
+                                                              "CompletionsReached"),
+                                                   _condition("Complete",
+                                                              "CompletionsReached")]})
             return
         retries = job["spec"].get("backoffLimit", 6)
         if reason is None and running.attempt <= retries:
             self._job_status(name, {"active": 0, "failed": running.attempt})
             return  # the next sync starts another pod
         self._done.add(name)
+        why = (reason or "BackoffLimitExceeded",
+               message or "Job has reached the specified backoff limit")
+        # FailureTarget first, then Failed (a real API server refuses Failed without it).
         self._job_status(name, {"active": 0, "failed": running.attempt, "conditions": [
-            _condition("Failed", reason or "BackoffLimitExceeded",
-                       message or "Job has reached the specified backoff limit")]})
+            _condition("FailureTarget", *why), _condition("Failed", *why)]})
 
     def _status(self, pod: str, status: dict[str, Any]) -> None:
         self.cluster.core.patch_namespaced_pod_status(pod, self.namespace, {"status": status})
 
     def _job_status(self, job: str, status: dict[str, Any]) -> None:
-        with contextlib.suppress(ApiException):  # deleted meanwhile
+        try:
             self.cluster.batch.patch_namespaced_job_status(job, self.namespace,
                                                            {"status": status})
+        except ApiException as exc:
+            if exc.status != 404:  # deleted meanwhile is fine; a refused status is not
+                raise
 
 
 def _condition(kind: str, reason: str | None = None, message: str | None = None

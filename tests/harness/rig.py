@@ -29,6 +29,7 @@ from traffic import to_rows
 
 from .cluster import Cluster
 from .kubelet import ConfigMapSync, Kubelet
+from .loopback_proxy import LoopbackProxy
 
 BIN = Path(sys.executable).parent
 SERVICE = "diamonds"
@@ -61,6 +62,8 @@ class Rig:
     replicas: list[RunningService]
     policy_file: Path
     kubelet: Kubelet
+    operator_kubeconfig: Path
+    proxy: LoopbackProxy | None = None
     operator: subprocess.Popen | None = None
     operator_logs: list[Path] = field(default_factory=list)
 
@@ -69,8 +72,11 @@ class Rig:
     def start_operator(self) -> None:
         log = self.tmp / f"operator-{len(self.operator_logs)}.log"
         self.operator_logs.append(log)
-        env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig),
+        env = {**os.environ, "KUBECONFIG": str(self.operator_kubeconfig),
                "DRIFTKEEPER_IMAGE": IMAGE, "DRIFTKEEPER_WATCH_TIMEOUT": "60"}
+        if self.proxy is not None:  # replicas by name, as the cluster's DNS would resolve
+            env.update(HTTP_PROXY=self.proxy.url, http_proxy=self.proxy.url,
+                       NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
         with open(log, "wb") as out:
             self.operator = subprocess.Popen(
                 [str(BIN / "driftkeeper"), "operator", "--namespace", self.namespace],
@@ -136,7 +142,12 @@ def operator_rig(cluster: Cluster, model_dir: Path, tmp: Path, replicas: int = 2
         kubelet = Kubelet(cluster, namespace, {CLAIM: model_dir, **(claims or {})},
                           tmp / "kubelet").start()
         stack.callback(kubelet.stop)
-        rig = Rig(cluster, namespace, model_dir, tmp, services, policy_file, kubelet)
+        proxy = None
+        if cluster.backend != "kmock":
+            proxy = LoopbackProxy()
+            stack.callback(proxy.stop)
+        rig = Rig(cluster, namespace, model_dir, tmp, services, policy_file, kubelet,
+                  cluster.operator_kubeconfig(namespace, tmp), proxy)
         rig.start_operator()
         stack.callback(rig.stop_operator)
         yield rig

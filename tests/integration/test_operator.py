@@ -1,5 +1,6 @@
-"""The Kopf operator against a Kubernetes API (KMock's emulator by default, or the server
-DRIFTKEEPER_TEST_KUBECONFIG names), with real model replicas and a test kubelet.
+"""The Kopf operator against a Kubernetes API (each test runs on KMock's emulator and on a
+real kube-apiserver, where the operator has only the chart's RBAC), with real model
+replicas and a test kubelet.
 
 One policy's life: created (ConfigMap, status), drift judged over the whole fleet, thresholds
 edited, concept drift retrained by exactly one Job and promoted, a second drift held back by
@@ -23,7 +24,7 @@ import yaml
 
 from driftkeeper.model.store import ModelStore
 from driftkeeper.policy import parse_policy
-from harness.cluster import api_cluster, wait_until
+from harness.cluster import wait_until
 from harness.rig import CLAIM, IMAGE, SERVICE, Rig, dearer, operator_rig, policy_spec
 from prometheus_process import running_prometheus
 
@@ -74,9 +75,9 @@ def labels_flowing(rig: Rig, frame: pd.DataFrame, batch: int = 60,
     assert not errors, errors
 
 
-def test_policy_lifecycle(model_dir, tmp_path, diamonds) -> None:
+def test_policy_lifecycle(cluster, model_dir, tmp_path, diamonds) -> None:
     normal = diamonds.sample(4000, random_state=11).reset_index(drop=True)
-    with api_cluster(tmp_path) as cluster, operator_rig(cluster, model_dir, tmp_path) as rig:
+    with operator_rig(cluster, model_dir, tmp_path) as rig:
         ns = rig.namespace
 
         # Created: the normalised policy lands in the ConfigMap the replicas mount.
@@ -178,10 +179,10 @@ def test_policy_lifecycle(model_dir, tmp_path, diamonds) -> None:
         assert "Traceback" not in rig.operator_log(), rig.operator_log()[-4000:]
 
 
-def test_failed_retrains_spend_the_budget_and_change_nothing(model_dir, tmp_path,
+def test_failed_retrains_spend_the_budget_and_change_nothing(cluster, model_dir, tmp_path,
                                                               diamonds) -> None:
     normal = diamonds.sample(3000, random_state=12).reset_index(drop=True)
-    with api_cluster(tmp_path) as cluster, operator_rig(cluster, model_dir, tmp_path) as rig:
+    with operator_rig(cluster, model_dir, tmp_path) as rig:
         ns = rig.namespace
         # The Job mounts a claim that holds no model store: it fails, as with a wrong volume.
         spec = policy_spec(target={"service": SERVICE, "modelClaim": "empty-claim"})
@@ -203,9 +204,10 @@ def test_failed_retrains_spend_the_budget_and_change_nothing(model_dir, tmp_path
         assert ModelStore(model_dir).versions() == ["v1"]
 
 
-def test_a_restarted_operator_follows_the_running_job(model_dir, tmp_path, diamonds) -> None:
+def test_a_restarted_operator_follows_the_running_job(cluster, model_dir, tmp_path,
+                                                     diamonds) -> None:
     normal = diamonds.sample(3000, random_state=13).reset_index(drop=True)
-    with api_cluster(tmp_path) as cluster, operator_rig(cluster, model_dir, tmp_path) as rig:
+    with operator_rig(cluster, model_dir, tmp_path) as rig:
         ns = rig.namespace
         rig.kubelet.hold.set()  # the Job's pod stays Pending until we say
         cluster.create_policy(ns, POLICY, policy_spec())
@@ -226,8 +228,8 @@ def test_a_restarted_operator_follows_the_running_job(model_dir, tmp_path, diamo
         assert cluster.reasons(ns, POLICY).count("RetrainStarted") == 1
 
 
-def test_invalid_spec_is_reported_and_fixing_it_recovers(model_dir, tmp_path) -> None:
-    with api_cluster(tmp_path) as cluster, operator_rig(cluster, model_dir, tmp_path) as rig:
+def test_invalid_spec_is_reported_and_fixing_it_recovers(cluster, model_dir, tmp_path) -> None:
+    with operator_rig(cluster, model_dir, tmp_path) as rig:
         ns = rig.namespace
         spec = policy_spec()
         del spec["target"]  # valid for the schema, not for the operator
@@ -254,11 +256,11 @@ def test_invalid_spec_is_reported_and_fixing_it_recovers(model_dir, tmp_path) ->
 
 @pytest.mark.skipif(shutil.which("prometheus") is None,
                     reason="prometheus not installed (make test-tools installs it)")
-def test_fleet_counters_from_prometheus(model_dir, tmp_path, diamonds) -> None:
+def test_fleet_counters_from_prometheus(cluster, model_dir, tmp_path, diamonds) -> None:
     """With spec.target.prometheus, the windows are sum(increase(...)) over the replicas'
     series in Prometheus, as a ServiceMonitor would label them."""
     normal = diamonds.sample(2000, random_state=14).reset_index(drop=True)
-    with api_cluster(tmp_path) as cluster, operator_rig(cluster, model_dir, tmp_path) as rig:
+    with operator_rig(cluster, model_dir, tmp_path) as rig:
         ns = rig.namespace
         targets = [svc.url.removeprefix("http://") for svc in rig.replicas]
         with running_prometheus(targets, tmp_path, {"namespace": ns, "service": SERVICE}

@@ -9,7 +9,6 @@ import pytest
 from driftkeeper.policy import parse_policy
 from driftkeeper_operator import builders
 from driftkeeper_operator.kube import Kube
-from harness.cluster import api_cluster
 
 pytestmark = pytest.mark.slow
 
@@ -21,52 +20,51 @@ def _policy():
                          "metadata": {"name": "diamonds"}, "spec": SPEC})
 
 
-def test_kube_calls(tmp_path) -> None:
-    with api_cluster(tmp_path) as cluster:
-        ns = cluster.namespace("kube-calls")
-        kube = Kube(cluster.api)
+def test_kube_calls(cluster) -> None:
+    ns = cluster.namespace("kube-calls")
+    kube = Kube(cluster.api)
 
-        # A ConfigMap is created once, then only patched when its data changes.
-        manifest = builders.policy_config_map(_policy(), ns)
-        assert kube.apply_config_map(manifest) is True
-        assert kube.apply_config_map(manifest) is False
-        changed = copy.deepcopy(manifest)
-        changed["data"]["policy.yaml"] += "# edited\n"
-        assert kube.apply_config_map(changed) is True
-        assert cluster.config_map(ns, manifest["metadata"]["name"])["data"] == changed["data"]
+    # A ConfigMap is created once, then only patched when its data changes.
+    manifest = builders.policy_config_map(_policy(), ns)
+    assert kube.apply_config_map(manifest) is True
+    assert kube.apply_config_map(manifest) is False
+    changed = copy.deepcopy(manifest)
+    changed["data"]["policy.yaml"] += "# edited\n"
+    assert kube.apply_config_map(changed) is True
+    assert cluster.config_map(ns, manifest["metadata"]["name"])["data"] == changed["data"]
 
-        # A second create of the same Job (a retried handler) returns the first one.
-        job = builders.retrain_job(_policy(), ns, 1, 1795000000.0, "img:1")
-        first = kube.create_job(job)
-        again = kube.create_job(job)
-        assert again["metadata"]["uid"] == first["metadata"]["uid"]
-        assert [j["metadata"]["name"] for j in kube.policy_jobs(ns, "diamonds")] == [
-            "diamonds-retrain-1"]
-        assert kube.policy_jobs(ns, "other") == []
+    # A second create of the same Job (a retried handler) returns the first one.
+    job = builders.retrain_job(_policy(), ns, 1, 1795000000.0, "img:1")
+    first = kube.create_job(job)
+    again = kube.create_job(job)
+    assert again["metadata"]["uid"] == first["metadata"]["uid"]
+    assert [j["metadata"]["name"] for j in kube.policy_jobs(ns, "diamonds")] == [
+        "diamonds-retrain-1"]
+    assert kube.policy_jobs(ns, "other") == []
 
-        # The retrain container's termination message, from the Job's pod.
-        cluster.core.create_namespaced_pod(ns, {
-            "metadata": {"name": "diamonds-retrain-1-abc", "labels": {
-                "job-name": "diamonds-retrain-1"}},
-            "spec": {"containers": [{"name": "retrain", "image": "img:1"}]}})
-        cluster.core.patch_namespaced_pod_status("diamonds-retrain-1-abc", ns, {"status": {
-            "containerStatuses": [{"name": "retrain", "ready": False, "restartCount": 0,
-                                   "image": "img:1", "imageID": "", "state": {"terminated": {
-                                       "exitCode": 0, "message": '{"outcome":"promoted"}'}}}]}})
-        assert kube.termination_messages(ns, "diamonds-retrain-1") == ['{"outcome":"promoted"}']
+    # The retrain container's termination message, from the Job's pod.
+    cluster.core.create_namespaced_pod(ns, {
+        "metadata": {"name": "diamonds-retrain-1-abc", "labels": {
+            "job-name": "diamonds-retrain-1"}},
+        "spec": {"containers": [{"name": "retrain", "image": "img:1"}]}})
+    cluster.core.patch_namespaced_pod_status("diamonds-retrain-1-abc", ns, {"status": {
+        "containerStatuses": [{"name": "retrain", "ready": False, "restartCount": 0,
+                               "image": "img:1", "imageID": "", "state": {"terminated": {
+                                   "exitCode": 0, "message": '{"outcome":"promoted"}'}}}]}})
+    assert kube.termination_messages(ns, "diamonds-retrain-1") == ['{"outcome":"promoted"}']
 
-        # Ready endpoints on the named port only.
-        cluster.endpoint_slice(ns, "diamonds", "diamonds-0", 8081)
-        cluster.endpoint_slice(ns, "diamonds", "diamonds-1", 8082, ready=False)
-        cluster.endpoint_slice(ns, "other", "other-0", 9000)
-        endpoints = kube.ready_endpoints(ns, "diamonds", "http")
-        assert [(e.name, e.url) for e in endpoints] == [("diamonds-0",
-                                                         "http://127.0.0.1:8081")]
-        assert kube.ready_endpoints(ns, "diamonds", "metrics") == []
+    # Ready endpoints on the named port only.
+    cluster.endpoint_slice(ns, "diamonds", "diamonds-0", 8081)
+    cluster.endpoint_slice(ns, "diamonds", "diamonds-1", 8082, ready=False)
+    cluster.endpoint_slice(ns, "other", "other-0", 9000)
+    endpoints = kube.ready_endpoints(ns, "diamonds", "http")
+    host = "127.0.0.1" if cluster.backend == "kmock" else "diamonds-0.replicas.test"
+    assert [(e.name, e.url) for e in endpoints] == [("diamonds-0", f"http://{host}:8081")]
+    assert kube.ready_endpoints(ns, "diamonds", "metrics") == []
 
-        # Deleting the policy's Jobs and ConfigMap; deleting again is fine.
-        assert kube.delete_policy_jobs(ns, "diamonds") == ["diamonds-retrain-1"]
-        kube.delete_config_map(ns, manifest["metadata"]["name"])
-        kube.delete_config_map(ns, manifest["metadata"]["name"])
-        assert kube.policy_jobs(ns, "diamonds") == []
-        assert cluster.config_map(ns, manifest["metadata"]["name"]) is None
+    # Deleting the policy's Jobs and ConfigMap; deleting again is fine.
+    assert kube.delete_policy_jobs(ns, "diamonds") == ["diamonds-retrain-1"]
+    kube.delete_config_map(ns, manifest["metadata"]["name"])
+    kube.delete_config_map(ns, manifest["metadata"]["name"])
+    assert kube.policy_jobs(ns, "diamonds") == []
+    assert cluster.config_map(ns, manifest["metadata"]["name"]) is None

@@ -15,6 +15,7 @@ from crd_schema import cel_errors, cel_rules, crd_schema, schema_errors
 from driftkeeper.errors import PolicyError
 from driftkeeper.policy import parse_policy
 from driftkeeper_operator import crd
+from policy_cases import BAD, GOOD
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "k8s" / "crds" / "driftpolicies.driftkeeper.io.yaml"
@@ -95,37 +96,6 @@ def test_examples_are_accepted(path: Path) -> None:
     document = yaml.safe_load(path.read_text())
     assert _api_server_accepts(document)
     parse_policy(document)
-
-
-GOOD = [
-    {},
-    {"concept": {"threshold": 0.2, "residualThreshold": "auto", "biasThreshold": 0}},
-    {"concept": {"threshold": 3}},
-    {"data": {"features": {"carat": {"method": "ks", "threshold": 0.1}}}},
-    {"target": {"service": "diamonds", "prometheus": {"url": "http://prom:9090"}}},
-    {"window": {"size": 500, "minSamples": 500}},
-]
-
-BAD = [
-    {"concept": {"threshold": "aut0"}},
-    {"concept": {"threshold": -0.1}},
-    {"concept": {"threshold": True}},
-    {"concept": {"threshold": {"value": 1}}},
-    {"concept": {"threshold": [0.2]}},
-    {"data": {"features": {"carat": {"threshold": "high"}}}},
-    {"data": {"features": {"carat": {"method": "kss"}}}},
-    {"data": {"methods": {"numerical": "jensenshannon"}}},
-    {"window": {"size": "big"}},
-    {"window": {"size": 100, "minSamples": 500}},  # a CEL rule
-    {"concept": {"window": {"size": 100, "minSamples": 500}}},
-    {"evaluation": {"interval": "5 minutes"}},
-    {"promotion": {"evaluationRows": 10}},
-    {"retraining": {"triggers": ["data", "weather"]}},
-    {"retraining": {"job": {"backoffLimit": -1}}},
-    {"target": {"port": "http"}},
-    {"target": {"service": "Not_A_Name"}},
-    {"target": {"service": "diamonds", "prometheus": {"url": "prom:9090"}}},
-]
 
 
 @pytest.mark.parametrize("spec", GOOD, ids=str)
