@@ -68,8 +68,10 @@ class PrometheusError(Exception):
 
 
 class PrometheusSource:
-    """Sums every replica's counters with PromQL: ``sum by (feature, bin)
-    (increase(...[range]))`` over a range that holds about one window of rows."""
+    """Sums every replica's counters with PromQL, over a range that holds about one window
+    of rows. Each series' window is its value now minus its value one range ago (exact:
+    no extrapolation, unlike ``increase()``), or its whole value when it started or was
+    reset within the range (a new replica, a restart, a promotion)."""
 
     MIN_RANGE = 30.0  # seconds: a few scrape intervals, or increase() has nothing to go on
 
@@ -129,8 +131,9 @@ class PrometheusSource:
 
     def _by(self, metric: str, labels: str, v: str, window: str, now: float
             ) -> list[tuple[dict[str, str], float]]:
-        result = self.query(f"sum by ({labels}) (increase({metric}{self._sel(v)}[{window}]))",
-                            now)
+        series = f"{metric}{self._sel(v)}"
+        delta = f"(({series} - {series} offset {window}) >= 0 or {series})"
+        result = self.query(f"sum by ({labels}) ({delta})", now)
         return [(r["metric"], max(float(r["value"][1]), 0.0)) for r in result]
 
     def _data(self, v: str, version: str, window: str, now: float) -> Counters:

@@ -20,6 +20,7 @@ from bad_inputs import (
     too_many_rows,
 )
 from driftkeeper.model.train import TrainingConfig, train
+from driftkeeper.serving.rings import read_ring
 from service_process import running_service
 from traffic import send_batches, send_each, to_rows
 
@@ -53,6 +54,10 @@ def test_data_drift_over_two_workers(model_dir, tmp_path, fast_policy, diamonds)
     with running_service(model_dir, tmp_path, workers=2, policy=fast_policy) as svc:
         statuses = send_each(svc.url + "/predict", to_rows(sample))
         assert set(statuses) == {200}
+        # Both workers took traffic (each ring holds rows), yet one window holds them all.
+        rings = [read_ring(p) for p in (svc.state_dir / "windows").glob("inputs-*.ring")]
+        assert len(rings) == 2 and all(len(r) > 0 for r in rings)
+        assert sum(len(r) for r in rings) == 1000
         report = svc.wait_for(_after(time.time(), 1000), what="a 1000-row window")
         assert report["data"]["drift"] is False, report["data"]
         assert report["data"]["drifted_features"] == []

@@ -220,4 +220,34 @@ def test_index_and_openapi(served) -> None:
     validate(doc)
     row = doc["components"]["schemas"]["Row"]
     assert row["properties"]["cut"]["enum"][-1] == "Ideal"
-    assert json.dumps(doc)
+    # Every way a request can fail is documented, with the error's JSON shape.
+    responses = doc["paths"]["/predict"]["post"]["responses"]
+    assert {"200", "400", "413", "422", "503"} <= set(responses)
+    assert responses["422"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Error"}
+
+
+def test_http_errors_are_json_naming_what_was_wrong(served) -> None:
+    _, client = served
+    resp = client.get("/predict")
+    assert resp.status_code == 405
+    assert resp.headers["Allow"] and "POST" in resp.headers["Allow"]  # RFC 9110
+    assert resp.get_json()["field"] == "method"
+    resp = client.get("/no/such/page")
+    assert resp.status_code == 404 and resp.get_json()["field"] == "path"
+
+
+def test_drift_is_read_from_the_published_report_never_evaluated_on_request(
+        served, diamonds) -> None:
+    app, client = served
+    resp = client.get("/drift?histograms=1")
+    assert resp.status_code == 503 and "no drift report yet" in resp.get_json()["error"]
+    rows = diamonds.head(60).drop(columns="price").astype(
+        {"cut": str, "color": str, "clarity": str}).to_dict("records")
+    client.post("/predict", json={"instances": rows[:40]})
+    state_of(app).tick()
+    client.post("/predict", json={"instances": rows[40:]})  # after the evaluation
+    doc = client.get("/drift?histograms=1").get_json()
+    assert doc["data"]["samples"] == 40  # what was evaluated, not re-evaluated now
+    carat = doc["histograms"]["features"]["carat"]
+    assert sum(carat["current"]) == 40 and len(carat["reference"]) == len(carat["current"])

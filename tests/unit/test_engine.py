@@ -192,3 +192,23 @@ def test_state_roundtrip() -> None:
     ds = run(policy(), [obs(t, True) for t in range(3)])
     state = ds[-1].state
     assert EngineState.from_dict(state.to_dict()) == state
+
+
+def test_a_drift_message_names_the_test_that_fired_and_its_own_numbers() -> None:
+    """The bias test fired: the message gives the bias statistic and threshold, not the
+    RMSE increase (which stayed under its own threshold)."""
+    from driftkeeper.policy.engine import step
+
+    obs = Observation(evaluated_at=1.0, model_version="v1",
+                      drift={"data": True, "concept": True},
+                      scores={"data": 0.05, "concept": 0.13},
+                      thresholds={"data": 0.15, "concept": 0.22},
+                      drifted_features=("carat",), concept_tests=("bias",),
+                      feature_checks={"carat": ("psi", 0.4123, 0.2)},
+                      concept_checks={"rmse": (0.13, 0.22), "bias": (412.3, 95.1)})
+    decision = step(parse_policy({}), EngineState(), obs, now=1.0)
+    messages = {e.message.split(":")[0]: e.message for e in decision.events
+                if e.reason == "DriftDetected"}
+    assert messages["concept drift"] == ("concept drift: mean residual shift 412.3000 vs "
+                                         "threshold 95.1000")
+    assert messages["data drift"] == "data drift: carat: psi 0.4123 vs threshold 0.2000"

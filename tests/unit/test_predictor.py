@@ -54,3 +54,25 @@ def test_service_modules_import_no_heavy_libraries(trained_model_dir: Path) -> N
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert float(out.stdout) > 0
+
+
+def test_a_changed_scikit_learn_falls_back_to_the_pickled_model(tmp_path, monkeypatch,
+                                                                caplog) -> None:
+    """If scikit-learn's private tree arrays change shape, training still succeeds and the
+    service loads the pickled model instead of the export."""
+    from driftkeeper.model import export
+    from driftkeeper.model.store import ModelStore
+    from driftkeeper.model.train import TrainingConfig, train
+    from driftkeeper.serving.runtime import ModelHolder
+
+    def renamed_internals(model, prefix):
+        raise AttributeError("'HistGradientBoostingRegressor' object has no attribute "
+                             "'_predictors'")
+
+    monkeypatch.setattr(export, "_hgb_arrays", renamed_internals)
+    result = train(tmp_path / "m", TrainingConfig(calibration_trials=1000))
+    assert result.metrics["serving_export"] is False
+    assert "cannot export" in caplog.text
+    holder = ModelHolder(ModelStore(tmp_path / "m"))
+    assert holder.refresh()
+    assert type(holder.model.predictor).__name__ != "TreePredictor"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from driftkeeper.errors import DataError, ModelStoreError, TrainingError
+from driftkeeper.model import store as store_module
 from driftkeeper.model.estimators import build_estimator
 from driftkeeper.model.store import PREDICTOR_FILE, REQUIRED_FILES, ModelStore
 from driftkeeper.model.train import TrainingConfig, train
@@ -135,7 +137,7 @@ def test_rf_is_the_labs_forest(tmp_path: Path, diamonds) -> None:
     assert result.metrics["r2"] > 0.9
 
 
-def test_concurrent_writers_get_distinct_versions(model_dir: Path) -> None:
+def test_concurrent_writers_get_distinct_versions(model_dir: Path, monkeypatch) -> None:
     """Two trainers finishing at once must not overwrite each other's version."""
     store = ModelStore(model_dir)
 
@@ -143,9 +145,19 @@ def test_concurrent_writers_get_distinct_versions(model_dir: Path) -> None:
         for name in REQUIRED_FILES:
             (tmp / name).write_text("{}")
 
-    # Simulate a race: v2 appears between numbering and renaming.
-    (model_dir / "versions" / "v2").mkdir()
-    (model_dir / "versions" / "v2" / "marker").write_text("someone else's")
+    # The race: another trainer takes v2 after this one chose the number and before its
+    # rename. The rename fails on the non-empty v2 and the store retries with v3.
+    real_rename, attempts = os.rename, []
+
+    def rename_after_a_rival(src, dst):
+        attempts.append(Path(dst).name)
+        if len(attempts) == 1:
+            (model_dir / "versions" / "v2").mkdir()
+            (model_dir / "versions" / "v2" / "marker").write_text("someone else's")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(store_module.os, "rename", rename_after_a_rival)
     version = store.write_version(fill, promote=False)
+    assert attempts == ["v2", "v3"]  # the retry happened
     assert version == "v3"
-    assert (model_dir / "versions" / "v2" / "marker").exists()
+    assert (model_dir / "versions" / "v2" / "marker").read_text() == "someone else's"

@@ -90,7 +90,9 @@ class DemoView:
 
     def refresh(self, url: str) -> None:
         with contextlib.suppress(requests.RequestException, ValueError):
-            self.report = requests.get(url + "/drift", timeout=2).json()
+            resp = requests.get(url + "/drift", timeout=2)
+            if resp.status_code == 200:  # 503 until the first report is published
+                self.report = resp.json()
         driver = self.run_dir / "model" / "driver"
         events_file = driver / "events.jsonl"
         if events_file.exists():

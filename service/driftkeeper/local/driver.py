@@ -26,6 +26,7 @@ import requests
 import yaml
 
 from ..errors import DriftkeeperError, PolicyError
+from ..files import write_atomic
 from ..model.feedback import FeedbackStore
 from ..model.retrain import RetrainOutcome
 from ..model.store import ModelStore
@@ -69,13 +70,6 @@ class RunningRetrain:
     stderr: Path
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 class LocalDriver:
     def __init__(self, config: DriverConfig) -> None:
         self.config = config
@@ -115,7 +109,7 @@ class LocalDriver:
             doc["retrain"] = {"pid": self.retrain.pid, "started": self.retrain.started,
                               "stdout": str(self.retrain.stdout),
                               "stderr": str(self.retrain.stderr)}
-        _atomic_write(self._state_file, json.dumps(doc, indent=2))
+        write_atomic(self._state_file, json.dumps(doc, indent=2))
 
     def _restore(self) -> None:
         try:
@@ -164,21 +158,43 @@ class LocalDriver:
             self.policy, self.policy_error = None, str(exc)
             return
         self.policy, self.policy_error = policy, None
-        _atomic_write(self.config.pushed_policy, yaml.safe_dump(policy.to_document(),
+        write_atomic(self.config.pushed_policy, yaml.safe_dump(policy.to_document(),
                                                                  sort_keys=False))
 
     # -- the loop ----------------------------------------------------------------------
 
-    def run(self, stop: threading.Event | None = None, duration: float | None = None) -> None:
+    def run(self, stop: threading.Event | None = None, duration: float | None = None) -> str:
+        """Tick until stopped or ``duration`` is up; returns (and logs) why it stopped. One
+        bad tick (an unreadable file, a crashed gate) is logged and the loop goes on."""
         stop = stop or threading.Event()
         deadline = None if duration is None else time.monotonic() + duration
+        failures_in_a_row = 0
+        why = "stopped on request"
         try:
-            while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
-                self.tick()
+            while not stop.is_set():
+                if deadline is not None and time.monotonic() >= deadline:
+                    why = f"ran for its duration of {duration:g}s"
+                    break
+                try:
+                    self.tick()
+                    failures_in_a_row = 0
+                except Exception as exc:  # the loop outlives any one tick
+                    failures_in_a_row += 1
+                    log.exception("tick failed (%d in a row); carrying on", failures_in_a_row)
+                    if failures_in_a_row == 1:
+                        self._log_events([Event("Warning", "TickFailed",
+                                                f"{type(exc).__name__}: {exc}", time.time())])
                 interval = self.policy.interval if self.policy else 5.0
                 stop.wait(min(interval, 1.0) if self.retrain else interval)
+        except KeyboardInterrupt:
+            why = "interrupted"
+            raise
+        except BaseException as exc:
+            why = f"failed: {type(exc).__name__}: {exc}"
+            raise
         finally:
-            self.shutdown()
+            self.shutdown(why)
+        return why
 
     def tick(self, now: float | None = None) -> Decision:
         now = time.time() if now is None else now
@@ -266,16 +282,18 @@ class LocalDriver:
         self.metrics.retrain(METRICS_NAMESPACE, self._policy_name, outcome)
         self._emit(retrain_finished(self.state, now, outcome, message))
 
-    def shutdown(self) -> None:
-        """Stop a running training (its candidate is discarded) and save the state."""
+    def shutdown(self, why: str = "stopped") -> None:
+        """Stop a running retrain (its candidate is discarded), save the state, and say
+        why the driver stopped and what became of the retrain."""
         if self.retrain is not None:
             _kill_if_ours(self.retrain.pid)
             if self.retrain.process is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     self.retrain.process.wait(timeout=10)
-            self._finish("failed", "the driver stopped while training; the candidate was "
+            self._finish("failed", f"the driver {why} while retraining; the candidate was "
                          "discarded", time.time())
         self._persist()
+        log.info("driver %s (phase %s, %d retrains)", why, self.phase, self.state.retrains)
 
 
 def _schema(store: ModelStore) -> FeatureSchema:

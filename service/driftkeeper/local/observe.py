@@ -43,13 +43,26 @@ def parse_metrics(text: str) -> Observation | None:
     concept_tests = tuple(sorted(s.labels["test"] for s in
                                  samples.get("driftkeeper_concept_test_detected", [])
                                  if s.value == 1.0))
+    thresholds_by_feature = {s.labels["feature"]: s.value for s in
+                             samples.get("driftkeeper_feature_drift_threshold", [])}
+    feature_checks = {s.labels["feature"]: (s.labels["method"], s.value,
+                                            thresholds_by_feature[s.labels["feature"]])
+                      for s in samples.get("driftkeeper_feature_drift", [])
+                      if s.labels["feature"] in drifted
+                      and s.labels["feature"] in thresholds_by_feature}
+    limits = {s.labels["test"]: s.value
+              for s in samples.get("driftkeeper_concept_test_threshold", [])}
+    concept_checks = {s.labels["test"]: (s.value, limits[s.labels["test"]])
+                      for s in samples.get("driftkeeper_concept_test_score", [])
+                      if s.labels["test"] in limits}
     return Observation(
         evaluated_at=stamp[0].value,
         model_version=info[0].labels["model_version"] if info else None,
         drift=drift, scores=scores,
         thresholds=dict(by_kind("driftkeeper_drift_threshold")),
         samples={k: int(v) for k, v in by_kind("driftkeeper_window_samples").items()},
-        drifted_features=drifted, concept_tests=concept_tests)
+        drifted_features=drifted, concept_tests=concept_tests,
+        feature_checks=feature_checks, concept_checks=concept_checks)
 
 
 def _single(samples: dict[str, list], name: str) -> float | None:

@@ -8,12 +8,21 @@ reproduced the estimator's own predictions.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 
 from .estimators import PRICE_FLOOR, RecalibratedRegressor
 from .predictor import FIELDS, FORMAT, TreePredictor
+
+log = logging.getLogger("driftkeeper.train")
+
+
+def _sklearn_version() -> str:
+    import sklearn
+
+    return sklearn.__version__
 
 
 def _hgb_arrays(model: Any, prefix: str) -> dict[str, np.ndarray] | None:
@@ -64,8 +73,18 @@ def export_trees(estimator: Any) -> dict[str, np.ndarray] | None:
 def verified_export(estimator: Any, X_check: np.ndarray) -> dict[str, np.ndarray] | None:
     """Export, then keep the export only if it reproduces ``estimator.predict`` on
     ``X_check``, row by row and as a batch (within 1e-12 relative: exp() may differ in the
-    last bit between a scalar and a vectorised call)."""
-    arrays = export_trees(estimator)
+    last bit between a scalar and a vectorised call).
+
+    The export reads scikit-learn's private tree arrays. If a scikit-learn release changes
+    them, the export is skipped with a warning and the service loads the pickled model:
+    slower, never wrong, and training still succeeds."""
+    try:
+        arrays = export_trees(estimator)
+    except (AttributeError, KeyError, TypeError, ValueError, IndexError) as exc:
+        log.warning("cannot export %s to plain arrays (scikit-learn %s changed its "
+                    "internals?): %s; the service will unpickle the model instead",
+                    type(estimator).__name__, _sklearn_version(), exc)
+        return None
     if arrays is None:
         return None
     predictor = TreePredictor.from_arrays(arrays)

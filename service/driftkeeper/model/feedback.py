@@ -2,7 +2,10 @@
 
 Each process appends to its own CSV segment (no locks between gunicorn workers, no
 interleaved lines); a segment is closed after ``segment_rows`` rows and the oldest segments
-are deleted once the store holds more than ``max_rows``. CSV keeps it readable with any tool.
+are deleted once the store holds more than ``max_rows``, counted row by row. CSV keeps it
+readable with any tool; each row ends with a CRC-32 of its fields, so a row cut short by a
+crash (a price of 1500 written as 15) is recognised and skipped, never learned from.
+Files in the directory that are not segments are ignored.
 """
 
 from __future__ import annotations
@@ -10,8 +13,10 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
+import re
 import threading
 import time
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +28,14 @@ if TYPE_CHECKING:  # reading is for training; the service only appends, without 
     import pandas as pd
 
 META_COLUMNS = ("ts", "model_version", "prediction")
+CHECK_COLUMN = "crc"
+UNCHECKED = "-"  # rows of segments written before rows had checksums
+SEGMENT_NAME = re.compile(r"^(\d+)-(\d+)\.csv$")  # <time_ns>-<pid>.csv
+
+
+def row_checksum(fields: list[str]) -> str:
+    """CRC-32 (hex) of a row's fields as written: a torn row cannot match it."""
+    return format(zlib.crc32(",".join(fields).encode()), "08x")
 
 
 class FeedbackStore:
@@ -34,7 +47,7 @@ class FeedbackStore:
         self.schema = schema
         self.max_rows = max_rows
         self.segment_rows = segment_rows
-        self.columns = [*META_COLUMNS, *schema.names, schema.target.name]
+        self.columns = [*META_COLUMNS, *schema.names, schema.target.name, CHECK_COLUMN]
         self._lock = threading.Lock()
         self._fh = None
         self._writer = None
@@ -55,8 +68,9 @@ class FeedbackStore:
             # Distinct, ordered stamps (a microsecond apart) even within one batch: the
             # retrain splits fresh labels into training and judging rows by time.
             for i, (row, pred) in enumerate(zip(rows, predictions, strict=True)):
-                self._writer.writerow([f"{now + i * 1e-6:.6f}", model_version, f"{pred:.6g}",
-                                       *(row[n] for n in names), row[target]])
+                fields = [f"{now + i * 1e-6:.6f}", model_version, f"{pred:.6g}",
+                          *(str(row[n]) for n in names), str(row[target])]
+                self._writer.writerow([*fields, row_checksum(fields)])
             self._fh.flush()
             self._rows_in_segment += len(rows)
             if self._rows_in_segment >= self.segment_rows:
@@ -90,14 +104,21 @@ class FeedbackStore:
             self._close_segment()
 
     def _segments(self) -> list[Path]:
+        """Segment files, oldest first; anything else in the directory is not ours."""
         if not self.directory.is_dir():
             return []
-        return sorted(self.directory.glob("*.csv"), key=lambda p: int(p.name.split("-")[0]))
+        found = []
+        for path in self.directory.iterdir():
+            match = SEGMENT_NAME.match(path.name)
+            if match and path.is_file():
+                found.append(((int(match.group(1)), int(match.group(2))), path))
+        return [path for _, path in sorted(found)]
 
     def _prune(self) -> None:
-        """Delete the oldest segments while the rest still hold at least ``max_rows``."""
+        """Delete the oldest segments while the rest still hold at least ``max_rows`` rows
+        (counted, not assumed: a segment closed early by a restart holds fewer)."""
         segments = self._segments()
-        sizes = [self.segment_rows] * len(segments)  # closed segments are full; cheap estimate
+        sizes = [_line_count(p) for p in segments]
         while segments and sum(sizes[1:]) >= self.max_rows:
             with contextlib.suppress(FileNotFoundError):
                 segments[0].unlink()
@@ -130,16 +151,21 @@ class FeedbackStore:
 
         frames = []
         for path in self._segments():
-            try:
-                frame = pd.read_csv(path, on_bad_lines="skip", dtype={"model_version": str})
+            try:  # as text: the checksums are over the fields exactly as written
+                frame = pd.read_csv(path, dtype=str, keep_default_na=False,
+                                    on_bad_lines="skip")
             except (pd.errors.EmptyDataError, FileNotFoundError):
                 continue
+            if CHECK_COLUMN not in frame.columns:  # written before rows had checksums
+                frame[CHECK_COLUMN] = UNCHECKED
             frames.append(frame)
         if not frames:
-            return pd.DataFrame(columns=self.columns)
+            return pd.DataFrame(columns=[c for c in self.columns if c != CHECK_COLUMN])
         raw = pd.concat(frames, ignore_index=True)
-        raw = raw.dropna().sort_values("ts", kind="stable")
-        raw = raw[self._valid_rows(raw)]
+        raw = raw[self._valid_rows(raw)].copy()
+        raw["ts"] = pd.to_numeric(raw["ts"])
+        raw["prediction"] = pd.to_numeric(raw["prediction"])
+        raw = raw.sort_values("ts", kind="stable")
         if since is not None:
             raw = raw[raw["ts"] >= since]
         if until is not None:
@@ -153,8 +179,29 @@ class FeedbackStore:
         return out.reset_index(drop=True)
 
     def _valid_rows(self, raw: pd.DataFrame) -> np.ndarray:
-        """Rows that survived intact (a crash can leave a torn last line in a segment)."""
+        """Rows that survived intact: their checksum matches (a crash can leave a torn last
+        line in a segment), and they still encode and carry a finite target."""
         import pandas as pd
 
-        target = pd.to_numeric(raw[self.schema.target.name], errors="coerce").to_numpy()
-        return self.schema.complete_rows(self.schema.encode(raw)) & np.isfinite(target)
+        data_columns = [c for c in self.columns if c != CHECK_COLUMN]
+        if raw.empty or any(c not in raw.columns for c in data_columns):
+            return np.zeros(len(raw), dtype=bool)
+        fields = raw[data_columns].fillna("").astype(str)
+        expected = np.array([row_checksum(list(r))
+                             for r in fields.itertuples(index=False, name=None)])
+        written = raw[CHECK_COLUMN].fillna("").astype(str).to_numpy()
+        intact = (written == expected) | (written == UNCHECKED)
+        numbers = np.column_stack([pd.to_numeric(raw[c], errors="coerce").to_numpy(np.float64)
+                                   for c in ("ts", "prediction", self.schema.target.name)])
+        finite = np.isfinite(numbers).all(axis=1)
+        return intact & finite & self.schema.complete_rows(self.schema.encode(raw))
+
+
+def _line_count(path: Path) -> int:
+    """Data rows in a segment (lines after the header), without parsing them."""
+    try:
+        with open(path, "rb") as fh:
+            return max(sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20),
+                                                                 b"")) - 1, 0)
+    except OSError:
+        return 0

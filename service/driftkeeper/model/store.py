@@ -23,6 +23,7 @@ from typing import Any
 
 from ..drift.profile import ReferenceProfile
 from ..errors import ModelStoreError, PromotionConflictError
+from ..files import fsync_dir, fsync_file, sha256_file, write_json
 from ..schema import FeatureSchema
 
 MODEL_FILE = "model.joblib"
@@ -75,19 +76,24 @@ def version_number(version: str) -> int:
     return int(m.group(1))
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _checksums(directory: Path) -> dict[str, dict[str, Any]]:
+    """sha256 and size of every file of a version but its metadata (which records them)."""
+    return {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+            for p in sorted(directory.iterdir()) if p.is_file() and p.name != METADATA_FILE}
 
 
-def write_json(path: Path, payload: Any) -> None:
-    with open(path, "w") as fh:
-        json.dump(payload, fh, indent=2, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
+def verify(path: Path, metadata: dict[str, Any]) -> None:
+    """Raise :class:`ModelStoreError` if a file differs from what the version recorded.
+    (Versions written before checksums were recorded have none to check.)"""
+    for name, expected in (metadata.get("files") or {}).items():
+        try:
+            found = sha256_file(path / name)
+        except OSError as exc:
+            raise ModelStoreError(f"model version {path.name} is corrupt: {name} cannot be "
+                                  f"read ({exc.strerror})") from exc
+        if found != expected["sha256"]:
+            raise ModelStoreError(f"model version {path.name} is corrupt: {name} does not "
+                                  f"match its recorded checksum")
 
 
 class ModelStore:
@@ -138,10 +144,11 @@ class ModelStore:
             raise ModelStoreError(f"model version {version} in {self.root} is missing or "
                                   f"incomplete")
         try:
+            metadata = json.loads((path / METADATA_FILE).read_text())
+            verify(path, metadata)  # a corrupt version is refused, never served
             model = _load_estimator(path / MODEL_FILE) if with_estimator else None
             profile = ReferenceProfile.load(path / PROFILE_FILE)
             metrics = json.loads((path / METRICS_FILE).read_text())
-            metadata = json.loads((path / METADATA_FILE).read_text())
         except (OSError, ValueError, KeyError, EOFError) as exc:
             raise ModelStoreError(f"cannot load model version {version}: {exc}") from exc
         return ModelBundle(version, path, model, profile, metrics, metadata)
@@ -163,7 +170,12 @@ class ModelStore:
             missing = [f for f in REQUIRED_FILES if not (tmp / f).is_file()]
             if missing:
                 raise ModelStoreError(f"incomplete model version, missing {missing}")
-            _fsync_dir(tmp)
+            metadata = json.loads((tmp / METADATA_FILE).read_text())
+            metadata["files"] = _checksums(tmp)
+            write_json(tmp / METADATA_FILE, metadata)
+            for path in tmp.iterdir():  # every byte on disk before the version exists
+                fsync_file(path)
+            fsync_dir(tmp)
             version = self._rename_into_place(tmp)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -185,7 +197,7 @@ class ModelStore:
                     raise
                 number += 1
                 continue
-            _fsync_dir(self.versions_dir)
+            fsync_dir(self.versions_dir)
             return target.name
         raise ModelStoreError("could not allocate a version number")
 
@@ -228,7 +240,7 @@ class ModelStore:
             with contextlib.suppress(FileNotFoundError):
                 tmp_link.unlink()
             raise
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
 
     def _clean_stale_tmp(self) -> None:
         cutoff = time.time() - STALE_TMP_SECONDS

@@ -25,6 +25,7 @@ from .. import __version__
 from ..data import frame_hash, load_diamonds
 from ..drift.profile import build_profile
 from ..errors import TrainingError
+from ..files import write_json
 from ..schema import DIAMONDS_SCHEMA, FeatureSchema
 from .config import TrainingConfig
 from .estimators import RecalibratedRegressor, build_estimator, fit_params, model_kind
@@ -37,7 +38,6 @@ from .store import (
     PREDICTOR_FILE,
     PROFILE_FILE,
     ModelStore,
-    write_json,
 )
 
 

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..drift.report import DriftReport
+from ..drift.report import ConceptVerdict, DriftReport
 from . import DriftPolicy
 
 KINDS = ("data", "concept")
@@ -42,6 +42,10 @@ class Observation:
     samples: dict[str, int] = field(default_factory=dict)
     drifted_features: tuple[str, ...] = ()
     concept_tests: tuple[str, ...] = ()  # which concept tests fired: rmse, residual_ks, bias
+    # What each verdict was judged on, to say so: feature -> (method, score, threshold) for
+    # drifted features; concept test -> (statistic, threshold).
+    feature_checks: dict[str, tuple[str, float, float]] = field(default_factory=dict)
+    concept_checks: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @classmethod
     def from_report(cls, report: DriftReport) -> Observation:
@@ -57,7 +61,12 @@ class Observation:
                         "concept": concept.threshold if concept else None},
             samples={"data": data.samples, "concept": concept.samples if concept else 0},
             drifted_features=tuple(sorted(data.drifted_features)),
-            concept_tests=tuple(sorted(concept.reasons)) if concept else ())
+            concept_tests=tuple(sorted(concept.reasons)) if concept else (),
+            feature_checks={name: (f.method, f.score, f.threshold)
+                            for name, f in data.features.items()
+                            if f.drift and f.score is not None},
+            concept_checks=_concept_checks(concept) if concept else {})
+
 
 
 @dataclass(frozen=True)
@@ -125,6 +134,32 @@ def policy_generation(policy: DriftPolicy) -> str:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
+def _concept_checks(concept: ConceptVerdict) -> dict[str, tuple[float, float]]:
+    checks = {"rmse": (concept.score, concept.threshold),
+              "residual_ks": (concept.residual_ks.score, concept.residual_ks.threshold),
+              "bias": (concept.bias_test.score, concept.bias_test.threshold)}
+    return {test: (score, threshold) for test, (score, threshold) in checks.items()
+            if score is not None}
+
+
+CONCEPT_TEST_NAMES = {"rmse": "RMSE increase", "residual_ks": "residual KS",
+                      "bias": "mean residual shift"}
+
+
+def _judged(kind: str, obs: Observation) -> str | None:
+    """What the verdict rests on, in the test's own terms: the drifted features' scores
+    against their thresholds, or the concept tests that fired, each with its statistic."""
+    if kind == "data" and obs.feature_checks:
+        return "; ".join(f"{name}: {method} {score:.4f} vs threshold {threshold:.4f}"
+                         for name, (method, score, threshold)
+                         in sorted(obs.feature_checks.items()))
+    if kind == "concept" and obs.concept_tests and obs.concept_checks:
+        fired = [t for t in obs.concept_tests if t in obs.concept_checks]
+        return "; ".join(f"{CONCEPT_TEST_NAMES.get(t, t)} {obs.concept_checks[t][0]:.4f} vs "
+                         f"threshold {obs.concept_checks[t][1]:.4f}" for t in fired) or None
+    return None
+
+
 def _drift_condition(kind: str, verdict: bool | None, obs: Observation | None) -> Condition:
     ctype = "DataDrift" if kind == "data" else "ConceptDrift"
     if obs is None or verdict is None:
@@ -133,12 +168,15 @@ def _drift_condition(kind: str, verdict: bool | None, obs: Observation | None) -
                          f"{samples} rows in the window; no verdict yet")
     score, threshold = obs.scores.get(kind), obs.thresholds.get(kind)
     detail = "see the drift report"
-    if score is not None and threshold is not None:
+    judged = _judged(kind, obs) if verdict else None
+    if judged:
+        detail = judged
+    elif score is not None and threshold is not None:
         label = "RMSE increase" if kind == "concept" else "mean score"
         detail = f"{label} {score:.4f} vs threshold {threshold:.4f}"
-    if kind == "data" and obs.drifted_features:
+    if kind == "data" and obs.drifted_features and not judged:
         detail += f"; drifted: {', '.join(obs.drifted_features)}"
-    if kind == "concept" and obs.concept_tests:
+    if kind == "concept" and obs.concept_tests and not judged:
         detail += f"; tests fired: {', '.join(obs.concept_tests)}"
     if verdict:
         return Condition(ctype, "True", "DriftDetected", detail)

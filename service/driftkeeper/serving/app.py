@@ -73,13 +73,16 @@ class ServiceState:
         policy = self.policy.policy
         self._next_evaluation = now + policy.interval
         try:
-            report = monitor.evaluate(model, policy, self.config.windows_dir, now)
+            report, data, residuals = monitor.evaluate_windows(model, policy,
+                                                               self.config.windows_dir, now)
         except Exception:  # one bad evaluation must not stop monitoring
             log.exception("drift evaluation failed")
             return None
         doc = monitor.report_document(report, policy)
         doc["policy_error"] = self.policy.error
         doc["evaluator_pid"] = os.getpid()
+        monitor.publish(histograms(model.bundle.profile, data, residuals),
+                        self.config.histograms_path)
         monitor.publish(doc, self.config.report_path)
         horizon = max(policy.data_window.max_age, policy.concept_window.max_age)
         monitor.prune_rings(self.config.windows_dir, horizon, now)
@@ -150,22 +153,15 @@ class ServiceState:
         return self._feedback
 
     def current_report(self, with_histograms: bool = False) -> dict[str, Any] | None:
-        """The published report; evaluated here and now when there is none yet, or when
-        the caller wants the histograms behind it."""
-        if not with_histograms:
-            try:
-                return json.loads(self.config.report_path.read_text())
-            except (OSError, ValueError):
-                pass
-        model = self.models.model
-        if model is None:
+        """The report the evaluator published last (with the distributions it was computed
+        from, if asked), or None before the first evaluation. The request path reads files
+        only: it never evaluates drift."""
+        try:
+            doc = json.loads(self.config.report_path.read_text())
+            if with_histograms:
+                doc["histograms"] = json.loads(self.config.histograms_path.read_text())
+        except (OSError, ValueError):
             return None
-        policy = self.policy.policy
-        report, data, residuals = monitor.evaluate_windows(model, policy,
-                                                          self.config.windows_dir)
-        doc = monitor.report_document(report, policy)
-        if with_histograms:
-            doc["histograms"] = histograms(model.bundle.profile, data, residuals)
         return doc
 
 
@@ -213,14 +209,21 @@ def create_app(config: ServiceConfig, start_background: bool = True) -> Flask:
         status = 400 if exc.field == "body" else 413 if reason == "too_many_rows" else 422
         return _json({**exc.to_dict(), "request_id": g.request_id}, status)
 
+    # What an HTTP-level error is about, for the JSON body's "field".
+    http_fields = {404: "path", 405: "method", 413: "body", 415: "Content-Type"}
+
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:
-        if exc.code == 413:
-            metrics.INVALID_INPUTS.labels(request.path, "too_large").inc()
-        body = {"error": exc.description, "status": exc.code}
-        if exc.code == 413:
-            body["field"] = "body"
-        return _json(body, exc.code or 500)
+        if exc.code == 413:  # the route, never the raw path: labels stay bounded
+            endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+            metrics.INVALID_INPUTS.labels(endpoint, "too_large").inc()
+        body = {"error": exc.description, "status": exc.code,
+                "field": http_fields.get(exc.code or 0, "request")}
+        resp = _json(body, exc.code or 500)
+        for key, value in exc.get_headers():  # e.g. Allow on 405 (RFC 9110)
+            if key.lower() != "content-type":
+                resp.headers[key] = value
+        return resp
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
@@ -279,7 +282,11 @@ def create_app(config: ServiceConfig, start_background: bool = True) -> Flask:
         detail = request.args.get("histograms", "").lower() in ("1", "true", "yes")
         report = state.current_report(with_histograms=detail)
         if report is None:
-            raise NotReadyError()
+            if state.models.model is None:
+                raise NotReadyError()
+            return _json({"error": "no drift report yet: the first evaluation comes within "
+                                   f"{state.policy.policy.interval:g}s of the first rows"},
+                         503)
         return _json(report)
 
     @app.get("/metrics")

@@ -55,6 +55,10 @@ class ServiceConfig:
         return self.state_dir / "report.json"
 
     @property
+    def histograms_path(self) -> Path:
+        return self.state_dir / "histograms.json"
+
+    @property
     def tally_path(self) -> Path:
         return self.state_dir / "tally.json"
 

@@ -138,6 +138,19 @@ def report_metrics(report: dict[str, Any]) -> Iterator[GaugeMetricFamily]:
         tests.add_metric(["residual_ks"], _verdict_value(concept["residual_ks"]["drift"]))
         tests.add_metric(["bias"], _verdict_value(concept["bias_test"]["drift"]))
         yield tests
+        # Each test's own statistic and threshold: a verdict says which test fired and
+        # on what (the RMSE increase is not what the bias test compares).
+        scores = GaugeMetricFamily("driftkeeper_concept_test_score", "Statistic of each "
+                                   "concept test: RMSE increase, residual KS, |mean residual "
+                                   "shift|.", labels=["test"])
+        limits = GaugeMetricFamily("driftkeeper_concept_test_threshold", "Threshold of each "
+                                   "concept test.", labels=["test"])
+        for test, block in (("rmse", concept), ("residual_ks", concept["residual_ks"]),
+                            ("bias", concept["bias_test"])):
+            if block["score"] is not None:
+                scores.add_metric([test], block["score"])
+            limits.add_metric([test], block["threshold"])
+        yield from (scores, limits)
 
     score = GaugeMetricFamily("driftkeeper_feature_drift", "Drift score per feature.",
                               labels=["feature", "method"])

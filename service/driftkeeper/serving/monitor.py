@@ -23,6 +23,7 @@ import numpy as np
 from ..drift.evaluate import evaluate_concept, evaluate_data
 from ..drift.report import DriftReport
 from ..drift.windows import DataWindow, ResidualWindow, data_window, residual_window
+from ..files import write_atomic
 from ..policy import DriftPolicy, WindowSettings
 from .rings import read_ring, read_rings
 from .runtime import ServingModel
@@ -97,9 +98,9 @@ def report_document(report: DriftReport, policy: DriftPolicy) -> dict[str, Any]:
 
 
 def publish(doc: dict[str, Any], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc))
-    os.replace(tmp, path)
+    """Atomically (readers see the previous report or this one); not fsynced: the report
+    is derived state, evaluated again within one interval after a crash."""
+    write_atomic(path, json.dumps(doc), durable=False)
 
 
 class Leadership:

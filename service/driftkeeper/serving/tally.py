@@ -15,7 +15,6 @@ request path free of counter updates.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ..drift.profile import NumericalProfile, ReferenceProfile
+from ..files import write_atomic
 from .rings import read_ring_tail
 
 FORMAT = 1
@@ -133,9 +133,9 @@ class Tally:
                    d["rows"]["dropped"], {k: list(v) for k, v in d["positions"].items()})
 
     def save(self, path: Path) -> None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), separators=(",", ":")))
-        os.replace(tmp, path)
+        """Atomically: counts and ring positions always change together (not fsynced: the
+        pod's state directory does not outlive the pod)."""
+        write_atomic(path, json.dumps(self.to_dict(), separators=(",", ":")), durable=False)
 
 
 def load_tally(path: Path) -> Tally | None:

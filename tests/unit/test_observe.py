@@ -1,0 +1,48 @@
+"""The local driver reads the service's /metrics into the same Observation the operator
+builds from a drift report: both drivers judge on the same facts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from prometheus_client import CollectorRegistry, generate_latest
+
+from driftkeeper.drift.evaluate import evaluate_concept, evaluate_data
+from driftkeeper.drift.report import DriftReport
+from driftkeeper.drift.settings import ConceptSettings, DataSettings
+from driftkeeper.drift.windows import data_window, residual_window
+from driftkeeper.local.observe import parse_metrics
+from driftkeeper.model.store import ModelStore
+from driftkeeper.policy.engine import Observation
+from driftkeeper.serving.metrics import report_metrics
+
+
+def test_metrics_and_report_give_the_same_observation(trained_model_dir: Path,
+                                                      encoded) -> None:
+    profile = ModelStore(trained_model_dir).load(with_estimator=False).profile
+    X = encoded[np.random.default_rng(2).choice(len(encoded), 600, replace=False)]
+    X[:, 0] *= 1.5  # carat drifts
+    residuals = np.random.default_rng(3).normal(300.0, 600.0, 600)  # biased: concept drift
+    report = DriftReport(evaluate_data(profile, data_window(profile, X), DataSettings()),
+                         evaluate_concept(profile, residual_window(profile, residuals),
+                                          ConceptSettings()), "v1", 123.0)
+
+    class Collector:
+        def collect(self):
+            return report_metrics(report.to_dict())
+
+    registry = CollectorRegistry()
+    registry.register(Collector())
+    parsed = parse_metrics(generate_latest(registry).decode())
+    built = Observation.from_report(report)
+    assert parsed.drift == built.drift == {"data": True, "concept": True}
+    assert parsed.drifted_features == built.drifted_features == ("carat",)  # only carat
+    assert parsed.concept_tests == built.concept_tests and "bias" in built.concept_tests
+    assert parsed.feature_checks.keys() == built.feature_checks.keys()
+    for name, (method, score, threshold) in built.feature_checks.items():
+        assert parsed.feature_checks[name][0] == method
+        np.testing.assert_allclose(parsed.feature_checks[name][1:], (score, threshold))
+    for test, values in built.concept_checks.items():
+        np.testing.assert_allclose(parsed.concept_checks[test], values)
+    assert parsed.evaluated_at == 123.0 and parsed.model_version == "v1"
