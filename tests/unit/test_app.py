@@ -165,6 +165,10 @@ def test_readyz_waits_for_a_model_and_hot_reloads(tmp_path: Path) -> None:
         train(empty, TrainingConfig(seed=3, calibration_trials=1000))
         state_of(app).refresh()
         assert client.post("/predict", json=GOOD_ROW).get_json()["model_version"] == "v2"
+        # The replaced version's series is gone: one per worker, however many promotions.
+        info = [line for line in client.get("/metrics").get_data(as_text=True).splitlines()
+                if line.startswith("driftkeeper_model_info{")]
+        assert len(info) == 1 and 'version="v2"' in info[0]
     finally:
         state_of(app).stop()
 

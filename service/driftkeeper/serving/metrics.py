@@ -167,10 +167,25 @@ def report_metrics(report: dict[str, Any]) -> Iterator[GaugeMetricFamily]:
     yield from (score, fthreshold, fdetected)
 
 
+class ServingWorkers(Collector):
+    """The multiprocess metrics, where ``driftkeeper_model_info`` keeps only the versions
+    workers serve now: a worker's replaced versions stay in its file at 0 (multiprocess
+    gauges cannot be removed) and would otherwise add a series per promotion."""
+
+    def __init__(self) -> None:
+        self._inner = multiprocess.MultiProcessCollector(None)
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._inner.collect():
+            if family.name == "driftkeeper_model_info":
+                family.samples = [s for s in family.samples if s.value == 1.0]
+            yield family
+
+
 def render(report_path: Path, tally_path: Path) -> bytes:
     """The /metrics body: a fresh registry per scrape, as the multiprocess docs require."""
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
+    registry.register(ServingWorkers())
     registry.register(ReportCollector(report_path))
     registry.register(TallyCollector(tally_path))
     return generate_latest(registry)
