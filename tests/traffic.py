@@ -19,11 +19,20 @@ def to_rows(frame: pd.DataFrame, with_price: bool = False) -> list[dict[str, Any
             for r in out.to_dict("records")]
 
 
-def send_each(url: str, rows: list[dict[str, Any]], concurrency: int = 8) -> list[int]:
-    """POST every row on its own (spreading requests over the workers); return statuses."""
+def send_each(url: str, rows: list[dict[str, Any]], concurrency: int = 8,
+              fresh_connections: bool = False) -> list[int]:
+    """POST every row on its own; return statuses.
+
+    Kept-alive connections stay with the worker that accepted them (one gthread worker may
+    take all eight); ``fresh_connections`` opens one per request so every request is a new
+    accept that any worker may win, spreading rows over the workers.
+    """
     local = threading.local()
 
     def post(row: dict[str, Any]) -> int:
+        if fresh_connections:
+            return requests.post(url, json=row, timeout=10,
+                                 headers={"Connection": "close"}).status_code
         session = getattr(local, "session", None)
         if session is None:
             session = local.session = requests.Session()

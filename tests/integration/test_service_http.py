@@ -47,12 +47,12 @@ def _after(sent: float, samples: int, kind: str = "data"):
 def test_data_drift_over_two_workers(model_dir, tmp_path, fast_policy, diamonds) -> None:
     """1,000 resampled reference rows: no drift; the same rows with carat x1.3: drift on carat.
 
-    Rows go one request each over 8 connections, so both workers take traffic; the window
+    Rows go one request each, each on a new connection, so both workers take traffic; the window
     must hold exactly the 1,000 rows (no per-worker monitors, no double counting).
     """
     sample = diamonds.sample(1000, replace=True, random_state=7)
     with running_service(model_dir, tmp_path, workers=2, policy=fast_policy) as svc:
-        statuses = send_each(svc.url + "/predict", to_rows(sample))
+        statuses = send_each(svc.url + "/predict", to_rows(sample), fresh_connections=True)
         assert set(statuses) == {200}
         # Both workers took traffic (each ring holds rows), yet one window holds them all.
         rings = [read_ring(p) for p in (svc.state_dir / "windows").glob("inputs-*.ring")]

@@ -122,3 +122,18 @@ def test_a_killed_writer_leaves_only_whole_rows(tmp_path: Path, seed: int) -> No
     assert len(rows) >= 200
     # Every row read is a row as written: its price is still its carat's.
     np.testing.assert_allclose(rows["price"], (rows["carat"] * 10000).round(1))
+
+
+def test_every_row_gets_its_own_increasing_stamp(tmp_path: Path, diamonds) -> None:
+    """The retrain splits train and judge rows at a stamp: no two rows may share one, also
+    across batches appended within the same microsecond."""
+    store = FeedbackStore(tmp_path / "feedback", DIAMONDS_SCHEMA)
+    for start in range(0, 5000, 500):
+        _write(store, diamonds.iloc[start:start + 500])
+    store.close()
+    raw = [line.split(",", 1)[0] for path in sorted((tmp_path / "feedback").glob("*.csv"))
+           for line in path.read_text().splitlines()[1:]]
+    assert len(raw) == 5000
+    assert all(len(s.split(".")[1]) == 6 for s in raw)  # exactly six decimals, as written
+    stamps = store.read()["ts"].to_numpy()
+    assert np.all(np.diff(stamps) > 0)

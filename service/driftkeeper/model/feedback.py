@@ -38,6 +38,12 @@ def row_checksum(fields: list[str]) -> str:
     return format(zlib.crc32(",".join(fields).encode()), "08x")
 
 
+def _stamp(micros: int) -> str:
+    """Seconds with six decimals, exactly, from integer microseconds."""
+    seconds, fraction = divmod(micros, 1_000_000)
+    return f"{seconds}.{fraction:06d}"
+
+
 class FeedbackStore:
     """Bounded, append-only store of labelled rows, safe for several writer processes."""
 
@@ -53,22 +59,25 @@ class FeedbackStore:
         self._writer = None
         self._rows_in_segment = 0
         self._pid = 0
+        self._last_stamp_us = 0
 
     # -- writing -----------------------------------------------------------------------
 
     def append(self, rows: list[dict], model_version: str, predictions: np.ndarray) -> None:
         """Append labelled rows (validated dicts with features and target) with the
         prediction the serving model made for them."""
-        now = time.time()
         with self._lock:
             self._ensure_segment()
             assert self._writer is not None and self._fh is not None
             names = self.schema.names
             target = self.schema.target.name
-            # Distinct, ordered stamps (a microsecond apart) even within one batch: the
-            # retrain splits fresh labels into training and judging rows by time.
+            # Distinct, ordered stamps a whole microsecond apart, counted in integers (float
+            # seconds rounded to six places can give two rows one stamp): the retrain splits
+            # fresh labels into training and judging rows by time.
+            start = max(time.time_ns() // 1000, self._last_stamp_us + 1)
+            self._last_stamp_us = start + len(rows) - 1
             for i, (row, pred) in enumerate(zip(rows, predictions, strict=True)):
-                fields = [f"{now + i * 1e-6:.6f}", model_version, f"{pred:.6g}",
+                fields = [_stamp(start + i), model_version, f"{pred:.6g}",
                           *(str(row[n]) for n in names), str(row[target])]
                 self._writer.writerow([*fields, row_checksum(fields)])
             self._fh.flush()
