@@ -36,6 +36,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -631,8 +632,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    """``kill`` unwinds like Ctrl-C: the exit stacks stop the servers they started."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     settings = QUICK if args.quick else Settings()
     started = time.time()
     results: dict[str, Any] = {"command": "make bench  # .venv/bin/python bench/run.py"

@@ -171,9 +171,12 @@ def build_dashboard() -> dashboard.Dashboard:
                           f'{{{POLICY}, outcome!="started"}}[2m])) > 0'))
         .with_row(dashboard.Row("Drift"))
         .with_panel(_timeseries(
-            "Data drift vs threshold", "Mean per-feature drift score of each replica's "
-            "window, the fleet's score the policy acted on, and the threshold.", "none",
-            _query(f"max by (pod) (data_drift{{{MODEL}}})", "replica {{pod}}"),
+            "Data drift vs threshold", "The statistic the policy's rule judges (rule any: the "
+            "worst feature's score over its own threshold, drift above 1; share: the share "
+            "of drifted features; mean: the mean score) for each replica's window and for "
+            "the fleet, and its threshold.", "none",
+            _query(f"max by (pod) (driftkeeper_drift_statistic{{{MODEL}, kind=\"data\"}})",
+                   "replica {{pod}}"),
             _query(f'max(driftkeeper_policy_drift_score{{{POLICY}, kind="data"}})', "fleet"),
             _query(f'max(driftkeeper_drift_threshold{{{MODEL}, kind="data"}})', "threshold")))
         .with_panel(_timeseries(

@@ -188,8 +188,9 @@ def report_status(report: DriftReport) -> dict[str, Any]:
     """The drift verdicts as ``status.data`` and ``status.concept``."""
     data, concept = report.data, report.concept
     out: dict[str, Any] = {"data": {
-        "score": _round(data.score), "threshold": _round(data.threshold), "drift": data.drift,
-        "samples": data.samples, "rule": data.rule,
+        "score": _round(data.score), "statistic": _round(data.statistic),
+        "statisticName": data.statistic_name, "threshold": _round(data.threshold),
+        "drift": data.drift, "samples": data.samples, "rule": data.rule,
         "driftedFeatures": list(data.drifted_features)}}
     if concept is not None:
         out["concept"] = {

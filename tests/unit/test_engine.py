@@ -212,3 +212,19 @@ def test_a_drift_message_names_the_test_that_fired_and_its_own_numbers() -> None
     assert messages["concept drift"] == ("concept drift: mean residual shift 412.3000 vs "
                                          "threshold 95.1000")
     assert messages["data drift"] == "data drift: carat: psi 0.4123 vs threshold 0.2000"
+
+
+def test_a_quiet_data_condition_names_the_rules_statistic() -> None:
+    """No drift under rule any: the condition gives the worst feature's ratio against 1,
+    not the mean score against the mean rule's threshold."""
+    from driftkeeper.policy.engine import step
+
+    obs = Observation(evaluated_at=1.0, model_version="v1",
+                      drift={"data": False, "concept": None},
+                      scores={"data": 0.61, "concept": None},
+                      thresholds={"data": 1.0, "concept": None},
+                      statistics={"data": "max_feature_ratio", "concept": "rmse_increase"})
+    decision = step(parse_policy({}), EngineState(), obs, now=1.0)
+    data = next(c for c in decision.conditions if c.type == "DataDrift")
+    assert (data.status, data.reason) == ("False", "WithinThreshold")
+    assert data.message == "largest feature score over its threshold 0.6100 vs threshold 1.0000"

@@ -79,6 +79,33 @@ def test_share_rule(profile, encoded) -> None:
     assert verdict.share == pytest.approx(1 / 6)
 
 
+@pytest.mark.parametrize("scale", [1.0, 1.5])
+def test_each_rule_reports_the_statistic_it_judged(profile, encoded, scale) -> None:
+    """The threshold shown beside a verdict is the one the rule compared against: under
+    "any" the worst feature's score over its own threshold against 1, never the mean rule's
+    threshold; under "share" the share; under "mean" the mean score."""
+    rows = _window(encoded, 1000, seed=4)
+    rows[:, 0] *= scale
+    w = data_window(profile, rows)
+    any_rule = evaluate_data(profile, w, DataSettings(rule="any", threshold=0.15))
+    ratios = {n: f.score / f.threshold for n, f in any_rule.features.items()}
+    assert any_rule.statistic_name == "max_feature_ratio"
+    assert any_rule.statistic == pytest.approx(max(ratios.values()))
+    assert any_rule.threshold == 1.0 and any_rule.mean_threshold == 0.15
+    assert any_rule.drift is (any_rule.statistic > 1.0) is (scale > 1.0)
+
+    share = evaluate_data(profile, w, DataSettings(rule="share", share_threshold=0.1))
+    assert (share.statistic_name, share.statistic, share.threshold) == (
+        "drifted_share", share.share, 0.1)
+    mean = evaluate_data(profile, w, DataSettings(rule="mean", threshold=0.05))
+    assert (mean.statistic_name, mean.statistic, mean.threshold) == (
+        "mean_score", mean.score, 0.05)
+    assert mean.drift is (mean.score > 0.05)
+    # The report keeps them through JSON (the service publishes, the pod's metrics read it).
+    again = DriftReport.from_dict(json.loads(json.dumps(DriftReport(any_rule).to_dict())))
+    assert again.data == any_rule
+
+
 def test_exact_mode_uses_raw_values(encoded) -> None:
     profile = build_profile(DIAMONDS_SCHEMA, encoded, keep_values=True, trials=2000)
     rows = _window(encoded, 500)

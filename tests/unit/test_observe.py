@@ -46,3 +46,10 @@ def test_metrics_and_report_give_the_same_observation(trained_model_dir: Path,
     for test, values in built.concept_checks.items():
         np.testing.assert_allclose(parsed.concept_checks[test], values)
     assert parsed.evaluated_at == 123.0 and parsed.model_version == "v1"
+    # Both judge data drift on the rule's statistic (rule any: worst feature ratio vs 1).
+    assert parsed.statistics == built.statistics == {"data": "max_feature_ratio",
+                                                     "concept": "rmse_increase"}
+    assert built.thresholds["data"] == 1.0 and built.scores["data"] > 1.0
+    for kind in ("data", "concept"):
+        np.testing.assert_allclose((parsed.scores[kind], parsed.thresholds[kind]),
+                                   (built.scores[kind], built.thresholds[kind]))

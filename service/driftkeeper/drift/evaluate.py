@@ -7,7 +7,7 @@ import numpy as np
 from . import stats
 from .calibration import NullTable, effective_size
 from .profile import CategoricalProfile, NumericalProfile, ReferenceProfile
-from .report import ConceptVerdict, DataVerdict, FeatureVerdict, ResidualTest
+from .report import STATISTICS, ConceptVerdict, DataVerdict, FeatureVerdict, ResidualTest
 from .settings import ConceptSettings, DataSettings, Threshold
 from .windows import DataWindow, ResidualWindow
 
@@ -95,16 +95,34 @@ def _dataset_verdict(rows: int, verdicts: dict[str, FeatureVerdict],
     enough = rows >= settings.min_samples and mean is not None
     drifted = [name for name, v in verdicts.items() if v.drift]
     share = len(drifted) / len(verdicts) if enough else None
+    statistic, threshold = _rule_statistic(settings, verdicts, mean, share)
     drift: bool | None = None
     if enough:
         assert mean is not None and share is not None
         drift = {"any": bool(drifted), "share": share >= settings.share_threshold,
                  "mean": mean > settings.threshold}[settings.rule]
-    return DataVerdict(score=mean, threshold=settings.threshold, drift=drift, samples=rows,
+    return DataVerdict(score=mean, threshold=threshold, drift=drift, samples=rows,
                        min_samples=settings.min_samples, rule=settings.rule, share=share,
                        share_threshold=settings.share_threshold,
                        false_alarm_rate=settings.false_alarm_rate,
-                       drifted_features=drifted, features=verdicts)
+                       drifted_features=drifted, features=verdicts,
+                       statistic=statistic if enough else None,
+                       statistic_name=STATISTICS[settings.rule][0],
+                       mean_threshold=settings.threshold)
+
+
+def _rule_statistic(settings: DataSettings, verdicts: dict[str, FeatureVerdict],
+                    mean: float | None, share: float | None) -> tuple[float | None, float]:
+    """What the rule compares, and against what: the gauges and messages show these, so a
+    threshold is never shown beside a statistic the verdict did not use."""
+    if settings.rule == "mean":
+        return mean, settings.threshold
+    if settings.rule == "share":
+        return share, settings.share_threshold
+    # A zero threshold (a policy may set one) makes any positive score drift: so does its ratio.
+    ratios = [v.score / max(v.threshold, 1e-12) for v in verdicts.values()
+              if v.score is not None]
+    return (max(ratios) if ratios else None), 1.0
 
 
 def evaluate_concept(profile: ReferenceProfile, window: ResidualWindow,

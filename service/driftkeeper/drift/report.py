@@ -27,8 +27,12 @@ class FeatureVerdict:
 
 @dataclass(frozen=True)
 class DataVerdict:
-    score: float | None  # mean of per-feature scores (the lab's `data_drift`)
-    threshold: float  # threshold on `score`, used by rule "mean"
+    """The dataset verdict. ``statistic`` and ``threshold`` are what the ``rule`` judged
+    (``drift`` is ``statistic`` over ``threshold``); ``score`` is always the mean
+    per-feature score (the lab's ``data_drift`` gauge), whatever the rule."""
+
+    score: float | None  # mean of per-feature scores
+    threshold: float  # threshold on `statistic`
     drift: bool | None
     samples: int
     min_samples: int
@@ -38,6 +42,18 @@ class DataVerdict:
     false_alarm_rate: float
     drifted_features: list[str]
     features: dict[str, FeatureVerdict]
+    statistic: float | None = None  # the value the rule judged (see STATISTICS)
+    statistic_name: str = "mean_score"
+    mean_threshold: float | None = None  # the policy's threshold on `score` (rule "mean")
+
+
+# What each dataset rule judges: the statistic's name, and what it is.
+STATISTICS = {
+    "any": ("max_feature_ratio", "the largest feature score over its own threshold (drift "
+            "above 1: a feature over its threshold)"),
+    "share": ("drifted_share", "the share of features over their thresholds"),
+    "mean": ("mean_score", "the mean per-feature score"),
+}
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,10 @@ from ..model.train import TrainingConfig, train
 from ..simulate.catalog import CATALOG, ONSET
 from .processes import ProcessGroup, driftkeeper_command, free_port
 
+# The dataset verdict's statistic by rule, as the live table names it.
+RULE_LABELS = {"any": "worst feature score/threshold", "share": "share of features drifted",
+               "mean": "mean score"}
+
 DEMO_POLICY: dict[str, Any] = {
     "apiVersion": "driftkeeper.io/v1alpha1", "kind": "DriftPolicy",
     "metadata": {"name": "demo"},
@@ -118,9 +122,9 @@ class DemoView:
                              else "left")
         if self.report:
             data = self.report["data"]
-            table.add_row("data drift (mean score)", _fmt(data["score"]),
-                          _fmt(data["threshold"]), str(data["samples"]),
-                          _verdict(data["drift"]))
+            table.add_row(f"data drift ({RULE_LABELS.get(data['rule'], data['rule'])})",
+                          _fmt(data.get("statistic")), _fmt(data["threshold"]),
+                          str(data["samples"]), _verdict(data["drift"]))
             for name, f in data["features"].items():
                 table.add_row(f"  {name} ({f['method']})", _fmt(f["score"]),
                               _fmt(f["threshold"]), str(f["samples"]), _verdict(f["drift"]))

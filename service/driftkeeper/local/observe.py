@@ -34,8 +34,8 @@ def parse_metrics(text: str) -> Observation | None:
 
     detected = by_kind("driftkeeper_drift_detected")
     drift = {k: None if detected.get(k, -1.0) < 0 else bool(detected[k]) for k in KINDS}
-    scores = {"data": _single(samples, "data_drift"), "concept": _single(samples,
-                                                                        "concept_drift")}
+    judged = {s.labels["kind"]: s for s in samples.get("driftkeeper_drift_statistic", [])}
+    scores = {k: judged[k].value if k in judged else None for k in KINDS}
     info = samples.get("driftkeeper_drift_report_info", [])
     drifted = tuple(sorted(s.labels["feature"] for s in
                            samples.get("driftkeeper_feature_drift_detected", [])
@@ -62,7 +62,8 @@ def parse_metrics(text: str) -> Observation | None:
         thresholds=dict(by_kind("driftkeeper_drift_threshold")),
         samples={k: int(v) for k, v in by_kind("driftkeeper_window_samples").items()},
         drifted_features=drifted, concept_tests=concept_tests,
-        feature_checks=feature_checks, concept_checks=concept_checks)
+        feature_checks=feature_checks, concept_checks=concept_checks,
+        statistics={k: s.labels["statistic"] for k, s in judged.items()})
 
 
 def _single(samples: dict[str, list], name: str) -> float | None:

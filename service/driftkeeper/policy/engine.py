@@ -18,6 +18,10 @@ from ..drift.report import ConceptVerdict, DriftReport
 from . import DriftPolicy
 
 KINDS = ("data", "concept")
+# How a condition message names each judged statistic (DataVerdict.statistic_name).
+STATISTIC_LABELS = {"max_feature_ratio": "largest feature score over its threshold",
+                    "drifted_share": "share of drifted features", "mean_score": "mean score",
+                    "rmse_increase": "RMSE increase"}
 
 # Phases, in the order a user would read them on `kubectl get driftpolicies`.
 MONITORING = "Monitoring"  # verdicts are in, nothing to do
@@ -46,6 +50,8 @@ class Observation:
     # drifted features; concept test -> (statistic, threshold).
     feature_checks: dict[str, tuple[str, float, float]] = field(default_factory=dict)
     concept_checks: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # The statistic behind ``scores`` by kind (data: by the rule; concept: rmse_increase).
+    statistics: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_report(cls, report: DriftReport) -> Observation:
@@ -56,7 +62,7 @@ class Observation:
         return cls(
             evaluated_at=report.evaluated_at or 0.0, model_version=report.model_version,
             drift=drift,
-            scores={"data": data.score, "concept": concept.score if concept else None},
+            scores={"data": data.statistic, "concept": concept.score if concept else None},
             thresholds={"data": data.threshold,
                         "concept": concept.threshold if concept else None},
             samples={"data": data.samples, "concept": concept.samples if concept else 0},
@@ -65,7 +71,8 @@ class Observation:
             feature_checks={name: (f.method, f.score, f.threshold)
                             for name, f in data.features.items()
                             if f.drift and f.score is not None},
-            concept_checks=_concept_checks(concept) if concept else {})
+            concept_checks=_concept_checks(concept) if concept else {},
+            statistics={"data": data.statistic_name, "concept": "rmse_increase"})
 
 
 
@@ -172,8 +179,8 @@ def _drift_condition(kind: str, verdict: bool | None, obs: Observation | None) -
     if judged:
         detail = judged
     elif score is not None and threshold is not None:
-        label = "RMSE increase" if kind == "concept" else "mean score"
-        detail = f"{label} {score:.4f} vs threshold {threshold:.4f}"
+        name = obs.statistics.get(kind, "rmse_increase" if kind == "concept" else "mean_score")
+        detail = f"{STATISTIC_LABELS.get(name, name)} {score:.4f} vs threshold {threshold:.4f}"
     if kind == "data" and obs.drifted_features and not judged:
         detail += f"; drifted: {', '.join(obs.drifted_features)}"
     if kind == "concept" and obs.concept_tests and not judged:

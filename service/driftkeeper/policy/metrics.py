@@ -46,9 +46,9 @@ class PolicyMetrics:
         self.max_failures = Gauge("driftkeeper_policy_max_failures", "The failure budget: "
                                   "retraining stops after this many failures in a row.",
                                   labels, registry=self.registry)
-        self.score = Gauge("driftkeeper_policy_drift_score", "The drift score the policy "
-                           "acted on, by kind (the fleet's on Kubernetes).", [*labels, "kind"],
-                           registry=self.registry)
+        self.score = Gauge("driftkeeper_policy_drift_score", "The statistic the policy "
+                           "judged, by kind (the fleet's on Kubernetes; data: by its rule).",
+                           [*labels, "kind"], registry=self.registry)
         self.threshold = Gauge("driftkeeper_policy_drift_threshold", "Its threshold.",
                                [*labels, "kind"], registry=self.registry)
         self.detected = Gauge("driftkeeper_policy_drift_detected", "The verdict the policy "

@@ -145,7 +145,10 @@ def _rule_cells(data: Doc) -> tuple[str, str]:
         share = data.get("share")
         return ("—" if share is None else percent(share),
                 percent(data.get("share_threshold", 0.5)))
-    return f"{len(data.get('drifted_features') or [])} drifted", "≥ 1 feature"
+    ratio = data.get("statistic")
+    drifted = len(data.get("drifted_features") or [])
+    worst = "—" if ratio is None else f"{ratio:.2f}x its threshold"
+    return f"{drifted} drifted (worst feature {worst})", "any feature over 1x"
 
 
 def _data_row(data: Doc) -> str:

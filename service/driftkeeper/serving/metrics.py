@@ -119,17 +119,28 @@ def report_metrics(report: dict[str, Any]) -> Iterator[GaugeMetricFamily]:
     yield info
 
     kinds = [("data", data)] + ([("concept", concept)] if concept else [])
-    threshold = GaugeMetricFamily("driftkeeper_drift_threshold", "Threshold of the drift "
-                                  "score, by kind.", labels=["kind"])
+    # The statistic each verdict judged and its threshold: under rule "any" that is the
+    # largest feature score over its own threshold (against 1), not the mean score.
+    statistic = GaugeMetricFamily("driftkeeper_drift_statistic", "The statistic each drift "
+                                  "verdict judged (data: by the policy's rule, named in "
+                                  "`statistic`; concept: the RMSE increase), by kind.",
+                                  labels=["kind", "statistic"])
+    threshold = GaugeMetricFamily("driftkeeper_drift_threshold", "Threshold of the judged "
+                                  "statistic, by kind.", labels=["kind"])
     detected = GaugeMetricFamily("driftkeeper_drift_detected", "Drift verdict by kind: 1 drift, "
                                  "0 none, -1 insufficient data.", labels=["kind"])
     samples = GaugeMetricFamily("driftkeeper_window_samples", "Rows in the evaluated window, by "
                                 "kind.", labels=["kind"])
+    judged = {"data": (data.get("statistic_name", "mean_score"), data.get("statistic")),
+              "concept": ("rmse_increase", concept["score"] if concept else None)}
     for kind, block in kinds:
+        name, value = judged[kind]
+        if value is not None:
+            statistic.add_metric([kind, name], value)
         threshold.add_metric([kind], block["threshold"])
         detected.add_metric([kind], _verdict_value(block["drift"]))
         samples.add_metric([kind], block["samples"])
-    yield from (threshold, detected, samples)
+    yield from (statistic, threshold, detected, samples)
     if concept:
         tests = GaugeMetricFamily("driftkeeper_concept_test_detected", "Which concept tests "
                                   "fired: 1 yes, 0 no, -1 insufficient data.", labels=["test"])
