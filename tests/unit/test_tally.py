@@ -139,3 +139,26 @@ def test_unreadable_or_foreign_tally_file_is_no_tally(tmp_path: Path, profile) -
     assert load_tally(tmp_path / "tally.json") is None
     Tally.empty(profile, "v1", 5.0).save(tmp_path / "tally.json")
     assert load_tally(tmp_path / "tally.json").started == 5.0
+
+
+def test_rows_binned_one_at_a_time_equal_the_batch(profile, encoded) -> None:
+    """A request of one row is binned as the same row in a batch: values on bin edges,
+    below and above the reference range, and unseen category codes included."""
+    rows = encoded[:200].copy()
+    carat = profile.features["carat"].bins.edges
+    rows[:len(carat), 0] = carat  # exactly on every edge
+    rows[-1, 0], rows[-2, 0] = carat[0] - 0.5, carat[-1] + 3.0  # outside the range
+    rows[-3, 1] = 99  # an unseen cut code
+    one_by_one = Tally.empty(profile, "v1", 0.0)
+    for row in rows:
+        one_by_one.add_inputs(profile, row[None, :])
+    batch = Tally.empty(profile, "v1", 0.0)
+    batch.add_inputs(profile, rows)
+    window = data_window(profile, rows)
+    for name, counted in batch.features.items():
+        np.testing.assert_array_equal(one_by_one.features[name].counts, counted.counts)
+        np.testing.assert_array_equal(counted.counts, window.features[name].counts)
+        assert one_by_one.features[name].unseen == counted.unseen
+    assert batch.features["cut"].unseen == 1
+    assert one_by_one.features["carat"].under_distance == pytest.approx(0.5)
+    assert one_by_one.features["carat"].over_distance == pytest.approx(3.0)

@@ -117,11 +117,13 @@ class CategoricalCounts:
 
 
 def count_categories(codes: np.ndarray, n_levels: int) -> CategoricalCounts:
-    """Count encoded categories (level codes; -1 unseen; NaN invalid) into a window."""
+    """Count encoded categories (level codes; -1 unseen; NaN invalid) into a window.
+    A code past the last level is unseen too (as the pod's counters count it), so a window
+    always has ``n_levels`` counts and windows add up."""
     codes = np.asarray(codes, dtype=np.float64)
     valid = np.isfinite(codes)
     good = codes[valid].astype(np.int64)
-    known = good >= 0
+    known = (good >= 0) & (good < n_levels)
     counts = np.bincount(good[known], minlength=n_levels).astype(np.float64)
     return CategoricalCounts(counts=counts, unseen=int((~known).sum()),
                              invalid=int((~valid).sum()))

@@ -44,8 +44,12 @@ def _select(rings: list[np.ndarray], window: WindowSettings, now: float,
     rings = [r[r[:, 0] >= oldest] for r in rings]
     stamps = np.concatenate([r[:, 0] for r in rings]) if rings else np.empty(0)
     if len(stamps) > window.size:
-        cutoff = np.partition(stamps, len(stamps) - window.size)[len(stamps) - window.size]
-        rings = [r[r[:, 0] >= cutoff] for r in rings]
+        # Exactly ``size`` rows, also when workers stamped rows alike at the cutoff.
+        newest = np.zeros(len(stamps), dtype=bool)
+        newest[np.argpartition(stamps, len(stamps) - window.size)[-window.size:]] = True
+        bounds = np.cumsum([0, *(len(r) for r in rings)])
+        rings = [r[newest[lo:hi]] for r, lo, hi in zip(rings, bounds[:-1], bounds[1:],
+                                                        strict=True)]
     return rings
 
 

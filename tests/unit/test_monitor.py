@@ -1,0 +1,121 @@
+"""The pod's evaluator: which rows make a window, and which worker evaluates."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from driftkeeper.policy import WindowSettings
+from driftkeeper.serving.monitor import Leadership, _select
+
+
+def _ring(stamps: list[float], tag: float) -> np.ndarray:
+    """Rows of (ts, tag): the tag says which ring a selected row came from."""
+    return np.column_stack([stamps, np.full(len(stamps), tag)])
+
+
+def test_window_is_the_newest_rows_of_all_rings_together() -> None:
+    busy = _ring([float(t) for t in range(100, 200)], 1.0)  # rows at t=100..199
+    idle = _ring([150.5, 198.5, 250.0], 2.0)
+    picked = _select([busy, idle], WindowSettings(size=10, min_samples=1, max_age=1e9),
+                     now=300.0)
+    stamps = sorted(np.concatenate([r[:, 0] for r in picked]))
+    assert stamps == [192.0, 193.0, 194.0, 195.0, 196.0, 197.0, 198.0, 198.5, 199.0, 250.0]
+    assert np.all(picked[0][:, 1] == 1.0) and np.all(picked[1][:, 1] == 2.0)  # ring order kept
+    assert sorted(picked[1][:, 0]) == [198.5, 250.0]
+
+
+def test_window_drops_rows_older_than_max_age() -> None:
+    ring = _ring([10.0, 50.0, 89.0, 95.0, 99.0], 1.0)
+    picked = _select([ring], WindowSettings(size=100, min_samples=1, max_age=10.0), now=100.0)
+    assert picked[0][:, 0].tolist() == [95.0, 99.0]
+
+
+def test_window_holds_exactly_size_rows_when_workers_stamp_alike() -> None:
+    """Two workers stamp rows at the same instant: the window still holds ``size`` rows."""
+    a = _ring([5.0] * 6, 1.0)
+    b = _ring([5.0] * 6, 2.0)
+    picked = _select([a, b], WindowSettings(size=7, min_samples=1, max_age=1e9), now=6.0)
+    assert sum(len(r) for r in picked) == 7
+
+
+def test_keep_filters_before_counting() -> None:
+    """Labels of other model versions are dropped first, so they never take window places."""
+    ring = np.column_stack([np.arange(10.0), [1, 2] * 5])  # ts, model version number
+    keep = [ring[:, 1] == 2]
+    picked = _select([ring], WindowSettings(size=3, min_samples=1, max_age=1e9), now=10.0,
+                     keep=keep)
+    assert picked[0][:, 0].tolist() == [5.0, 7.0, 9.0]
+
+
+def test_empty_rings_give_an_empty_window() -> None:
+    picked = _select([np.empty((0, 2))], WindowSettings(size=5, min_samples=1, max_age=10.0),
+                     now=1.0)
+    assert len(picked) == 1 and len(picked[0]) == 0
+
+
+# -- leader election -------------------------------------------------------------------------
+
+def test_one_leader_per_state_directory(tmp_path: Path) -> None:
+    first, second = Leadership(tmp_path / "lock"), Leadership(tmp_path / "lock")
+    assert first.try_acquire() and first.held
+    assert first.try_acquire()  # idempotent for the holder
+    assert not second.try_acquire() and not second.held
+    first.release()
+    assert not first.held
+    assert second.try_acquire()
+    assert not first.try_acquire()
+    second.release()
+
+
+def _hold(lock: Path, ready, stop) -> None:
+    leader = Leadership(lock)
+    ready.send(leader.try_acquire())
+    stop.recv()  # never answered: the test kills us while we hold the lock
+
+
+def test_a_killed_leader_frees_the_lock(tmp_path: Path) -> None:
+    """The kernel drops a dead process's flock: the next worker takes over."""
+    ctx = multiprocessing.get_context("spawn")
+    ready_recv, ready_send = ctx.Pipe(duplex=False)
+    stop_recv, _stop_send = ctx.Pipe(duplex=False)  # kept open: the child waits on it
+    child = ctx.Process(target=_hold, args=(tmp_path / "lock", ready_send, stop_recv))
+    child.start()
+    try:
+        assert ready_recv.poll(30) and ready_recv.recv() is True
+        survivor = Leadership(tmp_path / "lock")
+        assert not survivor.try_acquire()
+        assert child.pid is not None
+        os.kill(child.pid, signal.SIGKILL)
+        child.join(10)
+        assert survivor.try_acquire()
+        survivor.release()
+    finally:
+        if child.is_alive():
+            os.kill(child.pid, signal.SIGKILL)
+            child.join(10)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+def test_a_forked_child_does_not_inherit_leadership(tmp_path: Path) -> None:
+    """gunicorn forks workers: a child must not believe it leads through the parent's fd."""
+    leader = Leadership(tmp_path / "lock")
+    assert leader.try_acquire()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child reports (held, could acquire) and exits at once
+        result = f"{int(leader.held)}{int(Leadership(tmp_path / 'lock').try_acquire())}"
+        os.write(write_end, result.encode())
+        os._exit(0)
+    os.close(write_end)
+    try:
+        assert os.read(read_end, 2) == b"00"
+    finally:
+        os.close(read_end)
+        os.waitpid(pid, 0)
+        leader.release()
