@@ -229,10 +229,10 @@ def _watch(view: DemoView, url: str, simulator, console: Console) -> None:
             _say(console, f"{view.clock(e['time'])}  {e['reason']}: {e['message']}")
         seen = len(view.events)
         if time.monotonic() >= next_status and view.report:
-            c = view.report.get("concept") or {}
+            data, c = view.report["data"], view.report.get("concept") or {}
             _say(console, f"{view.clock(time.time())}  model {view.report['model_version']}"
-                          f" | data {_fmt(view.report['data']['score'])}"
-                          f" ({_word(view.report['data']['drift'])})"
+                          f" | data {_fmt(data.get('statistic'))} vs {_fmt(data['threshold'])}"
+                          f" ({_word(data['drift'])})"
                           f" | concept {_fmt(c.get('score'))} vs {_fmt(c.get('threshold'))}"
                           f" ({_word(c.get('drift'))}) | {view.phase}")
             next_status = time.monotonic() + 10
