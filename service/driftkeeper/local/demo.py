@@ -27,7 +27,7 @@ from rich.text import Text
 from ..model.store import ModelStore
 from ..model.train import TrainingConfig, train
 from ..simulate.catalog import CATALOG, ONSET
-from .processes import ProcessGroup, driftkeeper_command, free_port
+from .processes import ProcessGroup, driftkeeper_command, free_port, stopped_like_ctrl_c
 
 # The dataset verdict's statistic by rule, as the live table names it.
 RULE_LABELS = {"any": "worst feature score/threshold", "share": "share of features drifted",
@@ -180,10 +180,17 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict[str, An
         if not console.is_terminal:  # logs and CI: wide lines, no wrapping mid-message
             console = Console(width=160)
     run_dir = _prepare(config, console)
+    with stopped_like_ctrl_c():
+        summary = _run(config, console, run_dir, config.port or free_port(), ProcessGroup())
+    _print_summary(summary, console)
+    return summary
+
+
+def _run(config: DemoConfig, console: Console, run_dir: Path, port: int,
+         group: ProcessGroup) -> dict[str, Any]:
+    """Start the three processes, watch until the simulator ends, stop them all."""
     model_dir = run_dir / "model"
-    port = config.port or free_port()
     url = f"http://127.0.0.1:{port}"
-    group = ProcessGroup()
     try:
         service = group.start("service", driftkeeper_command(
             "serve", "--model-dir", str(model_dir), "--port", str(port), "--workers", "2",
@@ -210,7 +217,6 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict[str, An
         summary["report"] = _report(model_dir, url, run_dir, console)
     finally:
         group.stop_all()
-    _print_summary(summary, console)
     return summary
 
 

@@ -8,7 +8,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -22,6 +24,25 @@ def free_port() -> int:
 def driftkeeper_command(*args: str) -> list[str]:
     """Run a driftkeeper subcommand with this interpreter (no PATH lookup)."""
     return [sys.executable, "-m", "driftkeeper.cli", *args]
+
+
+@contextlib.contextmanager
+def stopped_like_ctrl_c() -> Iterator[None]:
+    """SIGTERM and SIGHUP (``kill``, a closed terminal, ``timeout``) unwind like Ctrl-C, so
+    ``finally`` blocks stop the processes we started; without this Python dies at once and
+    they, in their own sessions, live on. The previous handlers are restored afterwards."""
+    def unwind(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    previous = {sig: signal.signal(sig, unwind) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class ProcessGroup:
