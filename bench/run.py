@@ -245,25 +245,32 @@ def our_evaluation(profile: Any, X: np.ndarray, residuals: np.ndarray) -> tuple[
 
 
 def fill_rings(directory: Path, X: np.ndarray, residuals: np.ndarray, model_number: int,
-               now: float, filler: np.ndarray | None, capacity: int = 50_000) -> None:
+               now: float, filler: np.ndarray | None, predict: Callable[[np.ndarray], Any],
+               capacity: int = 50_000) -> None:
     """Two workers' ring files holding the window (half each), newest last. With
     ``filler``, each ring first takes ``capacity`` older rows (a full ring, as after an hour
     of busy traffic), so the evaluator has to read and select from 2 x 50,000 rows."""
-    from driftkeeper.serving.monitor import FEEDBACK, INPUTS
+    from driftkeeper.serving.monitor import FEEDBACK, INPUTS, input_columns
     from driftkeeper.serving.rings import RingWriter
+
+    def rows_of(stamps: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+        """As /predict writes them: stamp, features, model version number, prediction."""
+        return np.column_stack([stamps, inputs, np.full(len(inputs), model_number),
+                                predict(inputs)])
 
     directory.mkdir(parents=True)
     halves = np.array_split(np.arange(len(X)), 2)
     for worker, rows in enumerate(halves, start=1):
-        inputs = RingWriter(directory / f"{INPUTS}-{worker}.ring", 1 + X.shape[1], capacity)
+        inputs = RingWriter(directory / f"{INPUTS}-{worker}.ring", input_columns(X.shape[1]),
+                            capacity)
         feedback = RingWriter(directory / f"{FEEDBACK}-{worker}.ring", 3, capacity)
         if filler is not None:
             old = now - 1800 + np.arange(capacity) * 1e-3
-            inputs.append(np.column_stack([old, filler[:capacity]]))
+            inputs.append(rows_of(old, filler[:capacity]))
             feedback.append(np.column_stack([old, np.full(capacity, model_number),
                                              np.zeros(capacity)]))
         stamps = now - 1 + rows * 1e-4
-        inputs.append(np.column_stack([stamps, X[rows]]))
+        inputs.append(rows_of(stamps, X[rows]))
         feedback.append(np.column_stack([stamps, np.full(len(rows), model_number),
                                          residuals[rows]]))
 
@@ -285,12 +292,13 @@ def bench_service_evaluation(bundle: Any, X: np.ndarray, residuals: np.ndarray,
                            "concept_window_size": policy.concept_window.size}
     for name, fill in (("rings_holding_window", None), ("full_rings_2x50000", filler)):
         directory = work / f"windows-{name}"
-        fill_rings(directory, X, residuals, model.number, now, fill)
+        fill_rings(directory, X, residuals, model.number, now, fill, model.predict)
         report = monitor.evaluate(model, policy, directory, now)
         out[name] = {"ms": summary(time_calls(
             lambda d=directory: monitor.evaluate(model, policy, d, now), runs)),
             "data_samples": report.data.samples, "data_score": report.data.score,
-            "concept_samples": report.concept.samples, "concept_score": report.concept.score}
+            "concept_samples": report.concept.samples, "concept_score": report.concept.score,
+            "prediction_samples": report.prediction.samples if report.prediction else 0}
     return out
 
 
@@ -353,9 +361,11 @@ def bench_drift_evaluation(model_dir: Path, lab_model: Path, work: Path,
 
 def bench_bookkeeping(model_dir: Path, work: Path, settings: Settings) -> dict[str, Any]:
     """Figure 3. The /predict handler's monitoring work for one row, as it is written in
-    serving/app.py: stamp and append the row to the worker's ring, count its bins, count the
-    prediction. Validation and prediction are timed alongside for scale."""
+    serving/app.py: stamp and append the row (with its model version and prediction) to the
+    worker's ring, count the prediction. Validation and prediction are timed alongside for
+    scale."""
     from driftkeeper.serving import metrics
+    from driftkeeper.serving.monitor import input_columns
     from driftkeeper.serving.rings import RingWriter
     from driftkeeper.serving.runtime import ServingModel
     from driftkeeper.serving.validation import RowValidator
@@ -363,11 +373,13 @@ def bench_bookkeeping(model_dir: Path, work: Path, settings: Settings) -> dict[s
     model = ServingModel.from_bundle(ModelStore(model_dir).load())
     validator = RowValidator(model.bundle.schema, with_target=False)
     X, _ = validator.encode([dict(BODY)], False)
-    ring = RingWriter(work / f"inputs-{os.getpid()}.ring", 1 + X.shape[1], 50_000)
+    ring = RingWriter(work / f"inputs-{os.getpid()}.ring", input_columns(X.shape[1]), 50_000)
+    predictions = model.predict(X)
 
-    def append() -> None:
+    def append() -> None:  # as /predict: stamp, features, version number, prediction
         now = time.time()
-        ring.append(np.column_stack([now + np.arange(len(X)) * 1e-6, X]))
+        ring.append(np.column_stack([now + np.arange(len(X)) * 1e-6, X,
+                                     np.full(len(X), model.number), predictions]))
 
     def count_prediction() -> None:
         metrics.PREDICTIONS.inc(len(X))
@@ -382,9 +394,10 @@ def bench_bookkeeping(model_dir: Path, work: Path, settings: Settings) -> dict[s
 
     tally_dir = work / "tally"
     tally_dir.mkdir()
-    rings = [RingWriter(tally_dir / f"inputs-{w}.ring", 1 + X.shape[1], 50_000)
+    rings = [RingWriter(tally_dir / f"inputs-{w}.ring", input_columns(X.shape[1]), 50_000)
              for w in (1, 2)]
-    batch = np.column_stack([np.zeros(1000), np.repeat(X, 1000, axis=0)])
+    batch = np.column_stack([np.zeros(1000), np.repeat(X, 1000, axis=0),
+                             np.full(1000, model.number), np.repeat(predictions, 1000)])
     state = {"tally": None}
 
     def count_new_rows() -> None:

@@ -80,6 +80,13 @@ ALERTS = [
           "Concept drift on {{ $labels.namespace }}/{{ $labels.policy }}",
           "The model's error on labelled feedback rose above its held-out error "
           "(DriftPolicy {{ $labels.policy }})."),
+    Alert("DriftkeeperPredictionDrift",
+          f'{BY_POLICY} (driftkeeper_policy_drift_detected{{{POLICY_JOB}, kind="prediction"}})',
+          "== 1", "5m", "warning",
+          "Prediction drift on {{ $labels.namespace }}/{{ $labels.policy }}",
+          "The predictions of the model behind DriftPolicy {{ $labels.policy }} moved away "
+          "from its predictions on held-out data: the inputs shifted in a way the model "
+          "responds to (no labels needed to see it)."),
     Alert("DriftkeeperRetrainFailed",
           f'{BY_POLICY} (increase(driftkeeper_policy_retrains_total'
           f'{{{POLICY_JOB}, outcome="failed"}}[30m]))',
@@ -178,13 +185,25 @@ def build_dashboard() -> dashboard.Dashboard:
             _query(f"max by (pod) (driftkeeper_drift_statistic{{{MODEL}, kind=\"data\"}})",
                    "replica {{pod}}"),
             _query(f'max(driftkeeper_policy_drift_score{{{POLICY}, kind="data"}})', "fleet"),
-            _query(f'max(driftkeeper_drift_threshold{{{MODEL}, kind="data"}})', "threshold")))
+            _query(f'max(driftkeeper_drift_threshold{{{MODEL}, kind="data"}})', "threshold"),
+            width=8))
+        .with_panel(_timeseries(
+            "Prediction drift vs threshold", "The model's predictions on each replica's "
+            "window against its predictions on held-out rows (KS by default), for the fleet, "
+            "and the threshold. Needs no labels.", "none",
+            _query(f"max by (pod) (driftkeeper_drift_statistic{{{MODEL}, "
+                   f'kind="prediction"}})', "replica {{pod}}"),
+            _query(f'max(driftkeeper_policy_drift_score{{{POLICY}, kind="prediction"}})',
+                   "fleet"),
+            _query(f'max(driftkeeper_drift_threshold{{{MODEL}, kind="prediction"}})',
+                   "threshold"), width=8))
         .with_panel(_timeseries(
             "Concept drift vs threshold", "Relative RMSE increase on labelled feedback over "
             "the held-out RMSE, per replica and for the fleet, and the threshold.", "percentunit",
             _query(f"max by (pod) (concept_drift{{{MODEL}}})", "replica {{pod}}"),
             _query(f'max(driftkeeper_policy_drift_score{{{POLICY}, kind="concept"}})', "fleet"),
-            _query(f'max(driftkeeper_drift_threshold{{{MODEL}, kind="concept"}})', "threshold")))
+            _query(f'max(driftkeeper_drift_threshold{{{MODEL}, kind="concept"}})', "threshold"),
+            width=8))
         .with_panel(_timeseries(
             "Per-feature drift", "Each feature's drift score (its method in the legend).",
             "none", _query(f"max by (feature, method) (driftkeeper_feature_drift{{{MODEL}}})",

@@ -12,6 +12,8 @@ GOOD: list[dict[str, Any]] = [
     {"data": {"features": {"carat": {"method": "ks", "threshold": 0.1}}}},
     {"target": {"service": "diamonds", "prometheus": {"url": "http://prom:9090"}}},
     {"window": {"size": 500, "minSamples": 500}},
+    {"prediction": {"method": "psi", "threshold": 0.1}, "retraining": {"triggers": ["prediction"]}},
+    {"prediction": {"enabled": False, "minScore": 0, "falseAlarmRate": 0.05}},
 ]
 
 BAD: list[dict[str, Any]] = [
@@ -29,6 +31,9 @@ BAD: list[dict[str, Any]] = [
     {"evaluation": {"interval": "5 minutes"}},
     {"promotion": {"evaluationRows": 10}},
     {"retraining": {"triggers": ["data", "weather"]}},
+    {"prediction": {"method": "jensenshannon"}},
+    {"prediction": {"threshold": "auto-ish"}},
+    {"prediction": {"falseAlarmRate": 0}},
     {"retraining": {"job": {"backoffLimit": -1}}},
     {"target": {"port": "http"}},
     {"target": {"service": "Not_A_Name"}},

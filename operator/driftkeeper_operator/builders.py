@@ -197,6 +197,11 @@ def report_status(report: DriftReport) -> dict[str, Any]:
             "score": _round(concept.score), "threshold": _round(concept.threshold),
             "drift": concept.drift, "samples": concept.samples, "rmse": _round(concept.rmse),
             "rmseReference": _round(concept.rmse_reference), "tests": list(concept.reasons)}
+    if report.prediction is not None:
+        p = report.prediction
+        out["prediction"] = {"method": p.method, "score": _round(p.score),
+                             "threshold": _round(p.threshold), "drift": p.drift,
+                             "samples": p.samples}
     return out
 
 

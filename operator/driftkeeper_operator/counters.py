@@ -36,6 +36,8 @@ class Counters:
     data_rows: float = 0.0
     concept_rows: float = 0.0
     labels: float = 0.0  # every labelled row the replica accepted (driftkeeper_feedback_total)
+    prediction_bins: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    prediction_rows: float = 0.0
 
     def same_series(self, other: Counters) -> bool:
         """Both readings continue the same counters (no promotion, no restart between)."""
@@ -61,7 +63,8 @@ class Counters:
             self.residual_negative - older.residual_negative,
             self.residual_squares - older.residual_squares,
             self.data_rows - older.data_rows, self.concept_rows - older.concept_rows,
-            self.labels - older.labels)
+            self.labels - older.labels, _sub(self.prediction_bins, older.prediction_bins),
+            self.prediction_rows - older.prediction_rows)
 
 
 def _add(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray:
@@ -91,9 +94,11 @@ def parse_counters(text: str) -> Counters:
     unseen: dict[str, float] = {}
     outside: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
     residual_bins: dict[int, float] = {}
+    prediction_bins: dict[int, float] = {}
     sums = {"positive": 0.0, "negative": 0.0}
+    rows: dict[str, float] = {}
     version = started = None
-    squares = data_rows = concept_rows = labels = 0.0
+    squares = labels = 0.0
     for family in text_string_to_metric_families(text):
         for s in family.samples:
             name, lab, value = s.name, s.labels, s.value
@@ -111,20 +116,20 @@ def parse_counters(text: str) -> Counters:
                 sums[lab["sign"]] = value
             elif name == "driftkeeper_residual_squares_total":
                 squares = value
+            elif name == "driftkeeper_prediction_bin_total":
+                prediction_bins[int(lab["bin"])] = value
             elif name == "driftkeeper_window_rows_total":
                 version = lab["model_version"]
-                if lab["kind"] == "data":
-                    data_rows = value
-                else:
-                    concept_rows = value
+                rows[lab["kind"]] = value
             elif name == "driftkeeper_counters_start_timestamp_seconds":
                 started = value
             elif name == "driftkeeper_feedback_total":
                 labels = value
     return Counters(version, started, {f: bins_array(b) for f, b in features.items()}, unseen,
                     {f: (u, o) for f, (u, o) in outside.items()}, bins_array(residual_bins),
-                    sums["positive"], sums["negative"], squares, data_rows, concept_rows,
-                    labels)
+                    sums["positive"], sums["negative"], squares, rows.get("data", 0.0),
+                    rows.get("concept", 0.0), labels, bins_array(prediction_bins),
+                    rows.get("prediction", 0.0))
 
 
 def total(parts: list[Counters]) -> Counters:
@@ -132,7 +137,7 @@ def total(parts: list[Counters]) -> Counters:
     features: dict[str, np.ndarray] = {}
     unseen: dict[str, float] = defaultdict(float)
     outside: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
-    residual_bins = np.zeros(0)
+    residual_bins = prediction_bins = np.zeros(0)
     for p in parts:
         for f, bins in p.features.items():
             features[f] = _add(features.get(f), bins)
@@ -142,13 +147,15 @@ def total(parts: list[Counters]) -> Counters:
             outside[f][0] += u
             outside[f][1] += o
         residual_bins = _add(residual_bins, p.residual_bins)
+        prediction_bins = _add(prediction_bins, p.prediction_bins)
     version = parts[0].version if parts else None
     return Counters(version, None, features, dict(unseen),
                     {f: (u, o) for f, (u, o) in outside.items()}, residual_bins,
                     sum(p.residual_positive for p in parts),
                     sum(p.residual_negative for p in parts),
                     sum(p.residual_squares for p in parts), sum(p.data_rows for p in parts),
-                    sum(p.concept_rows for p in parts), sum(p.labels for p in parts))
+                    sum(p.concept_rows for p in parts), sum(p.labels for p in parts),
+                    prediction_bins, sum(p.prediction_rows for p in parts))
 
 
 def _dense(bins: np.ndarray | None, size: int) -> np.ndarray:
@@ -187,3 +194,13 @@ def residual_window_of(profile: ReferenceProfile, counts: Counters) -> ResidualW
     return ResidualWindow(stats.NumericCounts(dense), round(dense.sum()),
                           counts.residual_positive - counts.residual_negative,
                           counts.residual_squares)
+
+
+def prediction_window_of(profile: ReferenceProfile,
+                         counts: Counters) -> stats.NumericCounts | None:
+    """The fleet's prediction window from summed counters (None: the version has no
+    prediction reference)."""
+    if profile.predictions is None:
+        return None
+    return stats.NumericCounts(_dense(counts.prediction_bins,
+                                      len(profile.predictions.bins.edges) + 1))

@@ -105,8 +105,10 @@ class PrometheusSource:
 
     def observe(self, endpoints: list[Endpoint], policy: DriftPolicy, now: float) -> FleetView:
         del endpoints  # Prometheus knows the replicas
+        # One kind="data" series per replica (each also exports concept and prediction).
+        data_series = self._sel('kind="data"')
         versions = self.query(f"count by (model_version) "
-                              f"(driftkeeper_window_rows_total{self._sel()})", now)
+                              f"(driftkeeper_window_rows_total{data_series})", now)
         labels = self._scalar(f"sum(driftkeeper_feedback_total{self._sel()})", now)
         if not versions:
             empty = total([])
@@ -114,7 +116,7 @@ class PrometheusSource:
         counted = {r["metric"]["model_version"]: float(r["value"][1]) for r in versions}
         version = max(counted, key=lambda v: (counted[v], version_order(v)))
         v = f'model_version="{version}"'
-        replicas = int(counted[version]) // 2  # two series (data, concept) per replica
+        replicas = int(counted[version])
         data_range = self._range("data", v, policy.data_window.size,
                                  policy.data_window.max_age, now)
         concept_range = self._range("concept", v, policy.concept_window.size,
@@ -152,8 +154,12 @@ class PrometheusSource:
             sides = outside.setdefault(labels["feature"], [0.0, 0.0])
             sides[0 if labels["side"] == "under" else 1] = value
         rows = sum(self._by_kind(v, "data", window, now))
+        predictions = {int(labels["bin"]): value for labels, value in self._by(
+            "driftkeeper_prediction_bin_total", "bin", v, window, now)}
         return Counters(version, None, {f: bins_array(b) for f, b in features.items()}, unseen,
-                        {f: (u, o) for f, (u, o) in outside.items()}, data_rows=rows)
+                        {f: (u, o) for f, (u, o) in outside.items()}, data_rows=rows,
+                        prediction_bins=bins_array(predictions),
+                        prediction_rows=sum(predictions.values()))
 
     def _by_kind(self, v: str, kind: str, window: str, now: float) -> list[float]:
         return [value for labels, value in self._by("driftkeeper_window_rows_total", "kind", v,

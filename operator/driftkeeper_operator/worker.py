@@ -20,7 +20,7 @@ import kopf
 import requests
 from kubernetes.client.exceptions import ApiException
 
-from driftkeeper.drift.evaluate import evaluate_concept, evaluate_data
+from driftkeeper.drift.evaluate import evaluate_concept, evaluate_data, evaluate_prediction
 from driftkeeper.drift.profile import ReferenceProfile
 from driftkeeper.drift.report import DriftReport
 from driftkeeper.errors import PolicyError
@@ -49,7 +49,7 @@ from .builders import (
 )
 from .builders import conditions as status_conditions
 from .config import OperatorConfig
-from .counters import data_window_of, residual_window_of
+from .counters import data_window_of, prediction_window_of, residual_window_of
 from .kube import Endpoint, Kube
 from .sources import FleetView, PrometheusError, PrometheusSource, ScrapeSource
 
@@ -188,7 +188,9 @@ class PolicyWorker:
             evaluate_data(profile, data_window_of(profile, view.data), policy.monitor.data),
             evaluate_concept(profile, residual_window_of(profile, view.concept),
                              policy.monitor.concept),
-            view.version, now)
+            view.version, now,
+            prediction=evaluate_prediction(profile, prediction_window_of(profile, view.data),
+                                           policy.monitor.prediction))
         unread = f"; unreadable: {'; '.join(view.errors)}" if view.errors else ""
         return view, Condition("Ready", "True", "Evaluating",
                                f"{view.replicas} replicas of service {target.service} serving "

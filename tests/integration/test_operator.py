@@ -173,7 +173,7 @@ def test_policy_lifecycle(cluster, model_dir, tmp_path, diamonds) -> None:
 
         # Deleted: its Job and ConfigMap go with it.
         cluster.delete_policy(ns, POLICY)
-        wait_until(lambda: cluster.policy(ns, POLICY) is None, 30, "the policy to go")
+        wait_until(lambda: cluster.policy(ns, POLICY) is None, 60, "the policy to go")
         wait_until(lambda: not cluster.jobs(ns), 30, "the Job to go")
         assert cluster.config_map(ns, f"driftpolicy-{POLICY}") is None
         assert "Traceback" not in rig.operator_log(), rig.operator_log()[-4000:]

@@ -61,6 +61,9 @@ def test_data_drift_over_two_workers(model_dir, tmp_path, fast_policy, diamonds)
         report = svc.wait_for(_after(time.time(), 1000), what="a 1000-row window")
         assert report["data"]["drift"] is False, report["data"]
         assert report["data"]["drifted_features"] == []
+        # The predictions of both workers, one window, against the held-out predictions.
+        assert report["prediction"]["samples"] == 1000
+        assert report["prediction"]["drift"] is False, report["prediction"]
 
         metrics = requests.get(svc.url + "/metrics", timeout=5).text
         pids = {line.split('pid="')[1].split('"')[0] for line in metrics.splitlines()
@@ -77,6 +80,11 @@ def test_data_drift_over_two_workers(model_dir, tmp_path, fast_policy, diamonds)
         assert report["data"]["drift"] is True
         assert report["data"]["drifted_features"] == ["carat"]
         assert report["data"]["features"]["carat"]["drift"] is True
+        assert report["prediction"]["drift"] is True  # dearer-looking diamonds: prices move
+        metrics = requests.get(svc.url + "/metrics", timeout=5).text
+        assert 'driftkeeper_drift_detected{kind="prediction"} 1.0' in metrics
+        assert 'driftkeeper_drift_statistic{kind="prediction",statistic="ks"}' in metrics
+        assert "driftkeeper_prediction_bin_total{" in metrics
 
 
 def test_concept_drift_from_labelled_feedback(model_dir, tmp_path, fast_policy,

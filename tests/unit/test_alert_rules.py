@@ -54,6 +54,7 @@ def _tests() -> list[dict[str, Any]]:
     s = {"namespace": "ml", "service": "diamonds"}
     data = f'driftkeeper_policy_drift_detected{{{POLICY}, kind="data"}}'
     concept = f'driftkeeper_policy_drift_detected{{{POLICY}, kind="concept"}}'
+    prediction = f'driftkeeper_policy_drift_detected{{{POLICY}, kind="prediction"}}'
     return [
         # Drift for longer than `for`: fires; not before.
         _case([(data, "1x15"), (concept, "0x15")],
@@ -65,6 +66,11 @@ def _tests() -> list[dict[str, Any]]:
               [("10m", "DriftkeeperDataDrift", []), ("10m", "DriftkeeperConceptDrift", [])]),
         _case([(concept, "0 0 1x15")],
               [("10m", "DriftkeeperConceptDrift", [_expected("DriftkeeperConceptDrift", **p)])]),
+        _case([(prediction, "-1 -1 1x15"), (data, "0x15")],
+              [("4m", "DriftkeeperPredictionDrift", []),
+               ("10m", "DriftkeeperPredictionDrift",
+                [_expected("DriftkeeperPredictionDrift", **p)]),
+               ("10m", "DriftkeeperDataDrift", [])]),
         # A failed retrain fires at once and clears once out of the 30-minute range.
         _case([(f'driftkeeper_policy_retrains_total{{{POLICY}, outcome="failed"}}', "0 0 1x50"),
                (f'driftkeeper_policy_retrains_total{{{POLICY}, outcome="promoted"}}', "0 1x50")],
@@ -104,7 +110,7 @@ def _tests() -> list[dict[str, Any]]:
 def test_rules_check(tmp_path: Path) -> None:
     done = subprocess.run([PROMTOOL, "check", "rules", str(RULES)], capture_output=True,
                           text=True, timeout=60)
-    assert done.returncode == 0 and "SUCCESS: 7 rules found" in done.stdout, done.stderr
+    assert done.returncode == 0 and "SUCCESS: 8 rules found" in done.stdout, done.stderr
 
 
 @needs_promtool

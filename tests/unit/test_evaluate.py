@@ -175,3 +175,80 @@ def test_profile_save_load_roundtrip(profile, tmp_path, encoded) -> None:
     a = evaluate_data(profile, data_window(profile, rows), DataSettings())
     b = evaluate_data(loaded, data_window(loaded, rows), DataSettings())
     assert a == b
+
+
+# -- prediction drift --------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def with_predictions(encoded):
+    """A profile whose held-out 'predictions' are a known function of carat."""
+    rng = np.random.default_rng(5)
+    held_out = encoded[rng.integers(0, len(encoded), 8000)]
+    return build_profile(DIAMONDS_SCHEMA, encoded, rng.standard_t(4, 8000) * 400.0, seed=3,
+                         trials=4000, predictions=_price(held_out))
+
+
+def _price(rows: np.ndarray) -> np.ndarray:
+    return 4000.0 * rows[:, 0] ** 1.7
+
+
+def test_prediction_ks_matches_scipy_within_its_bound(with_predictions, encoded) -> None:
+    from scipy.stats import ks_2samp
+
+    from driftkeeper.drift.evaluate import evaluate_prediction
+    from driftkeeper.drift.settings import PredictionSettings
+    from driftkeeper.drift.windows import prediction_window
+
+    rows = _window(encoded, 1000, seed=6)
+    rows[:, 0] *= 1.1  # carat x1.1: predictions about 17 % higher
+    predictions = _price(rows)
+    verdict = evaluate_prediction(with_predictions,
+                                  prediction_window(with_predictions, predictions),
+                                  PredictionSettings())
+    assert verdict is not None and verdict.method == "ks" and verdict.samples == 1000
+    reference = _price(encoded[np.random.default_rng(5).integers(0, len(encoded), 8000)])
+    exact = ks_2samp(reference, predictions).statistic
+    assert abs(verdict.score - exact) <= verdict.error_bound + 1e-9
+    assert verdict.drift is True and verdict.threshold_source in ("auto", "floor")
+    # Unshifted rows: the same test stays quiet, and its auto threshold is the calibrated
+    # one (the KS critical value for 1,000 vs 8,000 rows at 1 % is about 0.054).
+    quiet = evaluate_prediction(with_predictions,
+                                prediction_window(with_predictions, _price(_window(encoded,
+                                                                                   1000, 7))),
+                                PredictionSettings())
+    assert quiet is not None and quiet.drift is False
+    assert 0.045 < quiet.threshold < 0.07
+
+
+def test_prediction_windows_add_up_across_workers(with_predictions, encoded) -> None:
+    from driftkeeper.drift.windows import prediction_window
+
+    predictions = _price(_window(encoded, 900, seed=8))
+    parts = [prediction_window(with_predictions, p) for p in np.array_split(predictions, 3)]
+    whole = prediction_window(with_predictions, predictions)
+    assert whole is not None and all(p is not None for p in parts)
+    merged = parts[0] + parts[1] + parts[2]
+    np.testing.assert_array_equal(merged.counts, whole.counts)
+
+
+def test_no_prediction_reference_or_disabled_means_no_verdict(profile, with_predictions,
+                                                              encoded) -> None:
+    from driftkeeper.drift.evaluate import evaluate_prediction
+    from driftkeeper.drift.profile import ReferenceProfile
+    from driftkeeper.drift.settings import PredictionSettings
+    from driftkeeper.drift.windows import prediction_window
+
+    assert profile.predictions is None  # built without predictions (an older model)
+    assert prediction_window(profile, np.ones(10)) is None
+    assert evaluate_prediction(profile, None, PredictionSettings()) is None
+    window = prediction_window(with_predictions, _price(_window(encoded, 300)))
+    assert evaluate_prediction(with_predictions, window,
+                               PredictionSettings(enabled=False)) is None
+    # The prediction reference survives the profile's JSON; a profile without it loads too.
+    again = ReferenceProfile.from_dict(json.loads(json.dumps(with_predictions.to_dict())))
+    assert again.predictions is not None
+    np.testing.assert_array_equal(again.predictions.bins.counts,
+                                  with_predictions.predictions.bins.counts)
+    older = with_predictions.to_dict()
+    del older["predictions"]
+    assert ReferenceProfile.from_dict(older).predictions is None

@@ -10,14 +10,16 @@ import pytest
 
 from driftkeeper.drift.evaluate import evaluate_concept, evaluate_data
 from driftkeeper.drift.settings import ConceptSettings, DataSettings
-from driftkeeper.drift.windows import data_window, residual_window
+from driftkeeper.drift.windows import data_window, prediction_window, residual_window
 from driftkeeper.model.store import ModelStore
+from driftkeeper.serving.monitor import input_columns
 from driftkeeper.serving.rings import RingWriter
 from driftkeeper.serving.tally import Tally, update_tally
 from driftkeeper_operator.counters import (
     Counters,
     data_window_of,
     parse_counters,
+    prediction_window_of,
     residual_window_of,
     total,
 )
@@ -41,13 +43,15 @@ class Replica:
     def __init__(self, directory: Path, profile) -> None:
         directory.mkdir()
         self.directory, self.profile = directory, profile
-        self.inputs = RingWriter(directory / "inputs-1.ring", 7, 100_000)
+        self.inputs = RingWriter(directory / "inputs-1.ring", input_columns(6), 100_000)
         self.feedback = RingWriter(directory / "feedback-1.ring", 3, 100_000)
         self.tally: Tally | None = None
         self.labels = 0
 
     def serve(self, X: np.ndarray, residuals: np.ndarray, now: float) -> Counters:
-        self.inputs.append(np.column_stack([np.zeros(len(X)), X]))
+        # ts, features, model version number, a made-up prediction
+        self.inputs.append(np.column_stack([np.zeros(len(X)), X, np.ones(len(X)),
+                                            4000.0 * X[:, 0] ** 1.7]))
         self.feedback.append(np.column_stack([np.zeros(len(residuals)),
                                               np.ones(len(residuals)), residuals]))
         self.labels += len(residuals)
@@ -73,6 +77,12 @@ def test_summed_replica_counters_equal_one_window_of_all_rows(tmp_path, profile,
     carat = got.features["carat"]
     assert carat.over_sum == pytest.approx(expected.features["carat"].over_sum)
     assert carat.under_sum == pytest.approx(expected.features["carat"].under_sum)
+    # The predictions' histogram adds up across replicas the same way.
+    predictions = prediction_window_of(profile, summed)
+    alone = prediction_window(profile, 4000.0 * X[:, 0] ** 1.7)
+    assert predictions is not None and alone is not None
+    np.testing.assert_array_equal(predictions.counts, alone.counts)
+    assert summed.prediction_rows == 900 and summed.concept_rows == 900
     # The verdicts are the same as on the raw rows.
     data_settings = DataSettings(features={})
     assert (evaluate_data(profile, got, data_settings)

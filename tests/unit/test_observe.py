@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
 
-from driftkeeper.drift.evaluate import evaluate_concept, evaluate_data
+from driftkeeper.drift.evaluate import evaluate_concept, evaluate_data, evaluate_prediction
 from driftkeeper.drift.report import DriftReport
-from driftkeeper.drift.settings import ConceptSettings, DataSettings
-from driftkeeper.drift.windows import data_window, residual_window
+from driftkeeper.drift.settings import ConceptSettings, DataSettings, PredictionSettings
+from driftkeeper.drift.windows import data_window, prediction_window, residual_window
 from driftkeeper.local.observe import parse_metrics
 from driftkeeper.model.store import ModelStore
 from driftkeeper.policy.engine import Observation
@@ -20,13 +20,17 @@ from driftkeeper.serving.metrics import report_metrics
 
 def test_metrics_and_report_give_the_same_observation(trained_model_dir: Path,
                                                       encoded) -> None:
-    profile = ModelStore(trained_model_dir).load(with_estimator=False).profile
+    bundle = ModelStore(trained_model_dir).load()
+    profile = bundle.profile
     X = encoded[np.random.default_rng(2).choice(len(encoded), 600, replace=False)]
     X[:, 0] *= 1.5  # carat drifts
     residuals = np.random.default_rng(3).normal(300.0, 600.0, 600)  # biased: concept drift
     report = DriftReport(evaluate_data(profile, data_window(profile, X), DataSettings()),
                          evaluate_concept(profile, residual_window(profile, residuals),
-                                          ConceptSettings()), "v1", 123.0)
+                                          ConceptSettings()), "v1", 123.0,
+                         prediction=evaluate_prediction(
+                             profile, prediction_window(profile, bundle.model.predict(X)),
+                             PredictionSettings()))
 
     class Collector:
         def collect(self):
@@ -36,7 +40,7 @@ def test_metrics_and_report_give_the_same_observation(trained_model_dir: Path,
     registry.register(Collector())
     parsed = parse_metrics(generate_latest(registry).decode())
     built = Observation.from_report(report)
-    assert parsed.drift == built.drift == {"data": True, "concept": True}
+    assert parsed.drift == built.drift == {"data": True, "concept": True, "prediction": True}
     assert parsed.drifted_features == built.drifted_features == ("carat",)  # only carat
     assert parsed.concept_tests == built.concept_tests and "bias" in built.concept_tests
     assert parsed.feature_checks.keys() == built.feature_checks.keys()
@@ -48,8 +52,10 @@ def test_metrics_and_report_give_the_same_observation(trained_model_dir: Path,
     assert parsed.evaluated_at == 123.0 and parsed.model_version == "v1"
     # Both judge data drift on the rule's statistic (rule any: worst feature ratio vs 1).
     assert parsed.statistics == built.statistics == {"data": "max_feature_ratio",
-                                                     "concept": "rmse_increase"}
+                                                     "concept": "rmse_increase",
+                                                     "prediction": "ks"}
     assert built.thresholds["data"] == 1.0 and built.scores["data"] > 1.0
-    for kind in ("data", "concept"):
+    assert parsed.samples == built.samples == {"data": 600, "concept": 600, "prediction": 600}
+    for kind in ("data", "concept", "prediction"):
         np.testing.assert_allclose((parsed.scores[kind], parsed.thresholds[kind]),
                                    (built.scores[kind], built.thresholds[kind]))

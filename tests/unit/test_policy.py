@@ -29,6 +29,10 @@ def test_defaults() -> None:
     assert p.monitor.concept.threshold == "auto" and p.monitor.concept.min_score == 0.15
     assert p.retraining.triggers == ("data", "concept") and p.retraining.cooldown == 600
     assert p.spec["window"]["maxAge"] == "1h"  # defaults are filled into the spec too
+    pred = p.monitor.prediction
+    assert (pred.enabled, pred.method, pred.threshold, pred.min_score) == (True, "ks", "auto",
+                                                                          0.05)
+    assert pred.min_samples == p.data_window.min_samples  # judged on the input window
 
 
 def test_custom_resource_shape_and_per_feature_rules() -> None:
@@ -63,6 +67,8 @@ def test_custom_resource_shape_and_per_feature_rules() -> None:
     ({"retraining": {"triggers": ["cosmic"]}}, "spec.retraining.triggers[0]", "is not one of"),
     ({"retraining": {"maxFailures": "3"}}, "spec.retraining.maxFailures", "not of type"),
     ({"windw": {}}, "spec", "windw"),
+    ({"prediction": {"method": "chisquare"}}, "spec.prediction.method", "is not one of"),
+    ({"prediction": {"threshold": "often"}}, "spec.prediction.threshold", "auto"),
 ])
 def test_invalid_documents_name_the_field(spec, field, message) -> None:
     with pytest.raises(PolicyError) as info:

@@ -114,11 +114,13 @@ def test_page_shows_the_drifted_feature(carat_page: Path) -> None:
     assert verdicts["carat"] == "DRIFT"
     assert verdicts["depth"] == "ok"
     assert verdicts["data drift"] == "DRIFT"
+    assert verdicts["prediction drift"] == "DRIFT"  # carat x1.3: the model prices higher
     # the price column was left alone while carat grew: the model now overprices
     assert verdicts["concept drift"] == "DRIFT"
     rows = {row[0]: row for row in _parse(carat_page).rows if len(row) == 8}
     assert "30 unseen" in rows["cut"][6] and "5 invalid" in rows["depth"][6]
     assert rows["concept drift"][5] == "1,465"  # rows the model could not score have no residual
+    assert rows["prediction drift"][1] == "ks" and rows["prediction drift"][5] == "1,465"
 
 
 def test_figures_are_valid_pngs_and_embedded(carat_page: Path) -> None:

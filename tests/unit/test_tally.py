@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from driftkeeper.drift.windows import data_window, residual_window
+from driftkeeper.drift.windows import data_window, prediction_window, residual_window
 from driftkeeper.model.store import ModelStore
+from driftkeeper.serving.monitor import input_columns
 from driftkeeper.serving.rings import RingWriter, read_ring_tail
 from driftkeeper.serving.tally import Tally, load_tally, update_tally
 from exposition import tally_exposition
@@ -20,9 +21,18 @@ def profile(trained_model_dir: Path):
     return ModelStore(trained_model_dir).load(with_estimator=False).profile
 
 
-def _inputs(encoded: np.ndarray, start: int, n: int) -> np.ndarray:
+WIDTH = input_columns(6)  # ts, 6 features, model version number, prediction
+
+
+def _inputs(encoded: np.ndarray, start: int, n: int, version: int = 1) -> np.ndarray:
+    """Ring rows as /predict writes them; the 'prediction' is a made-up price per row."""
     rows = encoded[start:start + n]
-    return np.column_stack([np.arange(len(rows), dtype=np.float64), rows])
+    return np.column_stack([np.arange(len(rows), dtype=np.float64), rows,
+                            np.full(len(rows), version), _prices(rows)])
+
+
+def _prices(rows: np.ndarray) -> np.ndarray:
+    return 4000.0 * rows[:, 0] ** 1.7
 
 
 def _feedback(residuals: np.ndarray, version: int) -> np.ndarray:
@@ -31,8 +41,8 @@ def _feedback(residuals: np.ndarray, version: int) -> np.ndarray:
 
 
 def test_two_workers_counted_like_one_window(tmp_path: Path, profile, encoded) -> None:
-    a = RingWriter(tmp_path / "inputs-1.ring", 7, 1000)
-    b = RingWriter(tmp_path / "inputs-2.ring", 7, 1000)
+    a = RingWriter(tmp_path / "inputs-1.ring", WIDTH, 1000)
+    b = RingWriter(tmp_path / "inputs-2.ring", WIDTH, 1000)
     fb = RingWriter(tmp_path / "feedback-1.ring", 3, 1000)
     a.append(_inputs(encoded, 0, 300))
     b.append(_inputs(encoded, 300, 200))
@@ -53,7 +63,7 @@ def test_two_workers_counted_like_one_window(tmp_path: Path, profile, encoded) -
 
 def test_rows_are_counted_once_across_updates_and_leaders(tmp_path: Path, profile,
                                                           encoded) -> None:
-    ring = RingWriter(tmp_path / "inputs-1.ring", 7, 1000)
+    ring = RingWriter(tmp_path / "inputs-1.ring", WIDTH, 1000)
     ring.append(_inputs(encoded, 0, 100))
     tally, _ = update_tally(None, profile, "v1", 1, tmp_path, now=1.0)
     tally.save(tmp_path / "tally.json")
@@ -70,7 +80,7 @@ def test_rows_are_counted_once_across_updates_and_leaders(tmp_path: Path, profil
 
 def test_wrapped_ring_counts_what_is_left_and_reports_the_rest(tmp_path: Path, profile,
                                                                encoded) -> None:
-    ring = RingWriter(tmp_path / "inputs-1.ring", 7, 64)
+    ring = RingWriter(tmp_path / "inputs-1.ring", WIDTH, 64)
     ring.append(_inputs(encoded, 0, 40))
     tally, _ = update_tally(None, profile, "v1", 1, tmp_path, now=1.0)
     for start in range(40, 240, 25):  # 200 more rows through a 64-row ring
@@ -99,7 +109,7 @@ def test_ring_tail_reads_across_the_wrap(tmp_path: Path) -> None:
 
 
 def test_a_new_version_starts_from_zero(tmp_path: Path, profile, encoded) -> None:
-    ring = RingWriter(tmp_path / "inputs-1.ring", 7, 1000)
+    ring = RingWriter(tmp_path / "inputs-1.ring", WIDTH, 1000)
     ring.append(_inputs(encoded, 0, 100))
     tally, _ = update_tally(None, profile, "v1", 1, tmp_path, now=1.0)
     tally, changed = update_tally(tally, profile, "v2", 2, tmp_path, now=2.0)
@@ -112,10 +122,12 @@ def test_a_new_version_starts_from_zero(tmp_path: Path, profile, encoded) -> Non
 
 def test_exported_counters_carry_only_the_serving_version(tmp_path: Path, profile,
                                                           encoded) -> None:
-    ring = RingWriter(tmp_path / "inputs-1.ring", 7, 1000)
+    ring = RingWriter(tmp_path / "inputs-1.ring", WIDTH, 1000)
     shifted = encoded[:50].copy()
     shifted[:, 0] = 100.0  # carat far above the reference range: the overflow bin
-    ring.append(np.column_stack([np.arange(50.0), shifted]))
+    versions = np.array([3] * 30 + [2] * 20)  # the last 20 were answered by v2, still busy
+    predictions = np.linspace(300.0, 19000.0, 50)
+    ring.append(np.column_stack([np.arange(50.0), shifted, versions, predictions]))
     tally, _ = update_tally(None, profile, "v3", 3, tmp_path, now=1.0)
     text = tally_exposition(tally, tmp_path)
     samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
@@ -129,6 +141,15 @@ def test_exported_counters_carry_only_the_serving_version(tmp_path: Path, profil
                     and s.labels == {"feature": "carat", "side": "over", "model_version": "v3"})
     top = profile.features["carat"].bins.edges[-1]
     assert distance == pytest.approx(50 * (100.0 - top))
+    # Predictions: only v3's, binned as the prediction window bins them.
+    by_bin = {int(s.labels["bin"]): s.value for s in samples
+              if s.name == "driftkeeper_prediction_bin_total"}
+    expected = prediction_window(profile, predictions[:30])
+    assert expected is not None and expected.n == 30
+    np.testing.assert_array_equal([by_bin[b] for b in range(len(by_bin))], expected.counts)
+    rows = {s.labels["kind"]: s.value for s in samples
+            if s.name == "driftkeeper_window_rows_total"}
+    assert rows == {"data": 50, "concept": 0, "prediction": 30}
 
 
 def test_unreadable_or_foreign_tally_file_is_no_tally(tmp_path: Path, profile) -> None:

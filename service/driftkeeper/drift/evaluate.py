@@ -8,7 +8,7 @@ from . import stats
 from .calibration import NullTable, effective_size
 from .profile import CategoricalProfile, NumericalProfile, ReferenceProfile
 from .report import STATISTICS, ConceptVerdict, DataVerdict, FeatureVerdict, ResidualTest
-from .settings import ConceptSettings, DataSettings, Threshold
+from .settings import ConceptSettings, DataSettings, PredictionSettings, Threshold
 from .windows import DataWindow, ResidualWindow
 
 
@@ -162,3 +162,30 @@ def evaluate_concept(profile: ReferenceProfile, window: ResidualWindow,
                           min_samples=settings.min_samples, rmse=rmse, rmse_reference=ref.rmse,
                           bias=bias, residual_ks=ks_test, bias_test=bias_test, reasons=reasons,
                           threshold_source=source)
+
+
+def evaluate_prediction(profile: ReferenceProfile, window: stats.NumericCounts | None,
+                        settings: PredictionSettings) -> FeatureVerdict | None:
+    """The predictions' distribution against the held-out predictions, or None when the
+    profile has no prediction reference or prediction drift is off."""
+    prof = profile.predictions
+    if prof is None or window is None or not settings.enabled:
+        return None
+    method = stats.method_for(settings.method, "numerical")
+    n = window.n
+    error_bound = None
+    if n == 0:
+        result = stats.StatResult(float("nan"))
+    else:
+        assert method.numeric_window is not None
+        result = method.numeric_window(prof.bins, window)
+        if settings.method == "ks":
+            error_bound = stats.ks_error_bound(prof.bins, window.counts)
+    floor = method.floor if settings.min_score is None else settings.min_score
+    threshold, source = _threshold(settings.threshold, prof.null.get(settings.method), n,
+                                   prof.bins.n, settings.false_alarm_rate, floor)
+    score = None if n == 0 else float(result.score)
+    return FeatureVerdict(method=settings.method, score=score, threshold=threshold,
+                          drift=_verdict(score, threshold, n >= settings.min_samples),
+                          samples=n, threshold_source=source, pvalue=result.pvalue,
+                          invalid=window.invalid, error_bound=error_bound)

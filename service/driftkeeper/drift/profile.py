@@ -27,6 +27,9 @@ DEFAULT_BINS = 100
 
 PSI_GROUPS = 10
 
+PREDICTION = "prediction"
+"""The name the prediction profile and its verdict go by."""
+
 
 @dataclass(frozen=True)
 class NumericalProfile:
@@ -108,19 +111,24 @@ FeatureProfile = NumericalProfile | CategoricalProfile
 
 @dataclass(frozen=True)
 class ReferenceProfile:
-    """Per-feature reference summaries plus the residual reference, in schema order."""
+    """Per-feature reference summaries plus the residual reference, in schema order.
+
+    ``predictions`` profiles the model's predictions on held-out rows: the yardstick of
+    prediction drift (None for profiles written before it existed: no prediction verdict)."""
 
     schema: FeatureSchema
     features: dict[str, FeatureProfile]
     n_reference: int
     residuals: ResidualProfile | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    predictions: NumericalProfile | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": PROFILE_FORMAT, "schema": self.schema.to_dict(),
                 "n_reference": self.n_reference,
                 "features": {n: f.to_dict() for n, f in self.features.items()},
                 "residuals": self.residuals.to_dict() if self.residuals else None,
+                "predictions": self.predictions.to_dict() if self.predictions else None,
                 "meta": self.meta}
 
     @classmethod
@@ -133,8 +141,10 @@ class ReferenceProfile:
             features[name] = (NumericalProfile.from_dict(name, fd) if fd["kind"] == "numerical"
                               else CategoricalProfile.from_dict(name, fd))
         residuals = ResidualProfile.from_dict(d["residuals"]) if d.get("residuals") else None
+        predictions = (NumericalProfile.from_dict(PREDICTION, d["predictions"])
+                       if d.get("predictions") else None)
         return cls(FeatureSchema.from_dict(d["schema"]), features, int(d["n_reference"]),
-                   residuals, d.get("meta", {}))
+                   residuals, d.get("meta", {}), predictions)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), separators=(",", ":")))
@@ -174,8 +184,10 @@ def _categorical_statistics(counts: np.ndarray) -> dict[str, Any]:
 def build_profile(schema: FeatureSchema, reference: np.ndarray,
                   residuals: np.ndarray | None = None, *, n_bins: int = DEFAULT_BINS,
                   seed: int = 0, trials: int = calibration.TRIALS,
-                  keep_values: bool = False) -> ReferenceProfile:
-    """Profile an encoded reference matrix (rows x schema features) and held-out residuals.
+                  keep_values: bool = False,
+                  predictions: np.ndarray | None = None) -> ReferenceProfile:
+    """Profile an encoded reference matrix (rows x schema features), held-out residuals
+    and the model's held-out predictions.
 
     ``keep_values`` keeps the sorted raw numerics in memory for exact-mode statistics.
     """
@@ -184,13 +196,8 @@ def build_profile(schema: FeatureSchema, reference: np.ndarray,
     for j, feat in enumerate(schema.features):
         col = reference[:, j]
         if feat.kind == "numerical":
-            col = col[np.isfinite(col)]
-            bins = numeric_bins(col, n_bins)
-            null = calibration.calibrate(bins.counts, _numeric_statistics(bins), rng,
-                                         trials=trials)
-            features[feat.name] = NumericalProfile(
-                feat.name, bins, float(col.mean()), null,
-                values=np.sort(col) if keep_values else None)
+            features[feat.name] = numerical_profile(feat.name, col, rng, n_bins, trials,
+                                                    keep_values)
         else:
             counts = stats.count_categories(col, len(feat.levels)).counts
             null = calibration.calibrate(counts, _categorical_statistics(counts), rng,
@@ -199,8 +206,24 @@ def build_profile(schema: FeatureSchema, reference: np.ndarray,
     residual_profile = None
     if residuals is not None:
         residual_profile = build_residual_profile(residuals, rng, n_bins, trials)
+    prediction_profile = None
+    if predictions is not None:
+        prediction_profile = numerical_profile(PREDICTION, np.asarray(predictions, np.float64),
+                                               rng, n_bins, trials, keep_values)
     return ReferenceProfile(schema, features, len(reference), residual_profile,
-                            meta={"bins": n_bins, "calibration_trials": trials, "seed": seed})
+                            meta={"bins": n_bins, "calibration_trials": trials, "seed": seed},
+                            predictions=prediction_profile)
+
+
+def numerical_profile(name: str, values: np.ndarray, rng: np.random.Generator, n_bins: int,
+                      trials: int, keep_values: bool = False) -> NumericalProfile:
+    """Bins, mean and calibrated null tables of one numerical column (a feature, or the
+    model's predictions)."""
+    col = values[np.isfinite(values)]
+    bins = numeric_bins(col, n_bins)
+    null = calibration.calibrate(bins.counts, _numeric_statistics(bins), rng, trials=trials)
+    return NumericalProfile(name, bins, float(col.mean()), null,
+                            values=np.sort(col) if keep_values else None)
 
 
 def build_residual_profile(residuals: np.ndarray, rng: np.random.Generator,

@@ -86,11 +86,15 @@ class DriftReport:
     model_version: str | None = None
     evaluated_at: float | None = None
     mode: str = "binned"
+    # The model's predictions against its held-out predictions (None: not monitored, or a
+    # model trained before prediction profiles existed).
+    prediction: FeatureVerdict | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        if self.concept is None:
-            del out["concept"]
+        for optional in ("concept", "prediction"):
+            if out[optional] is None:
+                del out[optional]
         return out
 
     @classmethod
@@ -103,5 +107,6 @@ class DriftReport:
             c["residual_ks"] = ResidualTest(**c["residual_ks"])
             c["bias_test"] = ResidualTest(**c["bias_test"])
             concept = ConceptVerdict(**c)
+        prediction = FeatureVerdict(**d["prediction"]) if d.get("prediction") else None
         return cls(DataVerdict(**data), concept, d.get("model_version"), d.get("evaluated_at"),
-                   d.get("mode", "binned"))
+                   d.get("mode", "binned"), prediction)

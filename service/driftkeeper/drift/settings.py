@@ -89,6 +89,24 @@ class ConceptSettings:
 
 
 @dataclass(frozen=True)
+class PredictionSettings:
+    """Prediction-drift settings: the model's predictions in the input window against its
+    predictions on held-out rows at training time. One test, so ``auto`` calibrates it at
+    ``false_alarm_rate`` itself; ``min_score`` is its floor (None: the method's own).
+
+    Predictions move only when the inputs move in a way the model responds to, so this
+    catches the shifts that change prices and ignores those that do not."""
+
+    enabled: bool = True
+    method: str = "ks"
+    threshold: Threshold = "auto"
+    min_score: float | None = 0.05
+    min_samples: int = 200
+    false_alarm_rate: float = 0.01
+
+
+@dataclass(frozen=True)
 class MonitorSettings:
     data: DataSettings = field(default_factory=DataSettings)
     concept: ConceptSettings = field(default_factory=ConceptSettings)
+    prediction: PredictionSettings = field(default_factory=PredictionSettings)

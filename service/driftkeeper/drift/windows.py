@@ -64,3 +64,12 @@ def residual_window(profile: ReferenceProfile, residuals: np.ndarray) -> Residua
     r = r[np.isfinite(r)]
     return ResidualWindow(profile.residuals.bins.count(r), len(r), float(r.sum()),
                           float(np.sum(r * r)))
+
+
+def prediction_window(profile: ReferenceProfile,
+                      predictions: np.ndarray) -> stats.NumericCounts | None:
+    """Bin the model's predictions against the profile's held-out predictions (None when
+    the profile has none); windows add up with ``+`` like the features'."""
+    if profile.predictions is None:
+        return None
+    return profile.predictions.bins.count(np.asarray(predictions, dtype=np.float64))

@@ -128,6 +128,10 @@ class DemoView:
             for name, f in data["features"].items():
                 table.add_row(f"  {name} ({f['method']})", _fmt(f["score"]),
                               _fmt(f["threshold"]), str(f["samples"]), _verdict(f["drift"]))
+            p = self.report.get("prediction")
+            if p:
+                table.add_row(f"prediction drift ({p['method']})", _fmt(p["score"]),
+                              _fmt(p["threshold"]), str(p["samples"]), _verdict(p["drift"]))
             c = self.report.get("concept")
             if c:
                 table.add_row("concept drift (RMSE +%)", _fmt(c["score"]), _fmt(c["threshold"]),

@@ -203,8 +203,11 @@ def train(model_dir: str | Path, config: TrainingConfig | None = None,
         "strategy": fitted.strategy,
         "candidates_rmse": {k: round(v, 3) for k, v in fitted.candidates_rmse.items()},
     }
+    # Predictions on the held-out rows are the reference of prediction drift, as their
+    # residuals are of concept drift.
     profile = build_profile(schema, fitted.reference_X, residuals, n_bins=config.bins,
-                            seed=config.seed, trials=config.calibration_trials)
+                            seed=config.seed, trials=config.calibration_trials,
+                            predictions=predicted)
     metadata = {
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "parent": parent,

@@ -13,7 +13,13 @@ from typing import Any
 import jsonschema
 import yaml
 
-from ..drift.settings import ConceptSettings, DataSettings, FeatureRule, MonitorSettings
+from ..drift.settings import (
+    ConceptSettings,
+    DataSettings,
+    FeatureRule,
+    MonitorSettings,
+    PredictionSettings,
+)
 from ..errors import PolicyError
 from ..schema import FeatureSchema
 
@@ -178,7 +184,7 @@ def _window(w: dict[str, Any], field: str) -> WindowSettings:
 
 
 def _build(name: str, spec: dict[str, Any]) -> DriftPolicy:
-    data, concept = spec["data"], spec["concept"]
+    data, concept, prediction = spec["data"], spec["concept"], spec["prediction"]
     default_methods = data["methods"]
     features = {}
     for fname, f in data.get("features", {}).items():
@@ -198,6 +204,12 @@ def _build(name: str, spec: dict[str, Any]) -> DriftPolicy:
                                 residual_threshold=concept["residualThreshold"],
                                 bias_threshold=concept["biasThreshold"],
                                 false_alarm_rate=float(concept["falseAlarmRate"])),
+        prediction=PredictionSettings(enabled=prediction["enabled"],
+                                      method=prediction["method"],
+                                      threshold=prediction["threshold"],
+                                      min_score=float(prediction["minScore"]),
+                                      min_samples=data_window.min_samples,
+                                      false_alarm_rate=float(prediction["falseAlarmRate"])),
     )
     r = spec["retraining"]
     td = r["trainingData"]

@@ -17,11 +17,16 @@ from typing import Any
 from ..drift.report import ConceptVerdict, DriftReport
 from . import DriftPolicy
 
-KINDS = ("data", "concept")
+KINDS = ("data", "concept", "prediction")
+CONDITION_TYPES = {"data": "DataDrift", "concept": "ConceptDrift",
+                   "prediction": "PredictionDrift"}
 # How a condition message names each judged statistic (DataVerdict.statistic_name).
 STATISTIC_LABELS = {"max_feature_ratio": "largest feature score over its threshold",
                     "drifted_share": "share of drifted features", "mean_score": "mean score",
-                    "rmse_increase": "RMSE increase"}
+                    "rmse_increase": "RMSE increase",
+                    # prediction drift: its method's score
+                    "ks": "predictions' KS statistic", "psi": "predictions' PSI",
+                    "wasserstein": "predictions' Wasserstein distance"}
 
 # Phases, in the order a user would read them on `kubectl get driftpolicies`.
 MONITORING = "Monitoring"  # verdicts are in, nothing to do
@@ -56,23 +61,28 @@ class Observation:
     @classmethod
     def from_report(cls, report: DriftReport) -> Observation:
         """The engine's view of a drift report (the operator evaluates reports itself)."""
-        data, concept = report.data, report.concept
+        data, concept, prediction = report.data, report.concept, report.prediction
         drift: dict[str, bool | None] = {"data": data.drift,
-                                         "concept": concept.drift if concept else None}
+                                         "concept": concept.drift if concept else None,
+                                         "prediction": prediction.drift if prediction else None}
         return cls(
             evaluated_at=report.evaluated_at or 0.0, model_version=report.model_version,
             drift=drift,
-            scores={"data": data.statistic, "concept": concept.score if concept else None},
+            scores={"data": data.statistic, "concept": concept.score if concept else None,
+                    "prediction": prediction.score if prediction else None},
             thresholds={"data": data.threshold,
-                        "concept": concept.threshold if concept else None},
-            samples={"data": data.samples, "concept": concept.samples if concept else 0},
+                        "concept": concept.threshold if concept else None,
+                        "prediction": prediction.threshold if prediction else None},
+            samples={"data": data.samples, "concept": concept.samples if concept else 0,
+                     **({"prediction": prediction.samples} if prediction else {})},
             drifted_features=tuple(sorted(data.drifted_features)),
             concept_tests=tuple(sorted(concept.reasons)) if concept else (),
             feature_checks={name: (f.method, f.score, f.threshold)
                             for name, f in data.features.items()
                             if f.drift and f.score is not None},
             concept_checks=_concept_checks(concept) if concept else {},
-            statistics={"data": data.statistic_name, "concept": "rmse_increase"})
+            statistics={"data": data.statistic_name, "concept": "rmse_increase",
+                        **({"prediction": prediction.method} if prediction else {})})
 
 
 
@@ -168,7 +178,10 @@ def _judged(kind: str, obs: Observation) -> str | None:
 
 
 def _drift_condition(kind: str, verdict: bool | None, obs: Observation | None) -> Condition:
-    ctype = "DataDrift" if kind == "data" else "ConceptDrift"
+    ctype = CONDITION_TYPES[kind]
+    if kind == "prediction" and obs is not None and kind not in obs.samples:
+        return Condition(ctype, "Unknown", "NotMonitored", "prediction drift is off, or the "
+                         "serving version has no reference of its predictions (retrain it)")
     if obs is None or verdict is None:
         samples = obs.samples.get(kind, 0) if obs else 0
         return Condition(ctype, "Unknown", "InsufficientData",
@@ -223,13 +236,13 @@ def step(policy: DriftPolicy | None, state: EngineState, obs: Observation | None
         breaches, drifting = dict(state.breaches), dict(state.drifting)
         for kind in KINDS:
             verdict = obs.drift.get(kind)
-            breaches[kind] = breaches[kind] + 1 if verdict else 0
-            if verdict and not drifting[kind]:
+            breaches[kind] = breaches.get(kind, 0) + 1 if verdict else 0
+            if verdict and not drifting.get(kind, False):
                 drifting[kind] = True
                 events.append(Event("Warning", "DriftDetected",
                                     f"{kind} drift: {_drift_condition(kind, verdict, obs).message}",
                                     now))
-            elif verdict is False and drifting[kind]:
+            elif verdict is False and drifting.get(kind, False):
                 drifting[kind] = False
                 events.append(Event("Normal", "DriftCleared", f"{kind} drift is back within "
                                     "its threshold", now))

@@ -16,10 +16,10 @@ import pandas as pd
 import requests
 
 from ..data import read_current
-from ..drift.evaluate import evaluate_concept, evaluate_data
+from ..drift.evaluate import evaluate_concept, evaluate_data, evaluate_prediction
 from ..drift.histograms import histograms
 from ..drift.report import DriftReport
-from ..drift.windows import ResidualWindow, data_window, residual_window
+from ..drift.windows import ResidualWindow, data_window, prediction_window, residual_window
 from ..errors import DriftkeeperError, ModelStoreError
 from ..model.store import ModelBundle, ModelStore
 from ..policy import DriftPolicy, default_policy, load_policy
@@ -85,8 +85,13 @@ def report_from_csv(model_dir: str | Path, current_csv: str | Path, output: str 
         residuals = residual_window(profile, _residuals(bundle, X, frame[schema.target.name]))
     concept = (None if residuals is None
                else evaluate_concept(profile, residuals, settings.concept))
+    complete = schema.complete_rows(X)  # rows the model can score
+    predictions = prediction_window(profile, bundle.model.predict(X[complete])
+                                    if complete.any() else np.empty(0))
     report = DriftReport(evaluate_data(profile, window, settings.data), concept,
-                         bundle.version, time.time()).to_dict()
+                         bundle.version, time.time(),
+                         prediction=evaluate_prediction(profile, predictions,
+                                                        settings.prediction)).to_dict()
     report["source"] = str(source)
     report["policy"] = policy.name
     return render_report(report, histograms(profile, window, residuals),

@@ -33,6 +33,7 @@ from .text import (
 )
 
 NO_LABELS = "no labels"
+NO_VERDICT = "not monitored"
 
 Doc = Mapping[str, Any]
 
@@ -159,6 +160,17 @@ def _data_row(data: Doc) -> str:
                  number(data.get("samples")), notes], verdict(data.get("drift")))
 
 
+def _prediction_row(prediction: Doc | None) -> str:
+    """The model's predictions against its held-out predictions: drift in what it answers."""
+    if not prediction:
+        return _row(["prediction drift", "", "", "", "", "", "not monitored (off, or a model "
+                     "trained without a prediction reference)"], NO_VERDICT)
+    return _row(["prediction drift", prediction.get("method", ""),
+                 number(prediction.get("score")), number(prediction.get("threshold")),
+                 prediction.get("threshold_source", ""), number(prediction.get("samples")),
+                 "predictions vs held-out predictions"], verdict(prediction.get("drift")))
+
+
 def _concept_rows(concept: Doc | None) -> list[str]:
     if not concept or not concept.get("samples"):
         return [_row(["concept drift", "", "", "", "", "0", "no labelled rows"], NO_LABELS)]
@@ -201,7 +213,8 @@ def _summary(report: Doc) -> str:
     data = report["data"]
     head = "".join(f"<th>{h}</th>" for h in ("check", "method", "score", "threshold",
                                              "threshold source", "rows", "notes", "verdict"))
-    body = [_data_row(data), *_concept_rows(report.get("concept"))]
+    body = [_data_row(data), _prediction_row(report.get("prediction")),
+            *_concept_rows(report.get("concept"))]
     body += [_feature_row(name, f) for name, f in data["features"].items()]
     return (f'<section id="summary"><h2>Verdicts</h2><table><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table></section>')
@@ -288,6 +301,9 @@ HOW_TO_READ = (
     "threshold. Thresholds marked auto are calibrated from the reference at the window's size, "
     "so that a small window, whose scores are noisy, does not false-alarm; floor means the "
     "practical minimum of the method applied, policy a fixed value from the DriftPolicy. "
+    "Prediction drift compares the model's predictions on the current window with its "
+    "predictions on held-out rows at training time: it needs no labels, and it moves only "
+    "when the inputs move in a way the model responds to. "
     "Concept drift compares the model's residuals (actual minus predicted price) with those "
     "on held-out rows at training time: a higher RMSE, a different residual distribution or "
     "a shifted mean. \"Insufficient data\" means the window holds fewer rows than minSamples: "

@@ -251,8 +251,9 @@ def create_app(config: ServiceConfig, start_background: bool = True) -> Flask:
         X, _ = state.validator(model, with_target=False).encode(rows, batch)
         predictions = model.predict(X)
         now = time.time()
-        state.ring(monitor.INPUTS, 1 + X.shape[1]).append(
-            np.column_stack([_timestamps(now, len(X)), X]))
+        state.ring(monitor.INPUTS, monitor.input_columns(X.shape[1])).append(
+            np.column_stack([_timestamps(now, len(X)), X, np.full(len(X), model.number),
+                             predictions]))
         metrics.PREDICTIONS.inc(len(X))
         body: dict[str, Any] = {"model_version": model.version, "request_id": g.request_id}
         if batch:

@@ -118,12 +118,15 @@ def report_metrics(report: dict[str, Any]) -> Iterator[GaugeMetricFamily]:
     info.add_metric([str(report.get("model_version")), str(report.get("policy"))], 1.0)
     yield info
 
-    kinds = [("data", data)] + ([("concept", concept)] if concept else [])
+    prediction = report.get("prediction")
+    kinds = ([("data", data)] + ([("concept", concept)] if concept else [])
+             + ([("prediction", prediction)] if prediction else []))
     # The statistic each verdict judged and its threshold: under rule "any" that is the
     # largest feature score over its own threshold (against 1), not the mean score.
     statistic = GaugeMetricFamily("driftkeeper_drift_statistic", "The statistic each drift "
                                   "verdict judged (data: by the policy's rule, named in "
-                                  "`statistic`; concept: the RMSE increase), by kind.",
+                                  "`statistic`; concept: the RMSE increase; prediction: its "
+                                  "method's score), by kind.",
                                   labels=["kind", "statistic"])
     threshold = GaugeMetricFamily("driftkeeper_drift_threshold", "Threshold of the judged "
                                   "statistic, by kind.", labels=["kind"])
@@ -132,7 +135,9 @@ def report_metrics(report: dict[str, Any]) -> Iterator[GaugeMetricFamily]:
     samples = GaugeMetricFamily("driftkeeper_window_samples", "Rows in the evaluated window, by "
                                 "kind.", labels=["kind"])
     judged = {"data": (data.get("statistic_name", "mean_score"), data.get("statistic")),
-              "concept": ("rmse_increase", concept["score"] if concept else None)}
+              "concept": ("rmse_increase", concept["score"] if concept else None),
+              "prediction": ((prediction["method"], prediction["score"]) if prediction
+                             else ("", None))}
     for kind, block in kinds:
         name, value = judged[kind]
         if value is not None:

@@ -20,9 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from ..drift.evaluate import evaluate_concept, evaluate_data
+from ..drift.evaluate import evaluate_concept, evaluate_data, evaluate_prediction
 from ..drift.report import DriftReport
-from ..drift.windows import DataWindow, ResidualWindow, data_window, residual_window
+from ..drift.windows import (
+    DataWindow,
+    ResidualWindow,
+    data_window,
+    prediction_window,
+    residual_window,
+)
 from ..files import write_atomic
 from ..policy import DriftPolicy, WindowSettings
 from .rings import read_ring, read_rings
@@ -30,8 +36,13 @@ from .runtime import ServingModel
 
 log = logging.getLogger("driftkeeper.monitor")
 
-INPUTS = "inputs"  # ring columns: ts, encoded features...
+INPUTS = "inputs"  # ring columns: ts, encoded features..., model version number, prediction
 FEEDBACK = "feedback"  # ring columns: ts, model version number, residual
+
+
+def input_columns(n_features: int) -> int:
+    """Width of an inputs ring row: the stamp, the features, the version, the prediction."""
+    return n_features + 3
 
 
 def _select(rings: list[np.ndarray], window: WindowSettings, now: float,
@@ -65,9 +76,12 @@ def evaluate_windows(model: ServingModel, policy: DriftPolicy, windows_dir: Path
     """The report plus the merged windows it was computed from."""
     now = time.time() if now is None else now
     profile = model.bundle.profile
-    inputs = _select(read_rings(windows_dir, INPUTS), policy.data_window, now)
+    n_features = len(profile.schema.features)
+    rings = [r for r in read_rings(windows_dir, INPUTS)
+             if r.shape[1] == input_columns(n_features)]  # not another schema's rings
+    inputs = _select(rings, policy.data_window, now)
     data = DataWindow({}, 0)
-    parts = [data_window(profile, r[:, 1:]) for r in inputs if len(r)]
+    parts = [data_window(profile, r[:, 1:1 + n_features]) for r in inputs if len(r)]
     if parts:
         data = parts[0]
         for p in parts[1:]:
@@ -75,6 +89,13 @@ def evaluate_windows(model: ServingModel, policy: DriftPolicy, windows_dir: Path
     else:
         data = data_window(profile, np.empty((0, len(profile.schema.features))))
     data_verdict = evaluate_data(profile, data, policy.monitor.data)
+
+    # Predictions of the serving version only: an older model's are not this one's drift.
+    served = _select(rings, policy.data_window, now,
+                     keep=[r[:, -2] == model.number for r in rings])
+    predictions = prediction_window(profile, np.concatenate([r[:, -1] for r in served])
+                                    if served else np.empty(0))
+    prediction_verdict = evaluate_prediction(profile, predictions, policy.monitor.prediction)
 
     feedback = read_rings(windows_dir, FEEDBACK)
     current = [r[:, 1] == model.number for r in feedback]
@@ -84,7 +105,9 @@ def evaluate_windows(model: ServingModel, policy: DriftPolicy, windows_dir: Path
         if len(r):
             residuals = residuals + residual_window(profile, r[:, 2])
     concept_verdict = evaluate_concept(profile, residuals, policy.monitor.concept)
-    return DriftReport(data_verdict, concept_verdict, model.version, now), data, residuals
+    report = DriftReport(data_verdict, concept_verdict, model.version, now,
+                         prediction=prediction_verdict)
+    return report, data, residuals
 
 
 def report_document(report: DriftReport, policy: DriftPolicy) -> dict[str, Any]:

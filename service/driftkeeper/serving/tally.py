@@ -27,7 +27,7 @@ from ..drift.profile import NumericalProfile, ReferenceProfile
 from ..files import write_atomic
 from .rings import read_ring_tail
 
-FORMAT = 1
+FORMAT = 2  # 2: prediction counts
 
 
 @dataclass
@@ -58,6 +58,9 @@ class Tally:
     concept_rows: int = 0
     dropped_rows: int = 0  # rows overwritten in a ring before they could be counted
     positions: dict[str, list[int]] = field(default_factory=dict)  # ring -> [inode, head]
+    # This version's predictions per held-out prediction bin (empty: no prediction profile).
+    prediction_counts: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    prediction_rows: int = 0
 
     @classmethod
     def empty(cls, profile: ReferenceProfile, version: str, started: float) -> Tally:
@@ -68,7 +71,10 @@ class Tally:
             else:
                 features[name] = FeatureTally(np.zeros(len(prof.levels)), False)
         residual_bins = 0 if profile.residuals is None else len(profile.residuals.bins.edges) + 1
-        return cls(version, started, features, np.zeros(residual_bins))
+        prediction_bins = (0 if profile.predictions is None
+                           else len(profile.predictions.bins.edges) + 1)
+        return cls(version, started, features, np.zeros(residual_bins),
+                   prediction_counts=np.zeros(prediction_bins))
 
     def add_inputs(self, profile: ReferenceProfile, encoded: np.ndarray) -> None:
         """Count encoded input rows (rows x schema features)."""
@@ -88,6 +94,15 @@ class Tally:
                 tally.counts += np.bincount(codes[known], minlength=len(tally.counts))
                 tally.unseen += int((~known).sum())
         self.data_rows += len(encoded)
+
+    def add_predictions(self, profile: ReferenceProfile, predictions: np.ndarray) -> None:
+        """Count this version's predictions into its held-out prediction bins."""
+        p = predictions[np.isfinite(predictions)]
+        if profile.predictions is None or not len(p):
+            return
+        self.prediction_counts += np.bincount(profile.predictions.bins.bin_index(p),
+                                              minlength=len(self.prediction_counts))
+        self.prediction_rows += len(p)
 
     def add_residuals(self, profile: ReferenceProfile, residuals: np.ndarray) -> None:
         r = residuals[np.isfinite(residuals)]
@@ -115,8 +130,9 @@ class Tally:
                           "negative": self.residual_negative,
                           "squares": self.residual_squares},
             "rows": {"data": self.data_rows, "concept": self.concept_rows,
-                     "dropped": self.dropped_rows},
+                     "dropped": self.dropped_rows, "prediction": self.prediction_rows},
             "positions": self.positions,
+            "predictions": self.prediction_counts.astype(int).tolist(),
         }
 
     @classmethod
@@ -130,7 +146,8 @@ class Tally:
         return cls(d["model_version"], d["started"], features,
                    np.asarray(r["counts"], dtype=np.float64), r["positive"], r["negative"],
                    r["squares"], d["rows"]["data"], d["rows"]["concept"],
-                   d["rows"]["dropped"], {k: list(v) for k, v in d["positions"].items()})
+                   d["rows"]["dropped"], {k: list(v) for k, v in d["positions"].items()},
+                   np.asarray(d["predictions"], dtype=np.float64), d["rows"]["prediction"])
 
     def save(self, path: Path) -> None:
         """Atomically: counts and ring positions always change together (not fsynced: the
@@ -181,7 +198,11 @@ def update_tally(tally: Tally | None, profile: ReferenceProfile, version: str,
             continue
         changed = True
         if prefix == inputs_prefix:
-            tally.add_inputs(profile, rows[:, 1:])
+            n_features = len(profile.schema.features)
+            if rows.shape[1] != n_features + 3:  # ts, features, version, prediction
+                continue  # a ring of another schema: not this version's rows
+            tally.add_inputs(profile, rows[:, 1:1 + n_features])
+            tally.add_predictions(profile, rows[rows[:, -2] == version_number, -1])
         else:
             tally.add_residuals(profile, rows[rows[:, 1] == version_number, 2])
     for gone in set(tally.positions) - seen:  # pruned rings of dead workers
@@ -234,6 +255,15 @@ def tally_metrics(tally: Tally) -> Iterator[CounterMetricFamily | GaugeMetricFam
                                "scored by this version).", labels=["kind", "model_version"])
     rows.add_metric(["data", v], float(tally.data_rows))
     rows.add_metric(["concept", v], float(tally.concept_rows))
+    if len(tally.prediction_counts):
+        rows.add_metric(["prediction", v], float(tally.prediction_rows))
+        predictions = CounterMetricFamily(
+            "driftkeeper_prediction_bin", "This version's predictions per bin of its "
+            "held-out predictions (0 under, 1..K, K+1 over): the prediction window's "
+            "histogram, mergeable like the features'.", labels=["bin", "model_version"])
+        for b, c in enumerate(tally.prediction_counts.tolist()):
+            predictions.add_metric([str(b), v], c)
+        yield predictions
     yield rows
     dropped = CounterMetricFamily("driftkeeper_window_dropped_rows", "Rows overwritten in a "
                                   "worker's ring before they were counted (raise the ring "
