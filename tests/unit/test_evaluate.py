@@ -147,6 +147,24 @@ def test_concept_pure_bias_shift_is_caught(profile) -> None:
     assert verdict.drift is True and "bias" in verdict.reasons
 
 
+def test_concept_bias_floor_is_a_share_of_the_held_out_rmse(profile) -> None:
+    """A mean error shift of 8 % of the held-out RMSE, on so many rows that chance could not
+    produce it: real, but under the practical floor (15 %), so not drift; with no floor the
+    calibrated threshold alone flags it."""
+    ref = profile.residuals
+    rng = np.random.default_rng(12)
+    r = rng.choice(np.asarray(rng.standard_t(4, 20000) * 400.0), 20000) + ref.mean
+    r = r - r.mean() + ref.mean + 0.08 * ref.rmse
+    window = residual_window(profile, r)
+    floored = evaluate_concept(profile, window, ConceptSettings())
+    assert floored.bias_test.threshold == pytest.approx(0.15 * ref.rmse)
+    assert floored.bias_test.score == pytest.approx(0.08 * ref.rmse)
+    assert floored.bias_test.drift is False
+    unfloored = evaluate_concept(profile, window, ConceptSettings(bias_min_score=0.0))
+    assert unfloored.bias_test.threshold < 0.08 * ref.rmse
+    assert unfloored.bias_test.drift is True
+
+
 def test_concept_min_samples(profile) -> None:
     r = np.full(50, 5000.0)
     verdict = evaluate_concept(profile, residual_window(profile, r), ConceptSettings())

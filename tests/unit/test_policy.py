@@ -29,6 +29,7 @@ def test_defaults() -> None:
     assert p.monitor.concept.threshold == "auto" and p.monitor.concept.min_score == 0.15
     assert p.retraining.triggers == ("data", "concept") and p.retraining.cooldown == 600
     assert p.spec["window"]["maxAge"] == "1h"  # defaults are filled into the spec too
+    assert p.monitor.concept.bias_min_score == 0.15
     pred = p.monitor.prediction
     assert (pred.enabled, pred.method, pred.threshold, pred.min_score) == (True, "ks", "auto",
                                                                           0.05)

@@ -149,7 +149,7 @@ def evaluate_concept(profile: ReferenceProfile, window: ResidualWindow,
                                  stats.METHODS["ks"].floor)
     bias = (window.total / n - ref.mean) if n else None
     bias_threshold, _ = _threshold(settings.bias_threshold, ref.null["bias"], n, None, alpha,
-                                   0.0)
+                                   settings.bias_min_score * ref.rmse)
 
     rmse_drift = _verdict(score, threshold, enough)
     ks_test = ResidualTest(ks_score, ks_threshold, _verdict(ks_score, ks_threshold, enough))

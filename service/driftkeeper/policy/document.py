@@ -203,6 +203,7 @@ def _build(name: str, spec: dict[str, Any]) -> DriftPolicy:
                                 min_score=float(concept["minScore"]),
                                 residual_threshold=concept["residualThreshold"],
                                 bias_threshold=concept["biasThreshold"],
+                                bias_min_score=float(concept["biasMinScore"]),
                                 false_alarm_rate=float(concept["falseAlarmRate"])),
         prediction=PredictionSettings(enabled=prediction["enabled"],
                                       method=prediction["method"],
