@@ -24,6 +24,7 @@ import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ..drift.profile import NumericalProfile, ReferenceProfile
+from ..drift.stats import NumericBins
 from ..files import write_atomic
 from .rings import read_ring_tail
 
@@ -100,16 +101,15 @@ class Tally:
         p = predictions[np.isfinite(predictions)]
         if profile.predictions is None or not len(p):
             return
-        self.prediction_counts += np.bincount(profile.predictions.bins.bin_index(p),
-                                              minlength=len(self.prediction_counts))
+        self.prediction_counts += _bin_counts(profile.predictions.bins, p,
+                                              len(self.prediction_counts))
         self.prediction_rows += len(p)
 
     def add_residuals(self, profile: ReferenceProfile, residuals: np.ndarray) -> None:
         r = residuals[np.isfinite(residuals)]
         if profile.residuals is None or not len(r):
             return
-        self.residual_counts += np.bincount(profile.residuals.bins.bin_index(r),
-                                            minlength=len(self.residual_counts))
+        self.residual_counts += _bin_counts(profile.residuals.bins, r, len(self.residual_counts))
         self.residual_positive += float(r[r > 0].sum())
         self.residual_negative += float(-r[r < 0].sum())
         self.residual_squares += float((r * r).sum())
@@ -153,6 +153,11 @@ class Tally:
         """Atomically: counts and ring positions always change together (not fsynced: the
         pod's state directory does not outlive the pod)."""
         write_atomic(path, json.dumps(self.to_dict(), separators=(",", ":")), durable=False)
+
+
+def _bin_counts(bins: NumericBins, values: np.ndarray, size: int) -> np.ndarray:
+    """Finite values counted per bin (under, K reference bins, over)."""
+    return np.bincount(bins.bin_index(values), minlength=size)
 
 
 def load_tally(path: Path) -> Tally | None:
