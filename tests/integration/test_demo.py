@@ -41,6 +41,12 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _interruptible() -> None:
+    """Ctrl-C reaches the demo as in a terminal: a test run started in the background
+    (``cmd &`` in a script) inherits SIGINT ignored, and Python then never sees it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT],
                          ids=["SIGTERM", "SIGHUP", "SIGINT"])
 def test_a_signalled_demo_stops_every_process_it_started(trained_model_dir: Path,
@@ -53,7 +59,8 @@ def test_a_signalled_demo_stops_every_process_it_started(trained_model_dir: Path
                               text=True, check=True).stdout)
     demo = subprocess.Popen([sys.executable, "-m", "driftkeeper.cli", "demo", "--workdir",
                              str(tmp_path), "--duration", "120", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=_interruptible)
     started: set[int] = set()
     try:
         deadline = time.monotonic() + 90

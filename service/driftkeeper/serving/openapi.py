@@ -113,6 +113,7 @@ def openapi_document(schema: FeatureSchema | None, max_rows: int) -> dict[str, A
             "DriftReport": {"type": "object", "required": ["data", "concept"], "properties": {
                 "data": {"$ref": "#/components/schemas/Verdict"},
                 "concept": {"$ref": "#/components/schemas/Verdict"},
+                "prediction": {"$ref": "#/components/schemas/Verdict"},
                 "model_version": {"type": "string"},
                 "evaluated_at": {"type": ["number", "null"]}}},
         }},
