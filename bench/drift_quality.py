@@ -61,9 +61,12 @@ CASES = [Case("none", 1.0), Case("lab", 1.0), Case("covariate-gradual", 0.15),
          Case("mixed", 1.0)]
 
 
+POLICY = default_policy()
+
+
 def judge(bundle: ModelBundle, rows: pd.DataFrame, prices: np.ndarray) -> dict[str, Any]:
     """Every kind's verdict on one window, and the window's true relative RMSE change."""
-    policy, profile, schema = default_policy(), bundle.profile, bundle.schema
+    policy, profile, schema = POLICY, bundle.profile, bundle.schema
     X = schema.encode(rows)
     predictions = bundle.model.predict(X)
     residuals = prices - predictions

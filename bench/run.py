@@ -36,7 +36,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -58,6 +57,7 @@ import procs
 from driftkeeper.drift.evaluate import evaluate_concept, evaluate_data
 from driftkeeper.drift.settings import ConceptSettings, DataSettings
 from driftkeeper.drift.windows import data_window, residual_window
+from driftkeeper.local.processes import stopped_like_ctrl_c
 from driftkeeper.model.store import ModelStore
 from driftkeeper.schema import DIAMONDS_SCHEMA
 
@@ -645,21 +645,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    """``kill`` unwinds like Ctrl-C: the exit stacks stop the servers they started."""
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     settings = QUICK if args.quick else Settings()
     started = time.time()
     results: dict[str, Any] = {"command": "make bench  # .venv/bin/python bench/run.py"
                                + (" --quick" if args.quick else ""),
                                "settings": asdict(settings), "machine": machine_info(),
                                "product": product_state()}
-    with tempfile.TemporaryDirectory(prefix="driftkeeper-bench-") as tmp:
+    # `kill` unwinds like Ctrl-C, so the exit stacks stop the servers they started.
+    with stopped_like_ctrl_c(), tempfile.TemporaryDirectory(prefix="driftkeeper-bench-") as tmp:
         work = Path(tmp)
         # prometheus_client reads this when driftkeeper.serving first imports it (figure 3
         # and the in-service evaluation); servers get an environment without it.

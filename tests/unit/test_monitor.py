@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -73,32 +74,31 @@ def test_one_leader_per_state_directory(tmp_path: Path) -> None:
     second.release()
 
 
-def _hold(lock: Path, ready, stop) -> None:
-    leader = Leadership(lock)
-    ready.send(leader.try_acquire())
-    stop.recv()  # never answered: the test kills us while we hold the lock
+HOLD = """
+import sys, time
+from pathlib import Path
+from driftkeeper.serving.monitor import Leadership
+print(Leadership(Path(sys.argv[1])).try_acquire(), flush=True)
+time.sleep(600)  # the test kills us while we hold the lock
+"""
 
 
 def test_a_killed_leader_frees_the_lock(tmp_path: Path) -> None:
     """The kernel drops a dead process's flock: the next worker takes over."""
-    ctx = multiprocessing.get_context("spawn")
-    ready_recv, ready_send = ctx.Pipe(duplex=False)
-    stop_recv, _stop_send = ctx.Pipe(duplex=False)  # kept open: the child waits on it
-    child = ctx.Process(target=_hold, args=(tmp_path / "lock", ready_send, stop_recv))
-    child.start()
+    child = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "lock")],
+                             stdout=subprocess.PIPE, text=True)
     try:
-        assert ready_recv.poll(30) and ready_recv.recv() is True
+        assert child.stdout is not None and child.stdout.readline().strip() == "True"
         survivor = Leadership(tmp_path / "lock")
         assert not survivor.try_acquire()
-        assert child.pid is not None
         os.kill(child.pid, signal.SIGKILL)
-        child.join(10)
+        child.wait(10)
         assert survivor.try_acquire()
         survivor.release()
     finally:
-        if child.is_alive():
+        if child.poll() is None:
             os.kill(child.pid, signal.SIGKILL)
-            child.join(10)
+            child.wait(10)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")

@@ -66,11 +66,6 @@ def parse_metrics(text: str) -> Observation | None:
         statistics={k: s.labels["statistic"] for k, s in judged.items()})
 
 
-def _single(samples: dict[str, list], name: str) -> float | None:
-    values = samples.get(name)
-    return values[0].value if values else None
-
-
 def fetch_observation(url: str, session: requests.Session | None = None,
                       timeout: float = 5.0) -> Observation | None:
     """GET {url}/metrics and parse it."""

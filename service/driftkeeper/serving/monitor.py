@@ -31,18 +31,13 @@ from ..drift.windows import (
 )
 from ..files import write_atomic
 from ..policy import DriftPolicy, WindowSettings
-from .rings import read_ring, read_rings
+from .rings import input_columns, read_ring, read_rings
 from .runtime import ServingModel
 
 log = logging.getLogger("driftkeeper.monitor")
 
 INPUTS = "inputs"  # ring columns: ts, encoded features..., model version number, prediction
 FEEDBACK = "feedback"  # ring columns: ts, model version number, residual
-
-
-def input_columns(n_features: int) -> int:
-    """Width of an inputs ring row: the stamp, the features, the version, the prediction."""
-    return n_features + 3
 
 
 def _select(rings: list[np.ndarray], window: WindowSettings, now: float,

@@ -22,6 +22,12 @@ HEADER_WORDS = 8
 _MAGIC, _COLUMNS, _CAPACITY, _HEAD = range(4)
 
 
+def input_columns(n_features: int) -> int:
+    """Width of an inputs ring row: the stamp, the features, the model version number and
+    the prediction (``serving/monitor.py`` reads them, ``serving/tally.py`` counts them)."""
+    return n_features + 3
+
+
 class RingWriter:
     """Append-only ring owned by this process (thread-safe within it)."""
 

@@ -26,7 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from ..drift.profile import NumericalProfile, ReferenceProfile
 from ..drift.stats import NumericBins
 from ..files import write_atomic
-from .rings import read_ring_tail
+from .rings import input_columns, read_ring_tail
 
 FORMAT = 2  # 2: prediction counts
 
@@ -204,7 +204,7 @@ def update_tally(tally: Tally | None, profile: ReferenceProfile, version: str,
         changed = True
         if prefix == inputs_prefix:
             n_features = len(profile.schema.features)
-            if rows.shape[1] != n_features + 3:  # ts, features, version, prediction
+            if rows.shape[1] != input_columns(n_features):
                 continue  # a ring of another schema: not this version's rows
             tally.add_inputs(profile, rows[:, 1:1 + n_features])
             tally.add_predictions(profile, rows[rows[:, -2] == version_number, -1])
