@@ -32,15 +32,23 @@ import numpy as np
 import pandas as pd
 
 from driftkeeper.data import load_diamonds
-from driftkeeper.drift.evaluate import evaluate_concept, evaluate_data, evaluate_prediction
+from driftkeeper.drift.evaluate import (
+    evaluate_concept,
+    evaluate_data,
+    evaluate_performance,
+    evaluate_prediction,
+)
+from driftkeeper.drift.performance import estimate_window
 from driftkeeper.drift.windows import data_window, prediction_window, residual_window
-from driftkeeper.model.store import ModelBundle, ModelStore
+from driftkeeper.model.store import ModelStore
 from driftkeeper.model.train import TrainingConfig, train
 from driftkeeper.policy import default_policy
+from driftkeeper.serving.runtime import ServingModel
 from driftkeeper.simulate.scenarios import SCENARIOS
 
 BENCH = Path(__file__).resolve().parent
-KINDS = ("data", "prediction", "concept")
+KINDS = ("data", "prediction", "performance", "concept")
+LABEL_FREE = ("data", "prediction", "performance")
 
 
 @dataclass(frozen=True)
@@ -64,23 +72,31 @@ CASES = [Case("none", 1.0), Case("lab", 1.0), Case("covariate-gradual", 0.15),
 POLICY = default_policy()
 
 
-def judge(bundle: ModelBundle, rows: pd.DataFrame, prices: np.ndarray) -> dict[str, Any]:
-    """Every kind's verdict on one window, and the window's true relative RMSE change."""
-    policy, profile, schema = POLICY, bundle.profile, bundle.schema
-    X = schema.encode(rows)
-    predictions = bundle.model.predict(X)
+def judge(model: ServingModel, rows: pd.DataFrame, prices: np.ndarray) -> dict[str, Any]:
+    """Every kind's verdict on one window, the window's true relative RMSE change and the
+    loss model's estimate of it (made from the inputs alone)."""
+    policy, profile = POLICY, model.bundle.profile
+    X = profile.schema.encode(rows)
+    predictions = model.predict(X)
     residuals = prices - predictions
     prediction = evaluate_prediction(profile, prediction_window(profile, predictions),
                                      policy.monitor.prediction)
+    estimates = model.estimate_squared_errors(X, predictions)
+    assert estimates is not None, "the model has no loss model"
+    performance = evaluate_performance(profile, estimate_window(estimates),
+                                       policy.monitor.performance)
+    assert performance is not None and performance.score is not None
     verdicts = {
         "data": evaluate_data(profile, data_window(profile, X), policy.monitor.data).drift,
         "prediction": prediction.drift if prediction else None,
+        "performance": performance.drift,
         "concept": evaluate_concept(profile, residual_window(profile, residuals),
                                     policy.monitor.concept).drift,
     }
     assert profile.residuals is not None
     rmse = float(np.sqrt(np.mean(residuals ** 2)))
-    return {**verdicts, "rmse_change": rmse / profile.residuals.rmse - 1.0}
+    return {**verdicts, "rmse_change": rmse / profile.residuals.rmse - 1.0,
+            "estimated_change": performance.score}
 
 
 PER_REQUEST = {"lab"}
@@ -100,36 +116,46 @@ def window(case: Case, table: pd.DataFrame, seed: int, rows: int
             np.concatenate([b.prices for b in batches]))
 
 
-def run_case(bundle: ModelBundle, table: pd.DataFrame, case: Case, repeats: int,
+def run_case(model: ServingModel, table: pd.DataFrame, case: Case, repeats: int,
              rows: int) -> dict[str, Any]:
-    results = [judge(bundle, *window(case, table, seed, rows)) for seed in range(repeats)]
+    results = [judge(model, *window(case, table, seed, rows)) for seed in range(repeats)]
     rates = {k: float(np.mean([r[k] is True for r in results])) for k in KINDS}
-    label_free = float(np.mean([r["data"] is True or r["prediction"] is True
-                                for r in results]))
+    label_free = float(np.mean([any(r[k] is True for k in LABEL_FREE) for r in results]))
     any_kind = float(np.mean([any(r[k] is True for k in KINDS) for r in results]))
     changes = np.array([r["rmse_change"] for r in results])
+    estimated = np.array([r["estimated_change"] for r in results])
     hurt = changes >= 0.10
-    caught = [r["prediction"] is True for r, h in zip(results, hurt, strict=True) if h]
+    caught = [r["prediction"] is True or r["performance"] is True
+              for r, h in zip(results, hurt, strict=True) if h]
+    # How far the estimated RMSE is from the measured one, relative to the measured one.
+    error = np.abs((1.0 + estimated) / (1.0 + changes) - 1.0)
     return {"case": case.label, "rates": rates, "label_free_any": label_free,
             "any_kind": any_kind, "rmse_change_median": float(np.median(changes)),
+            "estimated_change_median": float(np.median(estimated)),
+            "estimate_error_median": float(np.median(error)),
+            "estimate_error_p90": float(np.quantile(error, 0.9)),
             "windows_rmse_up_10pct": int(hurt.sum()),
-            "prediction_flags_when_rmse_up_10pct": (float(np.mean(caught)) if caught
+            "label_free_flags_when_rmse_up_10pct": (float(np.mean(caught)) if caught
                                                      else None)}
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    head = ("| scenario | data | prediction | concept | any kind | true RMSE change "
-            "(median) | windows with RMSE +10 % or more: prediction drift flags |\n"
-            "|---|---:|---:|---:|---:|---:|---:|")
+    head = ("| scenario | data | prediction | performance | concept | any kind | RMSE change: "
+            "measured / estimated (medians) | estimate error (median, p90) | windows with "
+            "RMSE +10 % or more: prediction or performance flags |\n"
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     lines = [head]
     for r in rows:
         rate = r["rates"]
         hurt = r["windows_rmse_up_10pct"]
-        flagged = r["prediction_flags_when_rmse_up_10pct"]
+        flagged = r["label_free_flags_when_rmse_up_10pct"]
         caught = "-" if flagged is None else f"{flagged:.0%} of {hurt}"
         lines.append(f"| {r['case']} | {rate['data']:.1%} | {rate['prediction']:.1%} | "
-                     f"{rate['concept']:.1%} | {r['any_kind']:.1%} | "
-                     f"{r['rmse_change_median']:+.1%} | {caught} |")
+                     f"{rate['performance']:.1%} | {rate['concept']:.1%} | "
+                     f"{r['any_kind']:.1%} | {r['rmse_change_median']:+.1%} / "
+                     f"{r['estimated_change_median']:+.1%} | "
+                     f"{r['estimate_error_median']:.1%}, {r['estimate_error_p90']:.1%} | "
+                     f"{caught} |")
     return "\n".join(lines)
 
 
@@ -148,9 +174,10 @@ def main(argv: list[str] | None = None) -> int:
         diamonds.drop(index=world).to_csv(model_rows, index=False)
         train(Path(tmp) / "model", TrainingConfig(data=str(model_rows)))
         bundle = ModelStore(Path(tmp) / "model").load()
+        model = ServingModel.from_bundle(bundle)
         rows = []
         for case in CASES:
-            rows.append(run_case(bundle, traffic, case, args.repeats, args.rows))
+            rows.append(run_case(model, traffic, case, args.repeats, args.rows))
             print(f"[{time.time() - started:5.0f}s] {case.label}", file=sys.stderr)
     args.output.write_text(json.dumps({
         "command": "bench/drift_quality.py " + " ".join(argv or sys.argv[1:]),

@@ -87,6 +87,13 @@ ALERTS = [
           "The predictions of the model behind DriftPolicy {{ $labels.policy }} moved away "
           "from its predictions on held-out data: the inputs shifted in a way the model "
           "responds to (no labels needed to see it)."),
+    Alert("DriftkeeperPerformanceDrift",
+          f'{BY_POLICY} (driftkeeper_policy_drift_detected{{{POLICY_JOB}, kind="performance"}})',
+          "== 1", "5m", "warning",
+          "Estimated performance dropped on {{ $labels.namespace }}/{{ $labels.policy }}",
+          "The RMSE of the model behind DriftPolicy {{ $labels.policy }}, estimated from its "
+          "inputs before any label, rose above its held-out RMSE: traffic moved towards rows "
+          "the model gets wrong."),
     Alert("DriftkeeperRetrainFailed",
           f'{BY_POLICY} (increase(driftkeeper_policy_retrains_total'
           f'{{{POLICY_JOB}, outcome="failed"}}[30m]))',
@@ -197,6 +204,13 @@ def build_dashboard() -> dashboard.Dashboard:
                    "fleet"),
             _query(f'max(driftkeeper_drift_threshold{{{MODEL}, kind="prediction"}})',
                    "threshold"), width=8))
+        .with_panel(_timeseries(
+            "Estimated RMSE (before labels)", "The RMSE each replica's window would have, as "
+            "the loss model estimates it from inputs and predictions, against the held-out "
+            "RMSE; the fleet's estimated increase is the policy's performance score.", "none",
+            _query(f"max by (pod) (driftkeeper_estimated_rmse{{{MODEL}}})", "replica {{pod}}"),
+            _query(f"max(driftkeeper_concept_rmse_reference{{{MODEL}}})", "held-out RMSE"),
+            width=8))
         .with_panel(_timeseries(
             "Concept drift vs threshold", "Relative RMSE increase on labelled feedback over "
             "the held-out RMSE, per replica and for the fleet, and the threshold.", "percentunit",

@@ -14,6 +14,8 @@ GOOD: list[dict[str, Any]] = [
     {"window": {"size": 500, "minSamples": 500}},
     {"prediction": {"method": "psi", "threshold": 0.1}, "retraining": {"triggers": ["prediction"]}},
     {"prediction": {"enabled": False, "minScore": 0, "falseAlarmRate": 0.05}},
+    {"performance": {"threshold": 0.2}, "retraining": {"triggers": ["performance", "concept"]}},
+    {"performance": {"enabled": False, "minScore": 0.05, "falseAlarmRate": 0.001}},
 ]
 
 BAD: list[dict[str, Any]] = [
@@ -34,6 +36,9 @@ BAD: list[dict[str, Any]] = [
     {"prediction": {"method": "jensenshannon"}},
     {"prediction": {"threshold": "auto-ish"}},
     {"prediction": {"falseAlarmRate": 0}},
+    {"performance": {"threshold": "soon"}},
+    {"performance": {"minScore": -0.1}},
+    {"performance": {"falseAlarmRate": 0.9}},
     {"retraining": {"job": {"backoffLimit": -1}}},
     {"target": {"port": "http"}},
     {"target": {"service": "Not_A_Name"}},

@@ -202,6 +202,12 @@ def report_status(report: DriftReport) -> dict[str, Any]:
         out["prediction"] = {"method": p.method, "score": _round(p.score),
                              "threshold": _round(p.threshold), "drift": p.drift,
                              "samples": p.samples}
+    if report.performance is not None:
+        e = report.performance
+        out["performance"] = {"score": _round(e.score), "threshold": _round(e.threshold),
+                              "drift": e.drift, "samples": e.samples,
+                              "rmseEstimated": _round(e.rmse_estimated),
+                              "rmseReference": _round(e.rmse_reference)}
     return out
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from driftkeeper.drift import stats
+from driftkeeper.drift.performance import EstimateWindow
 from driftkeeper.drift.profile import NumericalProfile, ReferenceProfile
 from driftkeeper.drift.windows import DataWindow, ResidualWindow
 
@@ -38,6 +39,8 @@ class Counters:
     labels: float = 0.0  # every labelled row the replica accepted (driftkeeper_feedback_total)
     prediction_bins: np.ndarray = field(default_factory=lambda: np.zeros(0))
     prediction_rows: float = 0.0
+    estimate_sum: float = 0.0  # the loss model's summed squared-error estimates
+    estimate_rows: float = 0.0
 
     def same_series(self, other: Counters) -> bool:
         """Both readings continue the same counters (no promotion, no restart between)."""
@@ -64,7 +67,9 @@ class Counters:
             self.residual_squares - older.residual_squares,
             self.data_rows - older.data_rows, self.concept_rows - older.concept_rows,
             self.labels - older.labels, _sub(self.prediction_bins, older.prediction_bins),
-            self.prediction_rows - older.prediction_rows)
+            self.prediction_rows - older.prediction_rows,
+            max(self.estimate_sum - older.estimate_sum, 0.0),
+            max(self.estimate_rows - older.estimate_rows, 0.0))
 
 
 def _add(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray:
@@ -98,7 +103,7 @@ def parse_counters(text: str) -> Counters:
     sums = {"positive": 0.0, "negative": 0.0}
     rows: dict[str, float] = {}
     version = started = None
-    squares = labels = 0.0
+    squares = labels = estimates = 0.0
     for family in text_string_to_metric_families(text):
         for s in family.samples:
             name, lab, value = s.name, s.labels, s.value
@@ -118,6 +123,8 @@ def parse_counters(text: str) -> Counters:
                 squares = value
             elif name == "driftkeeper_prediction_bin_total":
                 prediction_bins[int(lab["bin"])] = value
+            elif name == "driftkeeper_estimated_squared_error_total":
+                estimates = value
             elif name == "driftkeeper_window_rows_total":
                 version = lab["model_version"]
                 rows[lab["kind"]] = value
@@ -129,7 +136,7 @@ def parse_counters(text: str) -> Counters:
                     {f: (u, o) for f, (u, o) in outside.items()}, bins_array(residual_bins),
                     sums["positive"], sums["negative"], squares, rows.get("data", 0.0),
                     rows.get("concept", 0.0), labels, bins_array(prediction_bins),
-                    rows.get("prediction", 0.0))
+                    rows.get("prediction", 0.0), estimates, rows.get("performance", 0.0))
 
 
 def total(parts: list[Counters]) -> Counters:
@@ -155,7 +162,8 @@ def total(parts: list[Counters]) -> Counters:
                     sum(p.residual_negative for p in parts),
                     sum(p.residual_squares for p in parts), sum(p.data_rows for p in parts),
                     sum(p.concept_rows for p in parts), sum(p.labels for p in parts),
-                    prediction_bins, sum(p.prediction_rows for p in parts))
+                    prediction_bins, sum(p.prediction_rows for p in parts),
+                    sum(p.estimate_sum for p in parts), sum(p.estimate_rows for p in parts))
 
 
 def _dense(bins: np.ndarray | None, size: int) -> np.ndarray:
@@ -204,3 +212,11 @@ def prediction_window_of(profile: ReferenceProfile,
         return None
     return stats.NumericCounts(_dense(counts.prediction_bins,
                                       len(profile.predictions.bins.edges) + 1))
+
+
+def estimate_window_of(profile: ReferenceProfile, counts: Counters) -> EstimateWindow | None:
+    """The fleet's estimated-performance window from summed counters (None: the version
+    has no loss model)."""
+    if profile.performance is None:
+        return None
+    return EstimateWindow(round(counts.estimate_rows), counts.estimate_sum)

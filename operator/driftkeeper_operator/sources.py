@@ -156,10 +156,13 @@ class PrometheusSource:
         rows = sum(self._by_kind(v, "data", window, now))
         predictions = {int(labels["bin"]): value for labels, value in self._by(
             "driftkeeper_prediction_bin_total", "bin", v, window, now)}
+        estimates = sum(value for _, value in self._by(
+            "driftkeeper_estimated_squared_error_total", "model_version", v, window, now))
         return Counters(version, None, {f: bins_array(b) for f, b in features.items()}, unseen,
                         {f: (u, o) for f, (u, o) in outside.items()}, data_rows=rows,
                         prediction_bins=bins_array(predictions),
-                        prediction_rows=sum(predictions.values()))
+                        prediction_rows=sum(predictions.values()), estimate_sum=estimates,
+                        estimate_rows=sum(self._by_kind(v, "performance", window, now)))
 
     def _by_kind(self, v: str, kind: str, window: str, now: float) -> list[float]:
         return [value for labels, value in self._by("driftkeeper_window_rows_total", "kind", v,

@@ -20,7 +20,12 @@ import kopf
 import requests
 from kubernetes.client.exceptions import ApiException
 
-from driftkeeper.drift.evaluate import evaluate_concept, evaluate_data, evaluate_prediction
+from driftkeeper.drift.evaluate import (
+    evaluate_concept,
+    evaluate_data,
+    evaluate_performance,
+    evaluate_prediction,
+)
 from driftkeeper.drift.profile import ReferenceProfile
 from driftkeeper.drift.report import DriftReport
 from driftkeeper.errors import PolicyError
@@ -49,7 +54,12 @@ from .builders import (
 )
 from .builders import conditions as status_conditions
 from .config import OperatorConfig
-from .counters import data_window_of, prediction_window_of, residual_window_of
+from .counters import (
+    data_window_of,
+    estimate_window_of,
+    prediction_window_of,
+    residual_window_of,
+)
 from .kube import Endpoint, Kube
 from .sources import FleetView, PrometheusError, PrometheusSource, ScrapeSource
 
@@ -190,7 +200,9 @@ class PolicyWorker:
                              policy.monitor.concept),
             view.version, now,
             prediction=evaluate_prediction(profile, prediction_window_of(profile, view.data),
-                                           policy.monitor.prediction))
+                                           policy.monitor.prediction),
+            performance=evaluate_performance(profile, estimate_window_of(profile, view.data),
+                                             policy.monitor.performance))
         unread = f"; unreadable: {'; '.join(view.errors)}" if view.errors else ""
         return view, Condition("Ready", "True", "Evaluating",
                                f"{view.replicas} replicas of service {target.service} serving "

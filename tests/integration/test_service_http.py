@@ -64,6 +64,9 @@ def test_data_drift_over_two_workers(model_dir, tmp_path, fast_policy, diamonds)
         # The predictions of both workers, one window, against the held-out predictions.
         assert report["prediction"]["samples"] == 1000
         assert report["prediction"]["drift"] is False, report["prediction"]
+        # The loss model's estimate of the same rows' RMSE: close to the held-out one.
+        assert report["performance"]["samples"] == 1000
+        assert report["performance"]["drift"] is False, report["performance"]
 
         metrics = requests.get(svc.url + "/metrics", timeout=5).text
         pids = {line.split('pid="')[1].split('"')[0] for line in metrics.splitlines()
@@ -85,6 +88,11 @@ def test_data_drift_over_two_workers(model_dir, tmp_path, fast_policy, diamonds)
         assert 'driftkeeper_drift_detected{kind="prediction"} 1.0' in metrics
         assert 'driftkeeper_drift_statistic{kind="prediction",statistic="ks"}' in metrics
         assert "driftkeeper_prediction_bin_total{" in metrics
+        # Heavier-looking diamonds are dearer and harder: the estimated RMSE rises.
+        assert report["performance"]["drift"] is True, report["performance"]
+        assert report["performance"]["rmse_estimated"] > report["performance"]["rmse_reference"]
+        assert 'driftkeeper_drift_detected{kind="performance"} 1.0' in metrics
+        assert "driftkeeper_estimated_squared_error_total{" in metrics
 
 
 def test_concept_drift_from_labelled_feedback(model_dir, tmp_path, fast_policy,

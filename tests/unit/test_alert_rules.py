@@ -55,6 +55,7 @@ def _tests() -> list[dict[str, Any]]:
     data = f'driftkeeper_policy_drift_detected{{{POLICY}, kind="data"}}'
     concept = f'driftkeeper_policy_drift_detected{{{POLICY}, kind="concept"}}'
     prediction = f'driftkeeper_policy_drift_detected{{{POLICY}, kind="prediction"}}'
+    performance = f'driftkeeper_policy_drift_detected{{{POLICY}, kind="performance"}}'
     return [
         # Drift for longer than `for`: fires; not before.
         _case([(data, "1x15"), (concept, "0x15")],
@@ -71,6 +72,11 @@ def _tests() -> list[dict[str, Any]]:
                ("10m", "DriftkeeperPredictionDrift",
                 [_expected("DriftkeeperPredictionDrift", **p)]),
                ("10m", "DriftkeeperDataDrift", [])]),
+        _case([(performance, "-1 -1 0 1x15"), (prediction, "0x15")],
+              [("5m", "DriftkeeperPerformanceDrift", []),
+               ("10m", "DriftkeeperPerformanceDrift",
+                [_expected("DriftkeeperPerformanceDrift", **p)]),
+               ("10m", "DriftkeeperPredictionDrift", [])]),
         # A failed retrain fires at once and clears once out of the 30-minute range.
         _case([(f'driftkeeper_policy_retrains_total{{{POLICY}, outcome="failed"}}', "0 0 1x50"),
                (f'driftkeeper_policy_retrains_total{{{POLICY}, outcome="promoted"}}', "0 1x50")],
@@ -110,7 +116,7 @@ def _tests() -> list[dict[str, Any]]:
 def test_rules_check(tmp_path: Path) -> None:
     done = subprocess.run([PROMTOOL, "check", "rules", str(RULES)], capture_output=True,
                           text=True, timeout=60)
-    assert done.returncode == 0 and "SUCCESS: 8 rules found" in done.stdout, done.stderr
+    assert done.returncode == 0 and "SUCCESS: 9 rules found" in done.stdout, done.stderr
 
 
 @needs_promtool

@@ -60,9 +60,12 @@ def test_quiet_service_is_monitoring() -> None:
     assert not any(d.start_retrain for d in ds)
     conditions = {c.type: c.status for c in ds[-1].conditions}
     assert conditions == {"DataDrift": "False", "ConceptDrift": "False", "PolicyValid": "True",
-                          "Retraining": "False", "PredictionDrift": "Unknown"}
-    prediction = next(c for c in ds[-1].conditions if c.type == "PredictionDrift")
-    assert prediction.reason == "NotMonitored"  # these observations carry no prediction
+                          "Retraining": "False", "PredictionDrift": "Unknown",
+                          "PerformanceDrift": "Unknown"}
+    for kind in ("PredictionDrift", "PerformanceDrift"):
+        # these observations carry no prediction or performance verdict
+        assert next(c for c in ds[-1].conditions if c.type == kind).reason == "NotMonitored"
+
 
 
 def test_hysteresis_needs_consecutive_breaches() -> None:

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from driftkeeper.drift.evaluate import evaluate_concept, evaluate_data
-from driftkeeper.drift.settings import ConceptSettings, DataSettings
+from driftkeeper.drift.evaluate import evaluate_concept, evaluate_data, evaluate_performance
+from driftkeeper.drift.performance import estimate_window
+from driftkeeper.drift.settings import ConceptSettings, DataSettings, PerformanceSettings
 from driftkeeper.drift.windows import data_window, prediction_window, residual_window
 from driftkeeper.model.store import ModelStore
 from driftkeeper.serving.monitor import input_columns
@@ -18,6 +19,7 @@ from driftkeeper.serving.tally import Tally, update_tally
 from driftkeeper_operator.counters import (
     Counters,
     data_window_of,
+    estimate_window_of,
     parse_counters,
     prediction_window_of,
     residual_window_of,
@@ -35,6 +37,11 @@ def profile(trained_model_dir: Path):
 def _exposition(tally: Tally, directory: Path, labels: float = 0.0) -> str:
     return (tally_exposition(tally, directory) + "# TYPE driftkeeper_feedback_total counter\n"
             f"driftkeeper_feedback_total {labels}\n")
+
+
+def _estimate(X: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+    """A stand-in loss model: squared error grows with carat."""
+    return 1e5 * X[:, 0] ** 2
 
 
 class Replica:
@@ -55,7 +62,8 @@ class Replica:
         self.feedback.append(np.column_stack([np.zeros(len(residuals)),
                                               np.ones(len(residuals)), residuals]))
         self.labels += len(residuals)
-        self.tally, _ = update_tally(self.tally, self.profile, "v1", 1, self.directory, now)
+        self.tally, _ = update_tally(self.tally, self.profile, "v1", 1, self.directory, now,
+                                     estimate=_estimate)
         return parse_counters(_exposition(self.tally, self.directory, self.labels))
 
 
@@ -83,6 +91,13 @@ def test_summed_replica_counters_equal_one_window_of_all_rows(tmp_path, profile,
     assert predictions is not None and alone is not None
     np.testing.assert_array_equal(predictions.counts, alone.counts)
     assert summed.prediction_rows == 900 and summed.concept_rows == 900
+    # So do the loss model's estimates: one sum, one count.
+    estimates = estimate_window_of(profile, summed)
+    assert estimates is not None and estimates.n == 900
+    assert estimates.total == pytest.approx(float(_estimate(X, X[:, 0]).sum()))
+    assert evaluate_performance(profile, estimates, PerformanceSettings()) == \
+        evaluate_performance(profile, estimate_window(_estimate(X, X[:, 0])),
+                             PerformanceSettings())
     # The verdicts are the same as on the raw rows.
     data_settings = DataSettings(features={})
     assert (evaluate_data(profile, got, data_settings)

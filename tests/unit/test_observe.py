@@ -8,14 +8,26 @@ from pathlib import Path
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
 
-from driftkeeper.drift.evaluate import evaluate_concept, evaluate_data, evaluate_prediction
+from driftkeeper.drift.evaluate import (
+    evaluate_concept,
+    evaluate_data,
+    evaluate_performance,
+    evaluate_prediction,
+)
+from driftkeeper.drift.performance import estimate_window
 from driftkeeper.drift.report import DriftReport
-from driftkeeper.drift.settings import ConceptSettings, DataSettings, PredictionSettings
+from driftkeeper.drift.settings import (
+    ConceptSettings,
+    DataSettings,
+    PerformanceSettings,
+    PredictionSettings,
+)
 from driftkeeper.drift.windows import data_window, prediction_window, residual_window
 from driftkeeper.local.observe import parse_metrics
 from driftkeeper.model.store import ModelStore
 from driftkeeper.policy.engine import Observation
 from driftkeeper.serving.metrics import report_metrics
+from driftkeeper.serving.runtime import ServingModel
 
 
 def test_metrics_and_report_give_the_same_observation(trained_model_dir: Path,
@@ -25,12 +37,16 @@ def test_metrics_and_report_give_the_same_observation(trained_model_dir: Path,
     X = encoded[np.random.default_rng(2).choice(len(encoded), 600, replace=False)]
     X[:, 0] *= 1.5  # carat drifts
     residuals = np.random.default_rng(3).normal(300.0, 600.0, 600)  # biased: concept drift
+    predictions = bundle.model.predict(X)
+    estimates = ServingModel.from_bundle(bundle).estimate_squared_errors(X, predictions)
     report = DriftReport(evaluate_data(profile, data_window(profile, X), DataSettings()),
                          evaluate_concept(profile, residual_window(profile, residuals),
                                           ConceptSettings()), "v1", 123.0,
                          prediction=evaluate_prediction(
-                             profile, prediction_window(profile, bundle.model.predict(X)),
-                             PredictionSettings()))
+                             profile, prediction_window(profile, predictions),
+                             PredictionSettings()),
+                         performance=evaluate_performance(
+                             profile, estimate_window(estimates), PerformanceSettings()))
 
     class Collector:
         def collect(self):
@@ -40,7 +56,8 @@ def test_metrics_and_report_give_the_same_observation(trained_model_dir: Path,
     registry.register(Collector())
     parsed = parse_metrics(generate_latest(registry).decode())
     built = Observation.from_report(report)
-    assert parsed.drift == built.drift == {"data": True, "concept": True, "prediction": True}
+    assert parsed.drift == built.drift == {"data": True, "concept": True, "prediction": True,
+                                           "performance": True}
     assert parsed.drifted_features == built.drifted_features == ("carat",)  # only carat
     assert parsed.concept_tests == built.concept_tests and "bias" in built.concept_tests
     assert parsed.feature_checks.keys() == built.feature_checks.keys()
@@ -53,9 +70,11 @@ def test_metrics_and_report_give_the_same_observation(trained_model_dir: Path,
     # Both judge data drift on the rule's statistic (rule any: worst feature ratio vs 1).
     assert parsed.statistics == built.statistics == {"data": "max_feature_ratio",
                                                      "concept": "rmse_increase",
-                                                     "prediction": "ks"}
+                                                     "prediction": "ks",
+                                                     "performance": "estimated_rmse_increase"}
     assert built.thresholds["data"] == 1.0 and built.scores["data"] > 1.0
-    assert parsed.samples == built.samples == {"data": 600, "concept": 600, "prediction": 600}
-    for kind in ("data", "concept", "prediction"):
+    assert parsed.samples == built.samples == {"data": 600, "concept": 600, "prediction": 600,
+                                               "performance": 600}
+    for kind in ("data", "concept", "prediction", "performance"):
         np.testing.assert_allclose((parsed.scores[kind], parsed.thresholds[kind]),
                                    (built.scores[kind], built.thresholds[kind]))

@@ -34,6 +34,15 @@ def test_defaults() -> None:
     assert (pred.enabled, pred.method, pred.threshold, pred.min_score) == (True, "ks", "auto",
                                                                           0.05)
     assert pred.min_samples == p.data_window.min_samples  # judged on the input window
+    perf = p.monitor.performance
+    assert (perf.enabled, perf.threshold, perf.min_score, perf.false_alarm_rate) == (
+        True, "auto", 0.1, 0.01)
+    assert perf.min_samples == p.data_window.min_samples
+    custom = parse_policy({"performance": {"threshold": 0.25, "enabled": False},
+                           "retraining": {"triggers": ["performance"]}})
+    assert custom.monitor.performance.threshold == 0.25
+    assert custom.monitor.performance.enabled is False
+    assert custom.retraining.triggers == ("performance",)
 
 
 def test_custom_resource_shape_and_per_feature_rules() -> None:
@@ -70,6 +79,7 @@ def test_custom_resource_shape_and_per_feature_rules() -> None:
     ({"windw": {}}, "spec", "windw"),
     ({"prediction": {"method": "chisquare"}}, "spec.prediction.method", "is not one of"),
     ({"prediction": {"threshold": "often"}}, "spec.prediction.threshold", "auto"),
+    ({"performance": {"minScore": -1}}, "spec.performance.minScore", "minimum"),
 ])
 def test_invalid_documents_name_the_field(spec, field, message) -> None:
     with pytest.raises(PolicyError) as info:

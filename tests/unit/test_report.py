@@ -121,6 +121,10 @@ def test_page_shows_the_drifted_feature(carat_page: Path) -> None:
     assert "30 unseen" in rows["cut"][6] and "5 invalid" in rows["depth"][6]
     assert rows["concept drift"][5] == "1,465"  # rows the model could not score have no residual
     assert rows["prediction drift"][1] == "ks" and rows["prediction drift"][5] == "1,465"
+    # Heavier diamonds are harder to price: the estimated RMSE rises, before any label.
+    assert verdicts["estimated performance"] == "DRIFT"
+    performance = rows["estimated performance"]
+    assert performance[5] == "1,465" and "estimated RMSE" in performance[6]
 
 
 def test_figures_are_valid_pngs_and_embedded(carat_page: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -128,7 +129,13 @@ def test_exported_counters_carry_only_the_serving_version(tmp_path: Path, profil
     versions = np.array([3] * 30 + [2] * 20)  # the last 20 were answered by v2, still busy
     predictions = np.linspace(300.0, 19000.0, 50)
     ring.append(np.column_stack([np.arange(50.0), shifted, versions, predictions]))
-    tally, _ = update_tally(None, profile, "v3", 3, tmp_path, now=1.0)
+    seen: list[np.ndarray] = []
+
+    def estimate(X: np.ndarray, p: np.ndarray) -> np.ndarray:  # a stand-in loss model
+        seen.append(p)
+        return 0.01 * p * p
+
+    tally, _ = update_tally(None, profile, "v3", 3, tmp_path, now=1.0, estimate=estimate)
     text = tally_exposition(tally, tmp_path)
     samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
     assert {s.labels["model_version"] for s in samples} == {"v3"}
@@ -149,7 +156,14 @@ def test_exported_counters_carry_only_the_serving_version(tmp_path: Path, profil
     np.testing.assert_array_equal([by_bin[b] for b in range(len(by_bin))], expected.counts)
     rows = {s.labels["kind"]: s.value for s in samples
             if s.name == "driftkeeper_window_rows_total"}
-    assert rows == {"data": 50, "concept": 0, "prediction": 30}
+    assert rows == {"data": 50, "concept": 0, "prediction": 30, "performance": 30}
+    # Estimated squared errors: only v3's rows were estimated, and their sum is exported.
+    np.testing.assert_array_equal(np.concatenate(seen), predictions[:30])
+    estimated = next(s.value for s in samples
+                     if s.name == "driftkeeper_estimated_squared_error_total")
+    assert estimated == pytest.approx(float(np.sum(0.01 * predictions[:30] ** 2)))
+    again = Tally.from_dict(json.loads(json.dumps(tally.to_dict())))
+    assert (again.estimate_sum, again.estimate_rows) == (tally.estimate_sum, 30)
 
 
 def test_unreadable_or_foreign_tally_file_is_no_tally(tmp_path: Path, profile) -> None:

@@ -12,7 +12,7 @@ import pytest
 from driftkeeper.errors import DataError, ModelStoreError, TrainingError
 from driftkeeper.model import store as store_module
 from driftkeeper.model.estimators import build_estimator
-from driftkeeper.model.store import PREDICTOR_FILE, REQUIRED_FILES, ModelStore
+from driftkeeper.model.store import LOSS_FILE, PREDICTOR_FILE, REQUIRED_FILES, ModelStore
 from driftkeeper.model.train import TrainingConfig, train
 from driftkeeper.schema import DIAMONDS_SCHEMA
 
@@ -25,7 +25,7 @@ def test_trained_version_layout(trained_model_dir: Path) -> None:
     assert (trained_model_dir / "current").is_symlink()
     version = trained_model_dir / "versions" / "v1"
     assert sorted(p.name for p in version.iterdir()) == sorted(
-        [*REQUIRED_FILES, PREDICTOR_FILE])
+        [*REQUIRED_FILES, PREDICTOR_FILE, LOSS_FILE])
     metrics = json.loads((version / "metrics.json").read_text())
     assert {"rmse", "mae", "r2"} <= set(metrics)
     meta = json.loads((version / "metadata.json").read_text())

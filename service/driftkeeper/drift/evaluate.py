@@ -6,9 +6,23 @@ import numpy as np
 
 from . import stats
 from .calibration import NullTable, effective_size
+from .performance import EstimateWindow, relative_change
 from .profile import CategoricalProfile, NumericalProfile, ReferenceProfile
-from .report import STATISTICS, ConceptVerdict, DataVerdict, FeatureVerdict, ResidualTest
-from .settings import ConceptSettings, DataSettings, PredictionSettings, Threshold
+from .report import (
+    STATISTICS,
+    ConceptVerdict,
+    DataVerdict,
+    FeatureVerdict,
+    PerformanceVerdict,
+    ResidualTest,
+)
+from .settings import (
+    ConceptSettings,
+    DataSettings,
+    PerformanceSettings,
+    PredictionSettings,
+    Threshold,
+)
 from .windows import DataWindow, ResidualWindow
 
 
@@ -189,3 +203,22 @@ def evaluate_prediction(profile: ReferenceProfile, window: stats.NumericCounts |
                           drift=_verdict(score, threshold, n >= settings.min_samples),
                           samples=n, threshold_source=source, pvalue=result.pvalue,
                           invalid=window.invalid, error_bound=error_bound)
+
+
+def evaluate_performance(profile: ReferenceProfile, window: EstimateWindow | None,
+                         settings: PerformanceSettings) -> PerformanceVerdict | None:
+    """The estimated RMSE change against its calibrated threshold, or None when the
+    profile has no loss model or estimated performance is off."""
+    prof = profile.performance
+    if prof is None or window is None or not settings.enabled:
+        return None
+    n = window.n
+    score = relative_change(prof, window)
+    threshold, source = _threshold(settings.threshold, prof.null, n, None,
+                                   settings.false_alarm_rate, settings.min_score)
+    return PerformanceVerdict(
+        score=score, threshold=threshold,
+        drift=_verdict(score, threshold, n >= settings.min_samples), samples=n,
+        min_samples=settings.min_samples,
+        rmse_estimated=None if score is None else prof.rmse * (1.0 + score),
+        rmse_reference=prof.rmse, threshold_source=source)

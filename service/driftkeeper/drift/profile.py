@@ -18,6 +18,7 @@ import numpy as np
 from ..schema import FeatureSchema
 from . import calibration, stats
 from .calibration import NullTable
+from .performance import PerformanceProfile, build_performance_profile
 
 PROFILE_FORMAT = 3
 """Bumped whenever the stored profile changes shape; older profiles need a retrain."""
@@ -122,6 +123,7 @@ class ReferenceProfile:
     residuals: ResidualProfile | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     predictions: NumericalProfile | None = None
+    performance: PerformanceProfile | None = None  # None: no loss model, no estimates
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": PROFILE_FORMAT, "schema": self.schema.to_dict(),
@@ -129,6 +131,7 @@ class ReferenceProfile:
                 "features": {n: f.to_dict() for n, f in self.features.items()},
                 "residuals": self.residuals.to_dict() if self.residuals else None,
                 "predictions": self.predictions.to_dict() if self.predictions else None,
+                "performance": self.performance.to_dict() if self.performance else None,
                 "meta": self.meta}
 
     @classmethod
@@ -143,8 +146,10 @@ class ReferenceProfile:
         residuals = ResidualProfile.from_dict(d["residuals"]) if d.get("residuals") else None
         predictions = (NumericalProfile.from_dict(PREDICTION, d["predictions"])
                        if d.get("predictions") else None)
+        performance = (PerformanceProfile.from_dict(d["performance"])
+                       if d.get("performance") else None)
         return cls(FeatureSchema.from_dict(d["schema"]), features, int(d["n_reference"]),
-                   residuals, d.get("meta", {}), predictions)
+                   residuals, d.get("meta", {}), predictions, performance)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), separators=(",", ":")))
@@ -185,9 +190,10 @@ def build_profile(schema: FeatureSchema, reference: np.ndarray,
                   residuals: np.ndarray | None = None, *, n_bins: int = DEFAULT_BINS,
                   seed: int = 0, trials: int = calibration.TRIALS,
                   keep_values: bool = False,
-                  predictions: np.ndarray | None = None) -> ReferenceProfile:
-    """Profile an encoded reference matrix (rows x schema features), held-out residuals
-    and the model's held-out predictions.
+                  predictions: np.ndarray | None = None,
+                  estimates: np.ndarray | None = None) -> ReferenceProfile:
+    """Profile an encoded reference matrix (rows x schema features), held-out residuals,
+    the model's held-out predictions and the loss model's estimates on the same rows.
 
     ``keep_values`` keeps the sorted raw numerics in memory for exact-mode statistics.
     """
@@ -210,9 +216,12 @@ def build_profile(schema: FeatureSchema, reference: np.ndarray,
     if predictions is not None:
         prediction_profile = numerical_profile(PREDICTION, np.asarray(predictions, np.float64),
                                                rng, n_bins, trials, keep_values)
+    performance = None
+    if estimates is not None and residuals is not None:
+        performance = build_performance_profile(estimates, residuals, rng, trials)
     return ReferenceProfile(schema, features, len(reference), residual_profile,
                             meta={"bins": n_bins, "calibration_trials": trials, "seed": seed},
-                            predictions=prediction_profile)
+                            predictions=prediction_profile, performance=performance)
 
 
 def numerical_profile(name: str, values: np.ndarray, rng: np.random.Generator, n_bins: int,

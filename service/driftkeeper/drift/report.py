@@ -80,6 +80,21 @@ class ConceptVerdict:
 
 
 @dataclass(frozen=True)
+class PerformanceVerdict:
+    """The window's RMSE estimated before labels (``score``: its relative change over the
+    held-out RMSE; drift when it exceeds ``threshold``)."""
+
+    score: float | None
+    threshold: float
+    drift: bool | None
+    samples: int
+    min_samples: int
+    rmse_estimated: float | None
+    rmse_reference: float
+    threshold_source: str = "auto"
+
+
+@dataclass(frozen=True)
 class DriftReport:
     data: DataVerdict
     concept: ConceptVerdict | None = None
@@ -89,10 +104,12 @@ class DriftReport:
     # The model's predictions against its held-out predictions (None: not monitored, or a
     # model trained before prediction profiles existed).
     prediction: FeatureVerdict | None = None
+    # The RMSE estimated from the inputs alone (None: not monitored, or no loss model).
+    performance: PerformanceVerdict | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        for optional in ("concept", "prediction"):
+        for optional in ("concept", "prediction", "performance"):
             if out[optional] is None:
                 del out[optional]
         return out
@@ -108,5 +125,7 @@ class DriftReport:
             c["bias_test"] = ResidualTest(**c["bias_test"])
             concept = ConceptVerdict(**c)
         prediction = FeatureVerdict(**d["prediction"]) if d.get("prediction") else None
+        performance = (PerformanceVerdict(**d["performance"]) if d.get("performance")
+                       else None)
         return cls(DataVerdict(**data), concept, d.get("model_version"), d.get("evaluated_at"),
-                   d.get("mode", "binned"), prediction)
+                   d.get("mode", "binned"), prediction, performance)

@@ -112,7 +112,22 @@ class PredictionSettings:
 
 
 @dataclass(frozen=True)
+class PerformanceSettings:
+    """Estimated-performance settings: the window's RMSE estimated by the loss model
+    (before labels) against the held-out RMSE. ``auto`` calibrates the threshold at
+    ``false_alarm_rate`` from the held-out estimates; ``min_score`` is its floor (the
+    smallest estimated RMSE increase worth acting on). Only increases count."""
+
+    enabled: bool = True
+    threshold: Threshold = "auto"
+    min_score: float = 0.1
+    min_samples: int = 200
+    false_alarm_rate: float = 0.01
+
+
+@dataclass(frozen=True)
 class MonitorSettings:
     data: DataSettings = field(default_factory=DataSettings)
     concept: ConceptSettings = field(default_factory=ConceptSettings)
     prediction: PredictionSettings = field(default_factory=PredictionSettings)
+    performance: PerformanceSettings = field(default_factory=PerformanceSettings)

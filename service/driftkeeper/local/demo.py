@@ -132,6 +132,10 @@ class DemoView:
             if p:
                 table.add_row(f"prediction drift ({p['method']})", _fmt(p["score"]),
                               _fmt(p["threshold"]), str(p["samples"]), _verdict(p["drift"]))
+            e = self.report.get("performance")
+            if e:
+                table.add_row("estimated RMSE +% (no labels)", _fmt(e["score"]),
+                              _fmt(e["threshold"]), str(e["samples"]), _verdict(e["drift"]))
             c = self.report.get("concept")
             if c:
                 table.add_row("concept drift (RMSE +%)", _fmt(c["score"]), _fmt(c["threshold"]),

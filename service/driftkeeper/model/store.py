@@ -29,6 +29,7 @@ from ..schema import FeatureSchema
 MODEL_FILE = "model.joblib"
 PREDICTOR_FILE = "predictor.npz"  # optional: the model as arrays, for a service without sklearn
 PROFILE_FILE = "profile.json"
+LOSS_FILE = "loss.npz"  # optional: the loss model as arrays (estimated performance)
 METRICS_FILE = "metrics.json"
 METADATA_FILE = "metadata.json"
 REQUIRED_FILES = (MODEL_FILE, PROFILE_FILE, METRICS_FILE, METADATA_FILE)
@@ -58,6 +59,11 @@ class ModelBundle:
     @property
     def predictor_path(self) -> Path | None:
         path = self.path / PREDICTOR_FILE
+        return path if path.is_file() else None
+
+    @property
+    def loss_path(self) -> Path | None:
+        path = self.path / LOSS_FILE
         return path if path.is_file() else None
 
 

@@ -31,7 +31,9 @@ from .config import TrainingConfig
 from .estimators import RecalibratedRegressor, build_estimator, fit_params, model_kind
 from .export import verified_export
 from .feedback import FeedbackStore
+from .loss import export_loss_model, fit_loss_model, loss_inputs
 from .store import (
+    LOSS_FILE,
     METADATA_FILE,
     METRICS_FILE,
     MODEL_FILE,
@@ -71,6 +73,7 @@ class _Fitted:
     residuals: np.ndarray
     actual: np.ndarray
     reference_X: np.ndarray
+    heldout_X: np.ndarray  # the rows of `residuals` (held out, or out of fold)
     strategy: str
     candidates_rmse: dict[str, float]
     evaluation: str
@@ -113,7 +116,7 @@ def _fit_base_only(config: TrainingConfig, schema: FeatureSchema, data: _Data) -
         data.base_X, data.base_y, test_size=config.test_size, random_state=config.seed)
     estimator = build_estimator(config.model, schema, config.seed).fit(X_train, y_train)
     residuals = y_hold - estimator.predict(X_hold)
-    return _Fitted(estimator, residuals, y_hold, X_train, "refit",
+    return _Fitted(estimator, residuals, y_hold, X_train, X_hold, "refit",
                    {"refit": _rmse(residuals)}, f"{config.test_size:.0%} held out")
 
 
@@ -136,7 +139,7 @@ def _fit_with_feedback(config: TrainingConfig, schema: FeatureSchema, data: _Dat
     scores = {name: _rmse(r) for name, r in oof.items()}
     strategy = min(scores, key=scores.__getitem__)
     estimator = recipes[strategy](np.arange(len(y)))
-    return _Fitted(estimator, oof[strategy], y, X, strategy, scores,
+    return _Fitted(estimator, oof[strategy], y, X, X, strategy, scores,
                    f"{config.folds}-fold cross-validation on {len(y)} recent labels")
 
 
@@ -204,10 +207,18 @@ def train(model_dir: str | Path, config: TrainingConfig | None = None,
         "candidates_rmse": {k: round(v, 3) for k, v in fitted.candidates_rmse.items()},
     }
     # Predictions on the held-out rows are the reference of prediction drift, as their
-    # residuals are of concept drift.
+    # residuals are of concept drift; their squared errors teach the loss model that
+    # estimates performance before labels arrive.
+    loss = fit_loss_model(fitted.heldout_X, predicted, residuals, config.seed)
+    loss_arrays = export_loss_model(loss, fitted.heldout_X, predicted)
+    estimates = (np.maximum(loss.predict(loss_inputs(fitted.heldout_X, predicted)), 0.0)
+                 if loss_arrays is not None else None)
+    metrics["loss_model"] = {"exported": loss_arrays is not None,
+                             "estimated_rmse": (float(np.sqrt(estimates.mean()))
+                                                if estimates is not None else None)}
     profile = build_profile(schema, fitted.reference_X, residuals, n_bins=config.bins,
                             seed=config.seed, trials=config.calibration_trials,
-                            predictions=predicted)
+                            predictions=predicted, estimates=estimates)
     metadata = {
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "parent": parent,
@@ -230,6 +241,8 @@ def train(model_dir: str | Path, config: TrainingConfig | None = None,
         joblib.dump(estimator, tmp / MODEL_FILE, compress=3)
         if exported is not None:
             np.savez_compressed(tmp / PREDICTOR_FILE, **exported)
+        if loss_arrays is not None:
+            np.savez_compressed(tmp / LOSS_FILE, **loss_arrays)
         profile.save(tmp / PROFILE_FILE)
         metrics["model_bytes"] = (tmp / MODEL_FILE).stat().st_size
         write_json(tmp / METRICS_FILE, metrics)

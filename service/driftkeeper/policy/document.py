@@ -18,6 +18,7 @@ from ..drift.settings import (
     DataSettings,
     FeatureRule,
     MonitorSettings,
+    PerformanceSettings,
     PredictionSettings,
 )
 from ..errors import PolicyError
@@ -185,6 +186,7 @@ def _window(w: dict[str, Any], field: str) -> WindowSettings:
 
 def _build(name: str, spec: dict[str, Any]) -> DriftPolicy:
     data, concept, prediction = spec["data"], spec["concept"], spec["prediction"]
+    performance = spec["performance"]
     default_methods = data["methods"]
     features = {}
     for fname, f in data.get("features", {}).items():
@@ -211,6 +213,11 @@ def _build(name: str, spec: dict[str, Any]) -> DriftPolicy:
                                       min_score=float(prediction["minScore"]),
                                       min_samples=data_window.min_samples,
                                       false_alarm_rate=float(prediction["falseAlarmRate"])),
+        performance=PerformanceSettings(enabled=performance["enabled"],
+                                        threshold=performance["threshold"],
+                                        min_score=float(performance["minScore"]),
+                                        min_samples=data_window.min_samples,
+                                        false_alarm_rate=float(performance["falseAlarmRate"])),
     )
     r = spec["retraining"]
     td = r["trainingData"]

@@ -17,13 +17,14 @@ from typing import Any
 from ..drift.report import ConceptVerdict, DriftReport
 from . import DriftPolicy
 
-KINDS = ("data", "concept", "prediction")
+KINDS = ("data", "concept", "prediction", "performance")
 CONDITION_TYPES = {"data": "DataDrift", "concept": "ConceptDrift",
-                   "prediction": "PredictionDrift"}
+                   "prediction": "PredictionDrift", "performance": "PerformanceDrift"}
 # How a condition message names each judged statistic (DataVerdict.statistic_name).
 STATISTIC_LABELS = {"max_feature_ratio": "largest feature score over its threshold",
                     "drifted_share": "share of drifted features", "mean_score": "mean score",
                     "rmse_increase": "RMSE increase",
+                    "estimated_rmse_increase": "estimated RMSE increase (before labels)",
                     # prediction drift: its method's score
                     "ks": "predictions' KS statistic", "psi": "predictions' PSI",
                     "wasserstein": "predictions' Wasserstein distance"}
@@ -62,19 +63,24 @@ class Observation:
     def from_report(cls, report: DriftReport) -> Observation:
         """The engine's view of a drift report (the operator evaluates reports itself)."""
         data, concept, prediction = report.data, report.concept, report.prediction
-        drift: dict[str, bool | None] = {"data": data.drift,
-                                         "concept": concept.drift if concept else None,
-                                         "prediction": prediction.drift if prediction else None}
+        performance = report.performance
+        drift: dict[str, bool | None] = {
+            "data": data.drift, "concept": concept.drift if concept else None,
+            "prediction": prediction.drift if prediction else None,
+            "performance": performance.drift if performance else None}
         return cls(
             evaluated_at=report.evaluated_at or 0.0, model_version=report.model_version,
             drift=drift,
             scores={"data": data.statistic, "concept": concept.score if concept else None,
-                    "prediction": prediction.score if prediction else None},
+                    "prediction": prediction.score if prediction else None,
+                    "performance": performance.score if performance else None},
             thresholds={"data": data.threshold,
                         "concept": concept.threshold if concept else None,
-                        "prediction": prediction.threshold if prediction else None},
+                        "prediction": prediction.threshold if prediction else None,
+                        "performance": performance.threshold if performance else None},
             samples={"data": data.samples, "concept": concept.samples if concept else 0,
-                     **({"prediction": prediction.samples} if prediction else {})},
+                     **({"prediction": prediction.samples} if prediction else {}),
+                     **({"performance": performance.samples} if performance else {})},
             drifted_features=tuple(sorted(data.drifted_features)),
             concept_tests=tuple(sorted(concept.reasons)) if concept else (),
             feature_checks={name: (f.method, f.score, f.threshold)
@@ -82,7 +88,9 @@ class Observation:
                             if f.drift and f.score is not None},
             concept_checks=_concept_checks(concept) if concept else {},
             statistics={"data": data.statistic_name, "concept": "rmse_increase",
-                        **({"prediction": prediction.method} if prediction else {})})
+                        **({"prediction": prediction.method} if prediction else {}),
+                        **({"performance": "estimated_rmse_increase"} if performance
+                           else {})})
 
 
 
@@ -177,11 +185,19 @@ def _judged(kind: str, obs: Observation) -> str | None:
     return None
 
 
+# Kinds a policy may turn off, or an older model version may lack, and what to say then.
+NOT_MONITORED = {
+    "prediction": "prediction drift is off, or the serving version has no reference of its "
+                  "predictions (retrain it)",
+    "performance": "estimated performance is off, or the serving version has no loss model "
+                   "(retrain it)",
+}
+
+
 def _drift_condition(kind: str, verdict: bool | None, obs: Observation | None) -> Condition:
     ctype = CONDITION_TYPES[kind]
-    if kind == "prediction" and obs is not None and kind not in obs.samples:
-        return Condition(ctype, "Unknown", "NotMonitored", "prediction drift is off, or the "
-                         "serving version has no reference of its predictions (retrain it)")
+    if kind in NOT_MONITORED and obs is not None and kind not in obs.samples:
+        return Condition(ctype, "Unknown", "NotMonitored", NOT_MONITORED[kind])
     if obs is None or verdict is None:
         samples = obs.samples.get(kind, 0) if obs else 0
         return Condition(ctype, "Unknown", "InsufficientData",

@@ -16,14 +16,21 @@ import pandas as pd
 import requests
 
 from ..data import read_current
-from ..drift.evaluate import evaluate_concept, evaluate_data, evaluate_prediction
+from ..drift.evaluate import (
+    evaluate_concept,
+    evaluate_data,
+    evaluate_performance,
+    evaluate_prediction,
+)
 from ..drift.histograms import histograms
+from ..drift.performance import estimate_window
 from ..drift.report import DriftReport
 from ..drift.windows import ResidualWindow, data_window, prediction_window, residual_window
 from ..errors import DriftkeeperError, ModelStoreError
 from ..model.store import ModelBundle, ModelStore
 from ..policy import DriftPolicy, default_policy, load_policy
 from ..schema import FeatureSchema
+from ..serving.runtime import ServingModel
 from .html import render_report
 
 
@@ -86,12 +93,17 @@ def report_from_csv(model_dir: str | Path, current_csv: str | Path, output: str 
     concept = (None if residuals is None
                else evaluate_concept(profile, residuals, settings.concept))
     complete = schema.complete_rows(X)  # rows the model can score
-    predictions = prediction_window(profile, bundle.model.predict(X[complete])
-                                    if complete.any() else np.empty(0))
+    scored = np.asarray(bundle.model.predict(X[complete]) if complete.any() else np.empty(0),
+                        dtype=np.float64)
+    predictions = prediction_window(profile, scored)
+    estimates = ServingModel.from_bundle(bundle).estimate_squared_errors(X[complete], scored)
     report = DriftReport(evaluate_data(profile, window, settings.data), concept,
                          bundle.version, time.time(),
                          prediction=evaluate_prediction(profile, predictions,
-                                                        settings.prediction)).to_dict()
+                                                        settings.prediction),
+                         performance=evaluate_performance(
+                             profile, None if estimates is None else estimate_window(estimates),
+                             settings.performance)).to_dict()
     report["source"] = str(source)
     report["policy"] = policy.name
     return render_report(report, histograms(profile, window, residuals),

@@ -171,6 +171,20 @@ def _prediction_row(prediction: Doc | None) -> str:
                  "predictions vs held-out predictions"], verdict(prediction.get("drift")))
 
 
+def _performance_row(performance: Doc | None) -> str:
+    """The RMSE the loss model estimates from the inputs, before any label."""
+    if not performance:
+        return _row(["estimated performance", "", "", "", "", "", "not monitored (off, or a "
+                     "model trained without a loss model)"], NO_VERDICT)
+    estimated, reference = performance.get("rmse_estimated"), performance.get("rmse_reference")
+    notes = ("" if estimated is None else
+             f"estimated RMSE {number(estimated)} vs held-out {number(reference)}")
+    return _row(["estimated performance", "RMSE +% (no labels)",
+                 number(performance.get("score")), number(performance.get("threshold")),
+                 performance.get("threshold_source", ""), number(performance.get("samples")),
+                 notes], verdict(performance.get("drift")))
+
+
 def _concept_rows(concept: Doc | None) -> list[str]:
     if not concept or not concept.get("samples"):
         return [_row(["concept drift", "", "", "", "", "0", "no labelled rows"], NO_LABELS)]
@@ -214,7 +228,7 @@ def _summary(report: Doc) -> str:
     head = "".join(f"<th>{h}</th>" for h in ("check", "method", "score", "threshold",
                                              "threshold source", "rows", "notes", "verdict"))
     body = [_data_row(data), _prediction_row(report.get("prediction")),
-            *_concept_rows(report.get("concept"))]
+            _performance_row(report.get("performance")), *_concept_rows(report.get("concept"))]
     body += [_feature_row(name, f) for name, f in data["features"].items()]
     return (f'<section id="summary"><h2>Verdicts</h2><table><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table></section>')
@@ -304,6 +318,10 @@ HOW_TO_READ = (
     "Prediction drift compares the model's predictions on the current window with its "
     "predictions on held-out rows at training time: it needs no labels, and it moves only "
     "when the inputs move in a way the model responds to. "
+    "Estimated performance is the window's RMSE as a loss model (fitted at training time on "
+    "held-out rows' squared errors) estimates it from the inputs and predictions alone: it "
+    "sees traffic moving towards rows the model gets wrong weeks before their labels, but "
+    "not a change of the feature-price relation, which only labels show. "
     "Concept drift compares the model's residuals (actual minus predicted price) with those "
     "on held-out rows at training time: a higher RMSE, a different residual distribution or "
     "a shifted mean. \"Insufficient data\" means the window holds fewer rows than minSamples: "

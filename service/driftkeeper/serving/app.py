@@ -95,7 +95,8 @@ class ServiceState:
         try:
             self._tally, changed = update_tally(self._tally, model.bundle.profile,
                                                 model.version, model.number,
-                                                self.config.windows_dir, now)
+                                                self.config.windows_dir, now,
+                                                estimate=model.estimate_squared_errors)
             if changed:
                 self._tally.save(self.config.tally_path)
         except Exception:  # counting must never stop monitoring

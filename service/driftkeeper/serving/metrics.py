@@ -91,7 +91,7 @@ def _gauge(name: str, doc: str, value: float | None, labels: dict[str, str] | No
 def report_metrics(report: dict[str, Any]) -> Iterator[GaugeMetricFamily]:
     """Gauges for one drift report (the shape of ``DriftReport.to_dict``)."""
     data = report["data"]
-    concept = report.get("concept")
+    concept, performance = report.get("concept"), report.get("performance")
     singles = [
         _gauge("data_drift", "Data drift score: mean of per-feature drift scores.", data["score"]),
         _gauge("driftkeeper_data_drift_share", "Share of features whose drift exceeds "
@@ -111,6 +111,11 @@ def report_metrics(report: dict[str, Any]) -> Iterator[GaugeMetricFamily]:
             _gauge("driftkeeper_residual_drift", "KS statistic between current and held-out "
                    "residuals.", concept["residual_ks"]["score"]),
         ]
+    if performance:
+        singles += [
+            _gauge("driftkeeper_estimated_rmse", "RMSE of the input window as the loss model "
+                   "estimates it before labels.", performance["rmse_estimated"]),
+        ]
     yield from (g for g in singles if g is not None)
     info = GaugeMetricFamily("driftkeeper_drift_report_info", "The model version and policy "
                              "the latest drift report was evaluated with (1).",
@@ -120,13 +125,15 @@ def report_metrics(report: dict[str, Any]) -> Iterator[GaugeMetricFamily]:
 
     prediction = report.get("prediction")
     kinds = ([("data", data)] + ([("concept", concept)] if concept else [])
-             + ([("prediction", prediction)] if prediction else []))
+             + ([("prediction", prediction)] if prediction else [])
+             + ([("performance", performance)] if performance else []))
     # The statistic each verdict judged and its threshold: under rule "any" that is the
     # largest feature score over its own threshold (against 1), not the mean score.
     statistic = GaugeMetricFamily("driftkeeper_drift_statistic", "The statistic each drift "
                                   "verdict judged (data: by the policy's rule, named in "
                                   "`statistic`; concept: the RMSE increase; prediction: its "
-                                  "method's score), by kind.",
+                                  "method's score; performance: the estimated RMSE "
+                                  "increase), by kind.",
                                   labels=["kind", "statistic"])
     threshold = GaugeMetricFamily("driftkeeper_drift_threshold", "Threshold of the judged "
                                   "statistic, by kind.", labels=["kind"])
@@ -137,7 +144,9 @@ def report_metrics(report: dict[str, Any]) -> Iterator[GaugeMetricFamily]:
     judged = {"data": (data.get("statistic_name", "mean_score"), data.get("statistic")),
               "concept": ("rmse_increase", concept["score"] if concept else None),
               "prediction": ((prediction["method"], prediction["score"]) if prediction
-                             else ("", None))}
+                             else ("", None)),
+              "performance": ("estimated_rmse_increase",
+                              performance["score"] if performance else None)}
     for kind, block in kinds:
         name, value = judged[kind]
         if value is not None:

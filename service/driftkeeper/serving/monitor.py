@@ -20,7 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from ..drift.evaluate import evaluate_concept, evaluate_data, evaluate_prediction
+from ..drift.evaluate import (
+    evaluate_concept,
+    evaluate_data,
+    evaluate_performance,
+    evaluate_prediction,
+)
+from ..drift.performance import estimate_window
 from ..drift.report import DriftReport
 from ..drift.windows import (
     DataWindow,
@@ -88,9 +94,15 @@ def evaluate_windows(model: ServingModel, policy: DriftPolicy, windows_dir: Path
     # Predictions of the serving version only: an older model's are not this one's drift.
     served = _select(rings, policy.data_window, now,
                      keep=[r[:, -2] == model.number for r in rings])
-    predictions = prediction_window(profile, np.concatenate([r[:, -1] for r in served])
-                                    if served else np.empty(0))
+    served_rows = (np.concatenate(served) if served
+                   else np.empty((0, input_columns(n_features))))
+    predictions = prediction_window(profile, served_rows[:, -1])
     prediction_verdict = evaluate_prediction(profile, predictions, policy.monitor.prediction)
+    estimates = model.estimate_squared_errors(served_rows[:, 1:1 + n_features],
+                                              served_rows[:, -1])
+    performance_verdict = evaluate_performance(
+        profile, None if estimates is None else estimate_window(estimates),
+        policy.monitor.performance)
 
     feedback = read_rings(windows_dir, FEEDBACK)
     current = [r[:, 1] == model.number for r in feedback]
@@ -101,7 +113,7 @@ def evaluate_windows(model: ServingModel, policy: DriftPolicy, windows_dir: Path
             residuals = residuals + residual_window(profile, r[:, 2])
     concept_verdict = evaluate_concept(profile, residuals, policy.monitor.concept)
     report = DriftReport(data_verdict, concept_verdict, model.version, now,
-                         prediction=prediction_verdict)
+                         prediction=prediction_verdict, performance=performance_verdict)
     return report, data, residuals
 
 

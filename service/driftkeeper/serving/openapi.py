@@ -114,6 +114,10 @@ def openapi_document(schema: FeatureSchema | None, max_rows: int) -> dict[str, A
                 "data": {"$ref": "#/components/schemas/Verdict"},
                 "concept": {"$ref": "#/components/schemas/Verdict"},
                 "prediction": {"$ref": "#/components/schemas/Verdict"},
+                "performance": {"allOf": [{"$ref": "#/components/schemas/Verdict"}],
+                                "description": "The RMSE estimated from the inputs before "
+                                "labels: score is its relative increase over the held-out "
+                                "RMSE (rmse_estimated, rmse_reference)."},
                 "model_version": {"type": "string"},
                 "evaluated_at": {"type": ["number", "null"]}}},
         }},

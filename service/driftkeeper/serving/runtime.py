@@ -32,13 +32,15 @@ class ServingModel:
     number: int
     predictor: Any  # a TreePredictor, or the scikit-learn estimator when not exported
     reference: bytes  # GET /reference: the version's reference profile, as stored
+    loss: TreePredictor | None = None  # the loss model (None: no performance estimates)
 
     @classmethod
     def from_bundle(cls, bundle: ModelBundle) -> ServingModel:
         predictor = (TreePredictor.load(bundle.predictor_path) if bundle.predictor_path
                      else bundle.model)
         reference = (bundle.path / PROFILE_FILE).read_bytes()
-        return cls(bundle, version_number(bundle.version), predictor, reference)
+        loss = TreePredictor.load(bundle.loss_path) if bundle.loss_path else None
+        return cls(bundle, version_number(bundle.version), predictor, reference, loss)
 
     @property
     def version(self) -> str:
@@ -46,6 +48,17 @@ class ServingModel:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return np.asarray(self.predictor.predict(X), dtype=np.float64)
+
+    def estimate_squared_errors(self, X: np.ndarray, predictions: np.ndarray
+                                ) -> np.ndarray | None:
+        """The loss model's estimate of each row's squared error (None without one).
+        Batches only: the evaluator calls it, never the request path."""
+        if self.loss is None or self.bundle.profile.performance is None:
+            return None
+        if not len(X):
+            return np.empty(0)
+        # The columns of model/loss.py's loss_inputs (not imported: it imports scikit-learn).
+        return np.maximum(self.loss.predict(np.column_stack([X, predictions])), 0.0)
 
 
 class ModelHolder:

@@ -15,7 +15,7 @@ request path free of counter updates.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,9 @@ from ..drift.stats import NumericBins
 from ..files import write_atomic
 from .rings import input_columns, read_ring_tail
 
-FORMAT = 2  # 2: prediction counts
+FORMAT = 3  # 2: prediction counts; 3: estimated squared errors
+
+Estimator = Callable[[np.ndarray, np.ndarray], "np.ndarray | None"]
 
 
 @dataclass
@@ -62,6 +64,9 @@ class Tally:
     # This version's predictions per held-out prediction bin (empty: no prediction profile).
     prediction_counts: np.ndarray = field(default_factory=lambda: np.zeros(0))
     prediction_rows: int = 0
+    # The loss model's estimated squared errors of this version's rows (performance).
+    estimate_sum: float = 0.0
+    estimate_rows: int = 0
 
     @classmethod
     def empty(cls, profile: ReferenceProfile, version: str, started: float) -> Tally:
@@ -105,6 +110,12 @@ class Tally:
                                               len(self.prediction_counts))
         self.prediction_rows += len(p)
 
+    def add_estimates(self, estimates: np.ndarray) -> None:
+        """Add the loss model's estimates of this version's rows (a sum and a count)."""
+        e = estimates[np.isfinite(estimates)]
+        self.estimate_sum += float(np.maximum(e, 0.0).sum())
+        self.estimate_rows += len(e)
+
     def add_residuals(self, profile: ReferenceProfile, residuals: np.ndarray) -> None:
         r = residuals[np.isfinite(residuals)]
         if profile.residuals is None or not len(r):
@@ -133,6 +144,7 @@ class Tally:
                      "dropped": self.dropped_rows, "prediction": self.prediction_rows},
             "positions": self.positions,
             "predictions": self.prediction_counts.astype(int).tolist(),
+            "estimates": {"sum": self.estimate_sum, "rows": self.estimate_rows},
         }
 
     @classmethod
@@ -147,7 +159,8 @@ class Tally:
                    np.asarray(r["counts"], dtype=np.float64), r["positive"], r["negative"],
                    r["squares"], d["rows"]["data"], d["rows"]["concept"],
                    d["rows"]["dropped"], {k: list(v) for k, v in d["positions"].items()},
-                   np.asarray(d["predictions"], dtype=np.float64), d["rows"]["prediction"])
+                   np.asarray(d["predictions"], dtype=np.float64), d["rows"]["prediction"],
+                   float(d["estimates"]["sum"]), int(d["estimates"]["rows"]))
 
     def save(self, path: Path) -> None:
         """Atomically: counts and ring positions always change together (not fsynced: the
@@ -169,9 +182,12 @@ def load_tally(path: Path) -> Tally | None:
 
 def update_tally(tally: Tally | None, profile: ReferenceProfile, version: str,
                  version_number: int, windows_dir: Path, now: float,
-                 inputs_prefix: str = "inputs", feedback_prefix: str = "feedback"
-                 ) -> tuple[Tally, bool]:
+                 inputs_prefix: str = "inputs", feedback_prefix: str = "feedback",
+                 estimate: Estimator | None = None) -> tuple[Tally, bool]:
     """Count the rows that arrived in the rings since the last update.
+
+    ``estimate(X, predictions)`` gives the loss model's per-row estimates (None: the
+    version has no loss model); they are summed for the serving version's rows.
 
     A new serving version restarts the counts (its bins differ) but not the ring positions:
     rows are counted once, under the version serving when they are counted. Returns the
@@ -207,7 +223,12 @@ def update_tally(tally: Tally | None, profile: ReferenceProfile, version: str,
             if rows.shape[1] != input_columns(n_features):
                 continue  # a ring of another schema: not this version's rows
             tally.add_inputs(profile, rows[:, 1:1 + n_features])
-            tally.add_predictions(profile, rows[rows[:, -2] == version_number, -1])
+            served = rows[rows[:, -2] == version_number]
+            tally.add_predictions(profile, served[:, -1])
+            estimates = None if estimate is None else estimate(served[:, 1:1 + n_features],
+                                                               served[:, -1])
+            if estimates is not None:
+                tally.add_estimates(estimates)
         else:
             tally.add_residuals(profile, rows[rows[:, 1] == version_number, 2])
     for gone in set(tally.positions) - seen:  # pruned rings of dead workers
@@ -260,6 +281,15 @@ def tally_metrics(tally: Tally) -> Iterator[CounterMetricFamily | GaugeMetricFam
                                "scored by this version).", labels=["kind", "model_version"])
     rows.add_metric(["data", v], float(tally.data_rows))
     rows.add_metric(["concept", v], float(tally.concept_rows))
+    if tally.estimate_rows:
+        rows.add_metric(["performance", v], float(tally.estimate_rows))
+        estimates = CounterMetricFamily(
+            "driftkeeper_estimated_squared_error", "Summed squared errors of this version's "
+            "predictions as the loss model estimates them before labels (divided by "
+            "window_rows{kind=\"performance\"}: the window's estimated MSE).",
+            labels=["model_version"])
+        estimates.add_metric([v], tally.estimate_sum)
+        yield estimates
     if len(tally.prediction_counts):
         rows.add_metric(["prediction", v], float(tally.prediction_rows))
         predictions = CounterMetricFamily(
