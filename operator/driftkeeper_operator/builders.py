@@ -191,7 +191,12 @@ def report_status(report: DriftReport) -> dict[str, Any]:
         "score": _round(data.score), "statistic": _round(data.statistic),
         "statisticName": data.statistic_name, "threshold": _round(data.threshold),
         "drift": data.drift, "samples": data.samples, "rule": data.rule,
-        "driftedFeatures": list(data.drifted_features)}}
+        "driftedFeatures": list(data.drifted_features),
+        **({"lowImpact": list(data.low_impact)} if data.low_impact else {}),
+        **({"predictionShifts": {n: _round(f.impact_shift) for n, f in data.features.items()
+                                 if f.drift and f.impact_shift is not None}}
+           if any(f.drift and f.impact_shift is not None for f in data.features.values())
+           else {})}}
     if concept is not None:
         out["concept"] = {
             "score": _round(concept.score), "threshold": _round(concept.threshold),

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+
 import numpy as np
 
 from . import stats
 from .calibration import NullTable, effective_size
+from .impact import feature_impacts
 from .performance import EstimateWindow, relative_change
 from .profile import CategoricalProfile, NumericalProfile, ReferenceProfile
 from .report import (
@@ -33,11 +37,14 @@ def _verdict(score: float | None, threshold: float, enough: bool) -> bool | None
 
 
 def evaluate_data(profile: ReferenceProfile, window: DataWindow, settings: DataSettings,
-                  exact_values: dict[str, np.ndarray] | None = None) -> DataVerdict:
+                  exact_values: dict[str, np.ndarray] | None = None,
+                  predict: Predict | None = None) -> DataVerdict:
     """Per-feature scores and verdicts, then the dataset verdict by ``settings.rule``.
 
     ``exact_values`` (raw current numerics by feature) switches KS and Wasserstein to their
     exact forms; the profile must then hold the raw reference (``keep_values=True``).
+    ``predict`` (the serving model) lets each drifted feature say how much it moves the
+    predictions, and ``settings.min_impact`` discount those that barely do.
     """
     schema = profile.schema
     per_feature_alpha = settings.false_alarm_rate / len(schema.features)
@@ -77,7 +84,24 @@ def evaluate_data(profile: ReferenceProfile, window: DataWindow, settings: DataS
             threshold_source=source, pvalue=result.pvalue,
             unseen=getattr(counts, "unseen", 0), invalid=counts.invalid,
             error_bound=error_bound)
+    verdicts = _with_impacts(profile, window, verdicts, predict)
     return _dataset_verdict(window.rows, verdicts, settings)
+
+
+Predict = Callable[[np.ndarray], np.ndarray]
+
+
+def _with_impacts(profile: ReferenceProfile, window: DataWindow,
+                  verdicts: dict[str, FeatureVerdict],
+                  predict: Predict | None) -> dict[str, FeatureVerdict]:
+    """Drifted features with their impact on the predictions (only those: the swap costs a
+    predict call per feature, and a quiet window needs none)."""
+    drifted = [name for name, v in verdicts.items() if v.drift]
+    if predict is None or profile.sample is None or not drifted:
+        return verdicts
+    impacts = feature_impacts(predict, profile.sample, profile, window, drifted)
+    return {name: (replace(v, impact_shift=impacts[name].shift, impact=impacts[name].change)
+                   if name in impacts else v) for name, v in verdicts.items()}
 
 
 def _threshold(setting: Threshold, null: NullTable | None, n: int, n_reference: int | None,
@@ -107,9 +131,13 @@ def _dataset_verdict(rows: int, verdicts: dict[str, FeatureVerdict],
     scores = [v.score for v in verdicts.values() if v.score is not None]
     mean = float(np.mean(scores)) if scores else None
     enough = rows >= settings.min_samples and mean is not None
-    drifted = [name for name, v in verdicts.items() if v.drift]
+    low_impact = [name for name, v in verdicts.items()
+                  if v.drift and v.impact is not None and v.impact < settings.min_impact]
+    drifted = [name for name, v in verdicts.items() if v.drift and name not in low_impact]
     share = len(drifted) / len(verdicts) if enough else None
-    statistic, threshold = _rule_statistic(settings, verdicts, mean, share)
+    # Discounted features do not count under rule any: nor does their score in its statistic.
+    counted = {name: v for name, v in verdicts.items() if name not in low_impact}
+    statistic, threshold = _rule_statistic(settings, counted, mean, share)
     drift: bool | None = None
     if enough:
         assert mean is not None and share is not None
@@ -122,7 +150,8 @@ def _dataset_verdict(rows: int, verdicts: dict[str, FeatureVerdict],
                        drifted_features=drifted, features=verdicts,
                        statistic=statistic if enough else None,
                        statistic_name=STATISTICS[settings.rule][0],
-                       mean_threshold=settings.threshold)
+                       mean_threshold=settings.threshold, low_impact=low_impact,
+                       min_impact=settings.min_impact)
 
 
 def _rule_statistic(settings: DataSettings, verdicts: dict[str, FeatureVerdict],

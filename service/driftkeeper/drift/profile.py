@@ -124,6 +124,8 @@ class ReferenceProfile:
     meta: dict[str, Any] = field(default_factory=dict)
     predictions: NumericalProfile | None = None
     performance: PerformanceProfile | None = None  # None: no loss model, no estimates
+    # Held-out encoded rows the impact of a feature's drift is measured on (drift/impact.py).
+    sample: np.ndarray | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": PROFILE_FORMAT, "schema": self.schema.to_dict(),
@@ -132,6 +134,7 @@ class ReferenceProfile:
                 "residuals": self.residuals.to_dict() if self.residuals else None,
                 "predictions": self.predictions.to_dict() if self.predictions else None,
                 "performance": self.performance.to_dict() if self.performance else None,
+                "sample": None if self.sample is None else self.sample.tolist(),
                 "meta": self.meta}
 
     @classmethod
@@ -148,8 +151,10 @@ class ReferenceProfile:
                        if d.get("predictions") else None)
         performance = (PerformanceProfile.from_dict(d["performance"])
                        if d.get("performance") else None)
+        sample = (np.asarray(d["sample"], dtype=np.float64).reshape(-1, len(features))
+                  if d.get("sample") else None)
         return cls(FeatureSchema.from_dict(d["schema"]), features, int(d["n_reference"]),
-                   residuals, d.get("meta", {}), predictions, performance)
+                   residuals, d.get("meta", {}), predictions, performance, sample)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), separators=(",", ":")))
@@ -191,7 +196,8 @@ def build_profile(schema: FeatureSchema, reference: np.ndarray,
                   seed: int = 0, trials: int = calibration.TRIALS,
                   keep_values: bool = False,
                   predictions: np.ndarray | None = None,
-                  estimates: np.ndarray | None = None) -> ReferenceProfile:
+                  estimates: np.ndarray | None = None,
+                  sample: np.ndarray | None = None) -> ReferenceProfile:
     """Profile an encoded reference matrix (rows x schema features), held-out residuals,
     the model's held-out predictions and the loss model's estimates on the same rows.
 
@@ -221,7 +227,8 @@ def build_profile(schema: FeatureSchema, reference: np.ndarray,
         performance = build_performance_profile(estimates, residuals, rng, trials)
     return ReferenceProfile(schema, features, len(reference), residual_profile,
                             meta={"bins": n_bins, "calibration_trials": trials, "seed": seed},
-                            predictions=prediction_profile, performance=performance)
+                            predictions=prediction_profile, performance=performance,
+                            sample=None if sample is None else np.asarray(sample, np.float64))
 
 
 def numerical_profile(name: str, values: np.ndarray, rng: np.random.Generator, n_bins: int,

@@ -23,6 +23,11 @@ class FeatureVerdict:
     unseen: int = 0
     invalid: int = 0
     error_bound: float | None = None  # binned KS only: bound on exact - binned
+    # How much this feature's drift moves the predictions (drifted features, when the
+    # model is at hand): signed relative change of the mean prediction, and the mean
+    # absolute per-row change that a policy's minImpact compares.
+    impact_shift: float | None = None
+    impact: float | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,9 @@ class DataVerdict:
     statistic: float | None = None  # the value the rule judged (see STATISTICS)
     statistic_name: str = "mean_score"
     mean_threshold: float | None = None  # the policy's threshold on `score` (rule "mean")
+    # Drifted by their statistic but moving predictions less than minImpact: not counted.
+    low_impact: list[str] = field(default_factory=list)
+    min_impact: float = 0.0
 
 
 # What each dataset rule judges: the statistic's name, and what it is.

@@ -47,6 +47,10 @@ class DataSettings:
     share_threshold: float = 0.5
     false_alarm_rate: float = 0.01
     features: dict[str, FeatureRule] = field(default_factory=dict)
+    # A drifted feature counts (rules any and share) only if it moves the predictions by at
+    # least this much (mean absolute relative change, drift/impact.py); 0 = off. Features
+    # whose impact cannot be measured (no model at hand, no sample) always count.
+    min_impact: float = 0.0
     default_methods: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_METHOD))
 
     def rule_for(self, schema: FeatureSchema, name: str) -> FeatureRule:

@@ -50,6 +50,9 @@ def parse_metrics(text: str) -> Observation | None:
                       for s in samples.get("driftkeeper_feature_drift", [])
                       if s.labels["feature"] in drifted
                       and s.labels["feature"] in thresholds_by_feature}
+    shifts = {s.labels["feature"]: s.value
+              for s in samples.get("driftkeeper_feature_impact", [])
+              if s.labels.get("measure") == "shift" and s.labels["feature"] in drifted}
     limits = {s.labels["test"]: s.value
               for s in samples.get("driftkeeper_concept_test_threshold", [])}
     concept_checks = {s.labels["test"]: (s.value, limits[s.labels["test"]])
@@ -63,7 +66,8 @@ def parse_metrics(text: str) -> Observation | None:
         samples={k: int(v) for k, v in by_kind("driftkeeper_window_samples").items()},
         drifted_features=drifted, concept_tests=concept_tests,
         feature_checks=feature_checks, concept_checks=concept_checks,
-        statistics={k: s.labels["statistic"] for k, s in judged.items()})
+        statistics={k: s.labels["statistic"] for k, s in judged.items()},
+        prediction_shifts=shifts)
 
 
 def fetch_observation(url: str, session: requests.Session | None = None,

@@ -23,6 +23,7 @@ from sklearn.model_selection import KFold, train_test_split
 
 from .. import __version__
 from ..data import frame_hash, load_diamonds
+from ..drift.impact import reference_sample
 from ..drift.profile import build_profile
 from ..errors import TrainingError
 from ..files import write_json
@@ -218,7 +219,8 @@ def train(model_dir: str | Path, config: TrainingConfig | None = None,
                                                 if estimates is not None else None)}
     profile = build_profile(schema, fitted.reference_X, residuals, n_bins=config.bins,
                             seed=config.seed, trials=config.calibration_trials,
-                            predictions=predicted, estimates=estimates)
+                            predictions=predicted, estimates=estimates,
+                            sample=reference_sample(fitted.heldout_X, seed=config.seed))
     metadata = {
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "parent": parent,

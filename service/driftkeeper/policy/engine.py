@@ -58,6 +58,8 @@ class Observation:
     concept_checks: dict[str, tuple[float, float]] = field(default_factory=dict)
     # The statistic behind ``scores`` by kind (data: by the rule; concept: rmse_increase).
     statistics: dict[str, str] = field(default_factory=dict)
+    # Drifted features' signed effect on the mean prediction (where it was measured).
+    prediction_shifts: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_report(cls, report: DriftReport) -> Observation:
@@ -87,6 +89,8 @@ class Observation:
                             for name, f in data.features.items()
                             if f.drift and f.score is not None},
             concept_checks=_concept_checks(concept) if concept else {},
+            prediction_shifts={name: f.impact_shift for name, f in data.features.items()
+                               if f.drift and f.impact_shift is not None},
             statistics={"data": data.statistic_name, "concept": "rmse_increase",
                         **({"prediction": prediction.method} if prediction else {}),
                         **({"performance": "estimated_rmse_increase"} if performance
@@ -176,6 +180,7 @@ def _judged(kind: str, obs: Observation) -> str | None:
     against their thresholds, or the concept tests that fired, each with its statistic."""
     if kind == "data" and obs.feature_checks:
         return "; ".join(f"{name}: {method} {score:.4f} vs threshold {threshold:.4f}"
+                         + _moved(obs.prediction_shifts.get(name))
                          for name, (method, score, threshold)
                          in sorted(obs.feature_checks.items()))
     if kind == "concept" and obs.concept_tests and obs.concept_checks:
@@ -192,6 +197,14 @@ NOT_MONITORED = {
     "performance": "estimated performance is off, or the serving version has no loss model "
                    "(retrain it)",
 }
+
+
+def _moved(shift: float | None) -> str:
+    """", moved predictions +17 %" (empty when the impact was not measured)."""
+    if shift is None:
+        return ""
+    pct = 100.0 * shift
+    return f", moved predictions {pct:+.{1 if abs(pct) < 10 else 0}f} %"
 
 
 def _drift_condition(kind: str, verdict: bool | None, obs: Observation | None) -> Condition:

@@ -97,7 +97,8 @@ def report_from_csv(model_dir: str | Path, current_csv: str | Path, output: str 
                         dtype=np.float64)
     predictions = prediction_window(profile, scored)
     estimates = ServingModel.from_bundle(bundle).estimate_squared_errors(X[complete], scored)
-    report = DriftReport(evaluate_data(profile, window, settings.data), concept,
+    report = DriftReport(evaluate_data(profile, window, settings.data,
+                                       predict=bundle.model.predict), concept,
                          bundle.version, time.time(),
                          prediction=evaluate_prediction(profile, predictions,
                                                         settings.prediction),

@@ -156,6 +156,9 @@ def _data_row(data: Doc) -> str:
     score, threshold = _rule_cells(data)
     drifted = data.get("drifted_features") or []
     notes = f"drifted: {', '.join(drifted)}" if drifted else ""
+    if data.get("low_impact"):
+        notes += (("; " if notes else "") + f"not counted, moving predictions less than "
+                  f"minImpact {data.get('min_impact', 0):.1%}: {', '.join(data['low_impact'])}")
     return _row(["data drift", f"rule: {data.get('rule', 'any')}", score, threshold, "",
                  number(data.get("samples")), notes], verdict(data.get("drift")))
 
@@ -214,6 +217,9 @@ def _feature_notes(f: Doc) -> str:
         notes.append(f"{f['unseen']} unseen")
     if f.get("invalid"):
         notes.append(f"{f['invalid']} invalid")
+    if f.get("impact_shift") is not None:
+        notes.append(f"moved predictions {100 * f['impact_shift']:+.1f} % "
+                     f"(±{100 * f['impact']:.1f} % per row)")
     return ", ".join(notes)
 
 

@@ -184,12 +184,19 @@ def report_metrics(report: dict[str, Any]) -> Iterator[GaugeMetricFamily]:
     fdetected = GaugeMetricFamily("driftkeeper_feature_drift_detected", "Drift verdict per "
                                   "feature: 1 drift, 0 none, -1 insufficient data.",
                                   labels=["feature"])
+    impact = GaugeMetricFamily("driftkeeper_feature_impact", "How much a drifted feature "
+                               "moves the predictions: mean absolute change (what minImpact "
+                               "compares) and signed change of the mean prediction, relative "
+                               "to the mean prediction.", labels=["feature", "measure"])
     for name, f in data["features"].items():
         if f["score"] is not None:
             score.add_metric([name, f["method"]], f["score"])
         fthreshold.add_metric([name, f["method"]], f["threshold"])
         fdetected.add_metric([name], _verdict_value(f["drift"]))
-    yield from (score, fthreshold, fdetected)
+        if f.get("impact") is not None:
+            impact.add_metric([name, "change"], f["impact"])
+            impact.add_metric([name, "shift"], f["impact_shift"])
+    yield from (score, fthreshold, fdetected, impact)
 
 
 class ServingWorkers(Collector):

@@ -89,7 +89,7 @@ def evaluate_windows(model: ServingModel, policy: DriftPolicy, windows_dir: Path
             data = data + p  # mergeable: per-worker windows add up
     else:
         data = data_window(profile, np.empty((0, len(profile.schema.features))))
-    data_verdict = evaluate_data(profile, data, policy.monitor.data)
+    data_verdict = evaluate_data(profile, data, policy.monitor.data, predict=model.predict)
 
     # Predictions of the serving version only: an older model's are not this one's drift.
     served = _select(rings, policy.data_window, now,
