@@ -16,6 +16,7 @@ GOOD: list[dict[str, Any]] = [
     {"prediction": {"enabled": False, "minScore": 0, "falseAlarmRate": 0.05}},
     {"performance": {"threshold": 0.2}, "retraining": {"triggers": ["performance", "concept"]}},
     {"performance": {"enabled": False, "minScore": 0.05, "falseAlarmRate": 0.001}},
+    {"data": {"minImpact": 0.02}, "concept": {"segments": {"falseDiscoveryRate": 0.05}}},
 ]
 
 BAD: list[dict[str, Any]] = [
@@ -39,6 +40,9 @@ BAD: list[dict[str, Any]] = [
     {"performance": {"threshold": "soon"}},
     {"performance": {"minScore": -0.1}},
     {"performance": {"falseAlarmRate": 0.9}},
+    {"data": {"minImpact": -0.01}},
+    {"concept": {"segments": {"minShift": "big"}}},
+    {"concept": {"segments": {"falseDiscoveryRate": 0}}},
     {"retraining": {"job": {"backoffLimit": -1}}},
     {"target": {"port": "http"}},
     {"target": {"service": "Not_A_Name"}},

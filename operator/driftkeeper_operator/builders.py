@@ -201,7 +201,9 @@ def report_status(report: DriftReport) -> dict[str, Any]:
         out["concept"] = {
             "score": _round(concept.score), "threshold": _round(concept.threshold),
             "drift": concept.drift, "samples": concept.samples, "rmse": _round(concept.rmse),
-            "rmseReference": _round(concept.rmse_reference), "tests": list(concept.reasons)}
+            "rmseReference": _round(concept.rmse_reference), "tests": list(concept.reasons),
+            **({"where": [loc.message for loc in concept.segments.locations]}
+               if concept.segments and concept.segments.locations else {})}
     if report.prediction is not None:
         p = report.prediction
         out["prediction"] = {"method": p.method, "score": _round(p.score),

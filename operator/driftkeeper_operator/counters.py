@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from driftkeeper.drift import stats
 from driftkeeper.drift.performance import EstimateWindow
 from driftkeeper.drift.profile import NumericalProfile, ReferenceProfile
+from driftkeeper.drift.segments import SUMS, FeatureSums, SegmentSums
 from driftkeeper.drift.windows import DataWindow, ResidualWindow
 
 
@@ -41,6 +42,8 @@ class Counters:
     prediction_rows: float = 0.0
     estimate_sum: float = 0.0  # the loss model's summed squared-error estimates
     estimate_rows: float = 0.0
+    # Labelled rows' sums per segment: (feature, sum name) -> value by segment number.
+    segments: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
 
     def same_series(self, other: Counters) -> bool:
         """Both readings continue the same counters (no promotion, no restart between)."""
@@ -69,7 +72,16 @@ class Counters:
             self.labels - older.labels, _sub(self.prediction_bins, older.prediction_bins),
             self.prediction_rows - older.prediction_rows,
             max(self.estimate_sum - older.estimate_sum, 0.0),
-            max(self.estimate_rows - older.estimate_rows, 0.0))
+            max(self.estimate_rows - older.estimate_rows, 0.0),
+            {k: _sub(v, older.segments.get(k)) for k, v in self.segments.items()})
+
+
+SEGMENT_RESIDUALS = "driftkeeper_segment_residual_sum_total"
+SEGMENT_SERIES = {"driftkeeper_segment_rows_total": "n",
+                  "driftkeeper_segment_residual_squares_total": "squares",
+                  "driftkeeper_segment_predictions_total": "predictions",
+                  SEGMENT_RESIDUALS: "sign"}  # positive / negative, by the sign label
+"""The segment counters (serving/tally.py) and the SegmentSums field each one fills."""
 
 
 def _add(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray:
@@ -104,6 +116,7 @@ def parse_counters(text: str) -> Counters:
     rows: dict[str, float] = {}
     version = started = None
     squares = labels = estimates = 0.0
+    segments: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
     for family in text_string_to_metric_families(text):
         for s in family.samples:
             name, lab, value = s.name, s.labels, s.value
@@ -125,6 +138,9 @@ def parse_counters(text: str) -> Counters:
                 prediction_bins[int(lab["bin"])] = value
             elif name == "driftkeeper_estimated_squared_error_total":
                 estimates = value
+            elif name in SEGMENT_SERIES:
+                key = SEGMENT_SERIES[name] if name != SEGMENT_RESIDUALS else lab["sign"]
+                segments[(lab["feature"], key)][int(lab["segment"])] = value
             elif name == "driftkeeper_window_rows_total":
                 version = lab["model_version"]
                 rows[lab["kind"]] = value
@@ -136,7 +152,8 @@ def parse_counters(text: str) -> Counters:
                     {f: (u, o) for f, (u, o) in outside.items()}, bins_array(residual_bins),
                     sums["positive"], sums["negative"], squares, rows.get("data", 0.0),
                     rows.get("concept", 0.0), labels, bins_array(prediction_bins),
-                    rows.get("prediction", 0.0), estimates, rows.get("performance", 0.0))
+                    rows.get("prediction", 0.0), estimates, rows.get("performance", 0.0),
+                    {k: bins_array(v) for k, v in segments.items()})
 
 
 def total(parts: list[Counters]) -> Counters:
@@ -145,7 +162,10 @@ def total(parts: list[Counters]) -> Counters:
     unseen: dict[str, float] = defaultdict(float)
     outside: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
     residual_bins = prediction_bins = np.zeros(0)
+    segments: dict[tuple[str, str], np.ndarray] = {}
     for p in parts:
+        for k, v in p.segments.items():
+            segments[k] = _add(segments.get(k), v)
         for f, bins in p.features.items():
             features[f] = _add(features.get(f), bins)
         for f, u in p.unseen.items():
@@ -163,7 +183,8 @@ def total(parts: list[Counters]) -> Counters:
                     sum(p.residual_squares for p in parts), sum(p.data_rows for p in parts),
                     sum(p.concept_rows for p in parts), sum(p.labels for p in parts),
                     prediction_bins, sum(p.prediction_rows for p in parts),
-                    sum(p.estimate_sum for p in parts), sum(p.estimate_rows for p in parts))
+                    sum(p.estimate_sum for p in parts), sum(p.estimate_rows for p in parts),
+                    segments)
 
 
 def _dense(bins: np.ndarray | None, size: int) -> np.ndarray:
@@ -220,3 +241,15 @@ def estimate_window_of(profile: ReferenceProfile, counts: Counters) -> EstimateW
     if profile.performance is None:
         return None
     return EstimateWindow(round(counts.estimate_rows), counts.estimate_sum)
+
+
+def segment_window_of(profile: ReferenceProfile, counts: Counters) -> SegmentSums | None:
+    """The fleet's labelled rows per segment from summed counters (None: the version has no
+    segment reference)."""
+    if profile.segments is None:
+        return None
+    features = {}
+    for feat in profile.segments.layout:
+        arrays = [_dense(counts.segments.get((feat.name, key)), feat.size) for key in SUMS]
+        features[feat.name] = FeatureSums(np.rint(arrays[0]).astype(np.int64), *arrays[1:])
+    return SegmentSums(features)

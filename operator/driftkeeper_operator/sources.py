@@ -14,7 +14,14 @@ import requests
 
 from driftkeeper.policy import DriftPolicy
 
-from .counters import Counters, bins_array, parse_counters, total
+from .counters import (
+    SEGMENT_RESIDUALS,
+    SEGMENT_SERIES,
+    Counters,
+    bins_array,
+    parse_counters,
+    total,
+)
 from .fleet import FleetHistory, Reading, version_order
 from .kube import Endpoint
 
@@ -175,7 +182,14 @@ class PrometheusSource:
             "driftkeeper_residual_sum_total", "sign", v, window, now)}
         squares = sum(value for _, value in self._by("driftkeeper_residual_squares_total",
                                                      "model_version", v, window, now))
+        segments: dict[tuple[str, str], dict[int, float]] = {}
+        for metric, key in SEGMENT_SERIES.items():
+            by = "feature, segment, sign" if metric == SEGMENT_RESIDUALS else "feature, segment"
+            for labels, value in self._by(metric, by, v, window, now):
+                name = labels["sign"] if metric == SEGMENT_RESIDUALS else key
+                segments.setdefault((labels["feature"], name), {})[int(labels["segment"])] = value
         return Counters(version, None, residual_bins=bins_array(bins),
                         residual_positive=sums.get("positive", 0.0),
                         residual_negative=sums.get("negative", 0.0), residual_squares=squares,
-                        concept_rows=sum(bins.values()))
+                        concept_rows=sum(bins.values()),
+                        segments={k: bins_array(v) for k, v in segments.items()})

@@ -25,6 +25,7 @@ from driftkeeper.drift.evaluate import (
     evaluate_data,
     evaluate_performance,
     evaluate_prediction,
+    locate_in_sums,
 )
 from driftkeeper.drift.profile import ReferenceProfile
 from driftkeeper.drift.report import DriftReport
@@ -59,6 +60,7 @@ from .counters import (
     estimate_window_of,
     prediction_window_of,
     residual_window_of,
+    segment_window_of,
 )
 from .kube import Endpoint, Kube
 from .sources import FleetView, PrometheusError, PrometheusSource, ScrapeSource
@@ -194,10 +196,15 @@ class PolicyWorker:
         if profile is None:
             return view, _not_ready("NoReference", f"no replica of service {target.service} "
                                     f"serves the reference of {view.version}"), None
+        concept = evaluate_concept(profile, residual_window_of(profile, view.concept),
+                                   policy.monitor.concept)
+        if concept.drift:  # where it lives, from the fleet's segment counters
+            concept = replace(concept, segments=locate_in_sums(
+                profile, segment_window_of(profile, view.concept),
+                policy.monitor.concept.segments))
         report = DriftReport(
             evaluate_data(profile, data_window_of(profile, view.data), policy.monitor.data),
-            evaluate_concept(profile, residual_window_of(profile, view.concept),
-                             policy.monitor.concept),
+            concept,
             view.version, now,
             prediction=evaluate_prediction(profile, prediction_window_of(profile, view.data),
                                            policy.monitor.prediction),

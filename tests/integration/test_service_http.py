@@ -112,6 +112,13 @@ def test_concept_drift_from_labelled_feedback(model_dir, tmp_path, fast_policy,
         assert concept["drift"] is True
         assert concept["score"] > concept["threshold"]
         assert concept["rmse"] > concept["rmse_reference"]
+        # Where it lives: both workers' labelled rows, per segment, name the colours.
+        where = concept["segments"]["locations"]
+        assert where[0]["feature"] == "color" and where[0]["segments"] == ["D", "E", "F"]
+        assert "above the model" in where[0]["message"]
+        metrics = requests.get(svc.url + "/metrics", timeout=5).text
+        assert 'driftkeeper_concept_location{feature="color",' in metrics
+        assert "driftkeeper_segment_rows_total{feature=\"color\"" in metrics
         stored = list((model_dir / "feedback").glob("*.csv"))
         assert stored, "feedback rows must reach the store for retraining"
 

@@ -8,13 +8,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from driftkeeper.drift.evaluate import evaluate_concept, evaluate_data, evaluate_performance
+from driftkeeper.drift.evaluate import (
+    evaluate_concept,
+    evaluate_data,
+    evaluate_performance,
+    locate_concept_drift,
+    locate_in_sums,
+)
 from driftkeeper.drift.performance import estimate_window
+from driftkeeper.drift.segments import SegmentSettings, segment_sums
 from driftkeeper.drift.settings import ConceptSettings, DataSettings, PerformanceSettings
 from driftkeeper.drift.windows import data_window, prediction_window, residual_window
 from driftkeeper.model.store import ModelStore
 from driftkeeper.serving.monitor import input_columns
-from driftkeeper.serving.rings import RingWriter
+from driftkeeper.serving.rings import RingWriter, feedback_columns
 from driftkeeper.serving.tally import Tally, update_tally
 from driftkeeper_operator.counters import (
     Counters,
@@ -23,6 +30,7 @@ from driftkeeper_operator.counters import (
     parse_counters,
     prediction_window_of,
     residual_window_of,
+    segment_window_of,
     total,
 )
 from driftkeeper_operator.fleet import FleetHistory, Reading
@@ -51,7 +59,7 @@ class Replica:
         directory.mkdir()
         self.directory, self.profile = directory, profile
         self.inputs = RingWriter(directory / "inputs-1.ring", input_columns(6), 100_000)
-        self.feedback = RingWriter(directory / "feedback-1.ring", 3, 100_000)
+        self.feedback = RingWriter(directory / "feedback-1.ring", feedback_columns(6), 100_000)
         self.tally: Tally | None = None
         self.labels = 0
 
@@ -60,7 +68,8 @@ class Replica:
         self.inputs.append(np.column_stack([np.zeros(len(X)), X, np.ones(len(X)),
                                             4000.0 * X[:, 0] ** 1.7]))
         self.feedback.append(np.column_stack([np.zeros(len(residuals)),
-                                              np.ones(len(residuals)), residuals]))
+                                              np.ones(len(residuals)), residuals,
+                                              4000.0 * X[:, 0] ** 1.7, X]))
         self.labels += len(residuals)
         self.tally, _ = update_tally(self.tally, self.profile, "v1", 1, self.directory, now,
                                      estimate=_estimate)
@@ -107,6 +116,24 @@ def test_summed_replica_counters_equal_one_window_of_all_rows(tmp_path, profile,
     concept_exp = evaluate_concept(profile, residual_window(profile, residuals),
                                    ConceptSettings())
     assert concept_got.score == pytest.approx(concept_exp.score)
+    # Segment sums add up across replicas, and locate drift as the rows themselves do.
+    segments = segment_window_of(profile, summed)
+    alone_segments = segment_sums(profile.segments.layout, X, residuals,
+                                  4000.0 * X[:, 0] ** 1.7)
+    assert segments is not None
+    for name, sums in alone_segments.features.items():
+        np.testing.assert_array_equal(segments.features[name].n, sums.n)
+        np.testing.assert_allclose(segments.features[name].total, sums.total)
+        np.testing.assert_allclose(segments.features[name].predictions, sums.predictions)
+    settings = SegmentSettings()
+    fleet = locate_in_sums(profile, segments, settings)
+    rows = locate_concept_drift(profile, X, residuals, 4000.0 * X[:, 0] ** 1.7, settings)
+    assert fleet is not None and rows is not None
+    assert [(r.feature, r.segment, r.rows, r.flagged) for r in fleet.segments] == \
+        [(r.feature, r.segment, r.rows, r.flagged) for r in rows.segments]
+    np.testing.assert_allclose([r.shift for r in fleet.segments],
+                               [r.shift for r in rows.segments], rtol=1e-9, atol=1e-12)
+    assert [loc.message for loc in fleet.locations] == [loc.message for loc in rows.locations]
     assert concept_got.residual_ks.score == pytest.approx(concept_exp.residual_ks.score)
 
 

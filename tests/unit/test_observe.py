@@ -3,6 +3,7 @@ builds from a drift report: both drivers judge on the same facts."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,11 @@ from driftkeeper.drift.evaluate import (
     evaluate_data,
     evaluate_performance,
     evaluate_prediction,
+    locate_concept_drift,
 )
 from driftkeeper.drift.performance import estimate_window
 from driftkeeper.drift.report import DriftReport
+from driftkeeper.drift.segments import SegmentSettings
 from driftkeeper.drift.settings import (
     ConceptSettings,
     DataSettings,
@@ -25,7 +28,8 @@ from driftkeeper.drift.settings import (
 from driftkeeper.drift.windows import data_window, prediction_window, residual_window
 from driftkeeper.local.observe import parse_metrics
 from driftkeeper.model.store import ModelStore
-from driftkeeper.policy.engine import Observation
+from driftkeeper.policy import parse_policy
+from driftkeeper.policy.engine import EngineState, Observation, step
 from driftkeeper.serving.metrics import report_metrics
 from driftkeeper.serving.runtime import ServingModel
 
@@ -78,3 +82,35 @@ def test_metrics_and_report_give_the_same_observation(trained_model_dir: Path,
     for kind in ("data", "concept", "prediction", "performance"):
         np.testing.assert_allclose((parsed.scores[kind], parsed.thresholds[kind]),
                                    (built.scores[kind], built.thresholds[kind]))
+
+
+def test_where_concept_drift_lives_reaches_both_drivers(trained_model_dir: Path,
+                                                        diamonds) -> None:
+    """The located segments travel through /metrics as they do through the report, and the
+    ConceptDrift condition names them."""
+    bundle = ModelStore(trained_model_dir).load()
+    profile = bundle.profile
+    rows = diamonds.sample(1500, random_state=4)
+    X = profile.schema.encode(rows)
+    predictions = bundle.model.predict(X)
+    actual = np.where(rows["color"].isin(["D", "E", "F"]), 1.25, 1.0) * rows["price"]
+    residuals = actual.to_numpy() - predictions
+    concept = evaluate_concept(profile, residual_window(profile, residuals), ConceptSettings())
+    assert concept.drift is True
+    located = locate_concept_drift(profile, X, residuals, predictions, SegmentSettings())
+    report = DriftReport(evaluate_data(profile, data_window(profile, X), DataSettings()),
+                         replace(concept, segments=located), "v1", 50.0)
+
+    class Collector:
+        def collect(self):
+            return report_metrics(report.to_dict())
+
+    registry = CollectorRegistry()
+    registry.register(Collector())
+    parsed = parse_metrics(generate_latest(registry).decode())
+    built = Observation.from_report(report)
+    assert parsed.concept_locations == built.concept_locations
+    assert built.concept_locations[0].startswith("color D, E, F: prices")
+    decision = step(parse_policy({}), EngineState(), built, 50.0, serving_version="v1")
+    condition = next(c for c in decision.conditions if c.type == "ConceptDrift")
+    assert f"where: {built.concept_locations[0]}" in condition.message

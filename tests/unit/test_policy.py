@@ -38,6 +38,11 @@ def test_defaults() -> None:
     assert (perf.enabled, perf.threshold, perf.min_score, perf.false_alarm_rate) == (
         True, "auto", 0.1, 0.01)
     assert perf.min_samples == p.data_window.min_samples
+    segments = p.monitor.concept.segments
+    assert (segments.enabled, segments.false_discovery_rate, segments.min_shift,
+            segments.min_rows) == (True, 0.01, 0.05, 30)
+    assert parse_policy({"concept": {"segments": {"minShift": 0.1, "minRows": 50}}}
+                        ).monitor.concept.segments.min_rows == 50
     custom = parse_policy({"performance": {"threshold": 0.25, "enabled": False},
                            "retraining": {"triggers": ["performance"]}})
     assert custom.monitor.performance.threshold == 0.25
@@ -80,6 +85,7 @@ def test_custom_resource_shape_and_per_feature_rules() -> None:
     ({"prediction": {"method": "chisquare"}}, "spec.prediction.method", "is not one of"),
     ({"prediction": {"threshold": "often"}}, "spec.prediction.threshold", "auto"),
     ({"performance": {"minScore": -1}}, "spec.performance.minScore", "minimum"),
+    ({"concept": {"segments": {"minRows": 1}}}, "spec.concept.segments.minRows", "minimum"),
 ])
 def test_invalid_documents_name_the_field(spec, field, message) -> None:
     with pytest.raises(PolicyError) as info:

@@ -127,6 +127,21 @@ def test_page_shows_the_drifted_feature(carat_page: Path) -> None:
     assert performance[5] == "1,465" and "estimated RMSE" in performance[6]
 
 
+def test_page_says_where_concept_drift_lives(trained_model_dir: Path,
+                                             tmp_path: Path, diamonds: pd.DataFrame) -> None:
+    rows = diamonds.sample(2000, random_state=5)
+    dearer = rows["color"].isin(["D", "E", "F"])
+    rows = rows.assign(price=rows["price"].where(~dearer, rows["price"] * 1.25))
+    rows.to_csv(tmp_path / "dearer.csv", index=False)
+    page = report_from_csv(trained_model_dir, tmp_path / "dearer.csv", tmp_path / "p.html")
+    assert _verdicts(page)["concept drift"] == "DRIFT"
+    text = page.read_text(encoding="utf-8")
+    where = text.split('<section id="where">', 1)[1].split("</section>", 1)[0]
+    assert "<li>color D, E, F: prices" in where and "above the model</li>" in where
+    flagged = {row[1] for row in _parse(page).rows if len(row) == 7 and row[0] == "color"}
+    assert flagged == {"D", "E", "F"}
+
+
 def test_figures_are_valid_pngs_and_embedded(carat_page: Path) -> None:
     folder = carat_page.with_name("carat_files")
     pngs = sorted(folder.glob("*.png"))

@@ -13,21 +13,17 @@ import pytest
 from scipy import stats as sps
 from sklearn.ensemble import HistGradientBoostingRegressor
 
+from driftkeeper.drift.segment_verdict import SegmentVerdict, evaluate_segments
 from driftkeeper.drift.segments import (
     SegmentFeature,
     SegmentProfile,
     SegmentSettings,
     SegmentSums,
-    SegmentVerdict,
-    bh_adjust,
     build_segment_profile,
-    chi2_sf,
-    chi2_z,
-    evaluate_segments,
     layout_from_schema,
-    normal_two_sided,
     segment_sums,
 )
+from driftkeeper.drift.significance import bh_adjust, chi2_sf, chi2_z, normal_two_sided
 from driftkeeper.schema import DIAMONDS_SCHEMA, Feature, FeatureSchema, Target
 from driftkeeper.simulate.scenarios import CONCEPT_COLORS, SCENARIOS
 
@@ -360,6 +356,7 @@ def test_evaluation_imports_neither_scipy_nor_pandas() -> None:
 import sys
 import numpy as np
 from driftkeeper.drift import segments as s
+from driftkeeper.drift.segment_verdict import evaluate_segments
 from driftkeeper.schema import DIAMONDS_SCHEMA
 rng = np.random.default_rng(0)
 X = np.column_stack([rng.uniform(0.2, 3, 4000), rng.integers(0, 5, 4000),
@@ -368,7 +365,7 @@ X = np.column_stack([rng.uniform(0.2, 3, 4000), rng.integers(0, 5, 4000),
 r, p = rng.normal(0, 500, 4000), rng.uniform(300, 9000, 4000)
 profile = s.build_segment_profile(DIAMONDS_SCHEMA, X, r, p)
 window = s.segment_sums(profile.layout, X[:1000], r[:1000] + 900, p[:1000])
-assert s.evaluate_segments(profile, window, s.SegmentSettings()).locations
+assert evaluate_segments(profile, window, s.SegmentSettings()).locations
 print(sorted({m.split(".")[0] for m in sys.modules} & {"scipy", "pandas", "sklearn"}))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from driftkeeper.drift.segments import segment_sums
 from driftkeeper.drift.windows import data_window, prediction_window, residual_window
 from driftkeeper.model.store import ModelStore
 from driftkeeper.serving.monitor import input_columns
-from driftkeeper.serving.rings import RingWriter, read_ring_tail
+from driftkeeper.serving.rings import RingWriter, feedback_columns, read_ring_tail
 from driftkeeper.serving.tally import Tally, load_tally, update_tally
 from exposition import tally_exposition
 
@@ -36,20 +37,22 @@ def _prices(rows: np.ndarray) -> np.ndarray:
     return 4000.0 * rows[:, 0] ** 1.7
 
 
-def _feedback(residuals: np.ndarray, version: int) -> np.ndarray:
+def _feedback(residuals: np.ndarray, version: int, rows: np.ndarray) -> np.ndarray:
+    """Feedback ring rows as /feedback writes them: ts, version, residual, prediction, X."""
     return np.column_stack([np.arange(len(residuals), dtype=np.float64),
-                            np.full(len(residuals), version), residuals])
+                            np.full(len(residuals), version), residuals, _prices(rows), rows])
 
 
 def test_two_workers_counted_like_one_window(tmp_path: Path, profile, encoded) -> None:
     a = RingWriter(tmp_path / "inputs-1.ring", WIDTH, 1000)
     b = RingWriter(tmp_path / "inputs-2.ring", WIDTH, 1000)
-    fb = RingWriter(tmp_path / "feedback-1.ring", 3, 1000)
+    fb = RingWriter(tmp_path / "feedback-1.ring", feedback_columns(6), 1000)
     a.append(_inputs(encoded, 0, 300))
     b.append(_inputs(encoded, 300, 200))
     residuals = np.random.default_rng(0).normal(0, 500, 400)
-    fb.append(_feedback(residuals[:300], 1))
-    fb.append(_feedback(residuals[300:], 2))  # scored by another version: not counted
+    fb.append(_feedback(residuals[:300], 1, encoded[:300]))
+    # scored by another version: not counted
+    fb.append(_feedback(residuals[300:], 2, encoded[300:400]))
     tally, changed = update_tally(None, profile, "v1", 1, tmp_path, now=10.0)
     assert changed
     expected = data_window(profile, encoded[:500])
@@ -60,6 +63,17 @@ def test_two_workers_counted_like_one_window(tmp_path: Path, profile, encoded) -
     assert tally.residual_positive - tally.residual_negative == pytest.approx(window.total)
     assert tally.residual_squares == pytest.approx(window.total_sq)
     assert (tally.data_rows, tally.concept_rows) == (500, 300)
+    # Segment sums of the same labelled rows, as the evaluator would make them.
+    expected_segments = segment_sums(profile.segments.layout, encoded[:300], residuals[:300],
+                                     _prices(encoded[:300]))
+    assert tally.segments is not None
+    for name, sums in expected_segments.features.items():
+        np.testing.assert_allclose(tally.segments.features[name].total, sums.total)
+        np.testing.assert_array_equal(tally.segments.features[name].n, sums.n)
+    again = Tally.from_dict(json.loads(json.dumps(tally.to_dict())))
+    assert again.segments is not None
+    np.testing.assert_array_equal(again.segments.features["color"].n,
+                                  tally.segments.features["color"].n)
 
 
 def test_rows_are_counted_once_across_updates_and_leaders(tmp_path: Path, profile,

@@ -20,6 +20,8 @@ from .report import (
     PerformanceVerdict,
     ResidualTest,
 )
+from .segment_verdict import SegmentVerdict, evaluate_segments
+from .segments import SegmentSettings, SegmentSums, segment_sums
 from .settings import (
     ConceptSettings,
     DataSettings,
@@ -251,3 +253,23 @@ def evaluate_performance(profile: ReferenceProfile, window: EstimateWindow | Non
         min_samples=settings.min_samples,
         rmse_estimated=None if score is None else prof.rmse * (1.0 + score),
         rmse_reference=prof.rmse, threshold_source=source)
+
+
+def locate_concept_drift(profile: ReferenceProfile, X: np.ndarray, residuals: np.ndarray,
+                         predictions: np.ndarray,
+                         settings: SegmentSettings) -> SegmentVerdict | None:
+    """Where the labelled window's residuals moved (None: off, or no segment reference).
+    Callers ask only once concept drift is detected: naming segments of a quiet window
+    would only add noise to a report that says all is well."""
+    if profile.segments is None or not settings.enabled:
+        return None
+    window = segment_sums(profile.segments.layout, X, residuals, predictions)
+    return evaluate_segments(profile.segments, window, settings)
+
+
+def locate_in_sums(profile: ReferenceProfile, window: SegmentSums | None,
+                   settings: SegmentSettings) -> SegmentVerdict | None:
+    """The same from summed segment counters (the operator's fleet window)."""
+    if profile.segments is None or window is None or not settings.enabled:
+        return None
+    return evaluate_segments(profile.segments, window, settings)

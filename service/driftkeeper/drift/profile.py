@@ -19,6 +19,7 @@ from ..schema import FeatureSchema
 from . import calibration, stats
 from .calibration import NullTable
 from .performance import PerformanceProfile, build_performance_profile
+from .segments import SegmentProfile, build_segment_profile
 
 PROFILE_FORMAT = 3
 """Bumped whenever the stored profile changes shape; older profiles need a retrain."""
@@ -126,6 +127,8 @@ class ReferenceProfile:
     performance: PerformanceProfile | None = None  # None: no loss model, no estimates
     # Held-out encoded rows the impact of a feature's drift is measured on (drift/impact.py).
     sample: np.ndarray | None = None
+    # Held-out residuals per segment (drift/segments.py): where concept drift lives.
+    segments: SegmentProfile | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": PROFILE_FORMAT, "schema": self.schema.to_dict(),
@@ -135,6 +138,7 @@ class ReferenceProfile:
                 "predictions": self.predictions.to_dict() if self.predictions else None,
                 "performance": self.performance.to_dict() if self.performance else None,
                 "sample": None if self.sample is None else self.sample.tolist(),
+                "segments": self.segments.to_dict() if self.segments else None,
                 "meta": self.meta}
 
     @classmethod
@@ -153,8 +157,9 @@ class ReferenceProfile:
                        if d.get("performance") else None)
         sample = (np.asarray(d["sample"], dtype=np.float64).reshape(-1, len(features))
                   if d.get("sample") else None)
+        segments = SegmentProfile.from_dict(d["segments"]) if d.get("segments") else None
         return cls(FeatureSchema.from_dict(d["schema"]), features, int(d["n_reference"]),
-                   residuals, d.get("meta", {}), predictions, performance, sample)
+                   residuals, d.get("meta", {}), predictions, performance, sample, segments)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), separators=(",", ":")))
@@ -197,9 +202,11 @@ def build_profile(schema: FeatureSchema, reference: np.ndarray,
                   keep_values: bool = False,
                   predictions: np.ndarray | None = None,
                   estimates: np.ndarray | None = None,
-                  sample: np.ndarray | None = None) -> ReferenceProfile:
+                  sample: np.ndarray | None = None,
+                  heldout: np.ndarray | None = None) -> ReferenceProfile:
     """Profile an encoded reference matrix (rows x schema features), held-out residuals,
-    the model's held-out predictions and the loss model's estimates on the same rows.
+    the model's held-out predictions and the loss model's estimates on the same rows
+    (``heldout``: those rows, encoded, which give the residuals per segment).
 
     ``keep_values`` keeps the sorted raw numerics in memory for exact-mode statistics.
     """
@@ -225,10 +232,14 @@ def build_profile(schema: FeatureSchema, reference: np.ndarray,
     performance = None
     if estimates is not None and residuals is not None:
         performance = build_performance_profile(estimates, residuals, rng, trials)
+    segments = None
+    if heldout is not None and residuals is not None and predictions is not None:
+        segments = build_segment_profile(schema, heldout, residuals, predictions)
     return ReferenceProfile(schema, features, len(reference), residual_profile,
                             meta={"bins": n_bins, "calibration_trials": trials, "seed": seed},
                             predictions=prediction_profile, performance=performance,
-                            sample=None if sample is None else np.asarray(sample, np.float64))
+                            sample=None if sample is None else np.asarray(sample, np.float64),
+                            segments=segments)
 
 
 def numerical_profile(name: str, values: np.ndarray, rng: np.random.Generator, n_bins: int,

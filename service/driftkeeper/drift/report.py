@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .segment_verdict import SegmentVerdict
+
 
 @dataclass(frozen=True)
 class FeatureVerdict:
@@ -85,6 +87,8 @@ class ConceptVerdict:
     bias_test: ResidualTest
     reasons: list[str] = field(default_factory=list)  # which tests fired: rmse, residual_ks, bias
     threshold_source: str = "auto"
+    # Where the residuals moved, by segment (only when concept drift is detected).
+    segments: SegmentVerdict | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,8 @@ class DriftReport:
             c = dict(d["concept"])
             c["residual_ks"] = ResidualTest(**c["residual_ks"])
             c["bias_test"] = ResidualTest(**c["bias_test"])
+            if c.get("segments"):
+                c["segments"] = SegmentVerdict.from_dict(c["segments"])
             concept = ConceptVerdict(**c)
         prediction = FeatureVerdict(**d["prediction"]) if d.get("prediction") else None
         performance = (PerformanceVerdict(**d["performance"]) if d.get("performance")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..schema import FeatureSchema
+from .segments import SegmentSettings
 from .stats import DEFAULT_METHOD, method_for
 
 Threshold = float | Literal["auto"]
@@ -96,6 +97,8 @@ class ConceptSettings:
     # price step more often than they rise above it).
     bias_min_score: float = 0.15
     false_alarm_rate: float = 0.01
+    # Where concept drift lives, once it is detected (drift/segments.py).
+    segments: SegmentSettings = field(default_factory=SegmentSettings)
 
 
 @dataclass(frozen=True)

@@ -142,6 +142,8 @@ class DemoView:
                               str(c["samples"]), _verdict(c["drift"]))
                 table.add_row("  RMSE now / reference", f"{_fmt(c['rmse'], 0)}",
                               f"{_fmt(c['rmse_reference'], 0)}", "", "")
+                for loc in (c.get("segments") or {}).get("locations", [])[:2]:
+                    table.add_row(f"  where: {loc['message']}", "", "", "", "")
         events = Table.grid(padding=(0, 1))
         for e in self.events[-8:]:
             style = "red" if e["type"] == "Warning" else "green"

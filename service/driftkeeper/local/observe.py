@@ -67,7 +67,9 @@ def parse_metrics(text: str) -> Observation | None:
         drifted_features=drifted, concept_tests=concept_tests,
         feature_checks=feature_checks, concept_checks=concept_checks,
         statistics={k: s.labels["statistic"] for k, s in judged.items()},
-        prediction_shifts=shifts)
+        prediction_shifts=shifts,
+        concept_locations=tuple(s.labels["message"] for s in
+                                samples.get("driftkeeper_concept_location", [])))
 
 
 def fetch_observation(url: str, session: requests.Session | None = None,

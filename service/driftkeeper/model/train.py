@@ -220,7 +220,8 @@ def train(model_dir: str | Path, config: TrainingConfig | None = None,
     profile = build_profile(schema, fitted.reference_X, residuals, n_bins=config.bins,
                             seed=config.seed, trials=config.calibration_trials,
                             predictions=predicted, estimates=estimates,
-                            sample=reference_sample(fitted.heldout_X, seed=config.seed))
+                            sample=reference_sample(fitted.heldout_X, seed=config.seed),
+                            heldout=fitted.heldout_X)
     metadata = {
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "parent": parent,

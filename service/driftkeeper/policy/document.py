@@ -13,6 +13,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from ..drift.segments import SegmentSettings
 from ..drift.settings import (
     ConceptSettings,
     DataSettings,
@@ -184,6 +185,12 @@ def _window(w: dict[str, Any], field: str) -> WindowSettings:
     return WindowSettings(w["size"], w["minSamples"], parse_duration(w["maxAge"]))
 
 
+def _segments(s: dict[str, Any]) -> SegmentSettings:
+    return SegmentSettings(enabled=s["enabled"],
+                           false_discovery_rate=float(s["falseDiscoveryRate"]),
+                           min_shift=float(s["minShift"]), min_rows=int(s["minRows"]))
+
+
 def _build(name: str, spec: dict[str, Any]) -> DriftPolicy:
     data, concept, prediction = spec["data"], spec["concept"], spec["prediction"]
     performance = spec["performance"]
@@ -207,7 +214,8 @@ def _build(name: str, spec: dict[str, Any]) -> DriftPolicy:
                                 residual_threshold=concept["residualThreshold"],
                                 bias_threshold=concept["biasThreshold"],
                                 bias_min_score=float(concept["biasMinScore"]),
-                                false_alarm_rate=float(concept["falseAlarmRate"])),
+                                false_alarm_rate=float(concept["falseAlarmRate"]),
+                                segments=_segments(concept["segments"])),
         prediction=PredictionSettings(enabled=prediction["enabled"],
                                       method=prediction["method"],
                                       threshold=prediction["threshold"],

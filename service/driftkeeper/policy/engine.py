@@ -60,6 +60,8 @@ class Observation:
     statistics: dict[str, str] = field(default_factory=dict)
     # Drifted features' signed effect on the mean prediction (where it was measured).
     prediction_shifts: dict[str, float] = field(default_factory=dict)
+    # Where concept drift lives, as sentences ("color D, E, F: prices 24 % above the model").
+    concept_locations: tuple[str, ...] = ()
 
     @classmethod
     def from_report(cls, report: DriftReport) -> Observation:
@@ -91,6 +93,8 @@ class Observation:
             concept_checks=_concept_checks(concept) if concept else {},
             prediction_shifts={name: f.impact_shift for name, f in data.features.items()
                                if f.drift and f.impact_shift is not None},
+            concept_locations=tuple(loc.message for loc in concept.segments.locations)
+            if concept and concept.segments else (),
             statistics={"data": data.statistic_name, "concept": "rmse_increase",
                         **({"prediction": prediction.method} if prediction else {}),
                         **({"performance": "estimated_rmse_increase"} if performance
@@ -227,6 +231,8 @@ def _drift_condition(kind: str, verdict: bool | None, obs: Observation | None) -
         detail += f"; drifted: {', '.join(obs.drifted_features)}"
     if kind == "concept" and obs.concept_tests and not judged:
         detail += f"; tests fired: {', '.join(obs.concept_tests)}"
+    if kind == "concept" and verdict and obs.concept_locations:
+        detail += f"; where: {'; '.join(obs.concept_locations)}"
     if verdict:
         return Condition(ctype, "True", "DriftDetected", detail)
     return Condition(ctype, "False", "WithinThreshold", detail)

@@ -7,6 +7,7 @@ Both paths end in the same three dicts (report, histograms, model) and the same
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -21,10 +22,13 @@ from ..drift.evaluate import (
     evaluate_data,
     evaluate_performance,
     evaluate_prediction,
+    locate_concept_drift,
 )
 from ..drift.histograms import histograms
 from ..drift.performance import estimate_window
 from ..drift.report import DriftReport
+from ..drift.segment_verdict import SegmentVerdict
+from ..drift.segments import SegmentSettings
 from ..drift.windows import ResidualWindow, data_window, prediction_window, residual_window
 from ..errors import DriftkeeperError, ModelStoreError
 from ..model.store import ModelBundle, ModelStore
@@ -68,6 +72,16 @@ def _residuals(bundle: ModelBundle, X: np.ndarray, price: pd.Series) -> np.ndarr
     return actual[rows] - predicted
 
 
+def _locate(bundle: ModelBundle, X: np.ndarray, actual: pd.Series,
+            settings: SegmentSettings) -> SegmentVerdict | None:
+    """Where concept drift lives, from the rows that have a price and can be scored."""
+    y = pd.to_numeric(actual, errors="coerce").to_numpy(np.float64)
+    rows = bundle.schema.complete_rows(X) & np.isfinite(y)
+    predicted = np.asarray(bundle.model.predict(X[rows]), dtype=np.float64)
+    return locate_concept_drift(bundle.profile, X[rows], y[rows] - predicted, predicted,
+                                settings)
+
+
 def _policy(policy_path: str | Path | None, schema: FeatureSchema) -> DriftPolicy:
     """The DriftPolicy file's settings (checked against the model's schema), else defaults."""
     return default_policy() if policy_path is None else load_policy(policy_path, schema)
@@ -88,10 +102,14 @@ def report_from_csv(model_dir: str | Path, current_csv: str | Path, output: str 
     profile = bundle.profile
     window = data_window(profile, X)
     residuals: ResidualWindow | None = None
+    concept = None
     if schema.target.name in frame.columns and profile.residuals is not None:
-        residuals = residual_window(profile, _residuals(bundle, X, frame[schema.target.name]))
-    concept = (None if residuals is None
-               else evaluate_concept(profile, residuals, settings.concept))
+        labelled = _residuals(bundle, X, frame[schema.target.name])
+        residuals = residual_window(profile, labelled)
+        concept = evaluate_concept(profile, residuals, settings.concept)
+        if concept.drift:
+            concept = replace(concept, segments=_locate(bundle, X, frame[schema.target.name],
+                                                        settings.concept.segments))
     complete = schema.complete_rows(X)  # rows the model can score
     scored = np.asarray(bundle.model.predict(X[complete]) if complete.any() else np.empty(0),
                         dtype=np.float64)

@@ -335,6 +335,36 @@ HOW_TO_READ = (
 )
 
 
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:+.0f} %"
+
+
+def _where_section(concept: Doc | None) -> str:
+    """Where concept drift lives: the named locations, then every segment that moved."""
+    located = (concept or {}).get("segments")
+    if not located:
+        return ""
+    names = "".join(f"<li>{esc(loc['message'])}</li>" for loc in located.get("locations", []))
+    lead = (f"<ul>{names}</ul>" if names else "<p>No segment stands out: the residuals "
+            "moved alike everywhere, or too little to name.</p>")
+    flagged = [r for r in located.get("segments", []) if r.get("flagged")]
+    head = "".join(f"<th>{h}</th>" for h in ("feature", "segment", "rows", "prices vs model",
+                                             "bias", "RMSE change", "adjusted p"))
+    rows = "".join(
+        f"<tr><td>{esc(r['feature'])}</td><td>{esc(r['segment'])}</td>"
+        f"<td>{number(r['rows'])}</td><td>{100 * r['shift']:+.1f} %</td>"
+        f"<td>{number(r['bias'])}</td><td>{_percent(r.get('rmse_ratio'))}</td>"
+        f"<td>{r['adjusted']:.2g}</td></tr>" for r in flagged)
+    table = (f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+             if flagged else "")
+    tested = located.get("tested", 0)
+    return (f'<section id="where"><h2>Where concept drift lives</h2>{lead}'
+            f'<p class="note">{tested} segments tested (category levels, quartile bands of '
+            "numerical features) against the held-out residuals; segments whose shift is "
+            "significant after a Benjamini-Hochberg correction are listed.</p>"
+            f"{table}</section>")
+
+
 def _page(report: Doc, model: Doc, features: list[tuple[str, Path]],
           concept: list[tuple[str, Path]]) -> str:
     version = report.get("model_version") or model.get("version") or "unknown"
@@ -345,6 +375,7 @@ def _page(report: Doc, model: Doc, features: list[tuple[str, Path]],
         _summary(report),
         _figures("features", "Features: reference vs current", features),
         _concept_section(report, concept),
+        _where_section(report.get("concept")),
         _model_section(model),
         f'<section id="how-to-read"><h2>How to read this</h2><p>{esc(HOW_TO_READ)}</p>'
         "</section></body></html>\n",

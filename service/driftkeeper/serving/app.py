@@ -272,8 +272,9 @@ def create_app(config: ServiceConfig, start_background: bool = True) -> Flask:
         predictions = model.predict(X)
         residuals = y - predictions
         now = time.time()
-        state.ring(monitor.FEEDBACK, 3).append(np.column_stack([
-            _timestamps(now, len(X)), np.full(len(X), model.number), residuals]))
+        state.ring(monitor.FEEDBACK, monitor.feedback_columns(X.shape[1])).append(
+            np.column_stack([_timestamps(now, len(X)), np.full(len(X), model.number),
+                             residuals, predictions, X]))
         state.feedback_store(model).append(rows, model.version, predictions)
         metrics.FEEDBACK.inc(len(X))
         return _json({"accepted": len(X), "model_version": model.version,

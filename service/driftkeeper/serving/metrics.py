@@ -176,6 +176,17 @@ def report_metrics(report: dict[str, Any]) -> Iterator[GaugeMetricFamily]:
                 scores.add_metric([test], block["score"])
             limits.add_metric([test], block["threshold"])
         yield from (scores, limits)
+        located = (concept.get("segments") or {}).get("locations") or []
+        if located:
+            where = GaugeMetricFamily("driftkeeper_concept_location", "Where concept drift "
+                                      "lives: the residual shift relative to the predictions "
+                                      "(0.24 = prices 24 % above the model) of the segments "
+                                      "named, by feature (only while concept drift is "
+                                      "detected).", labels=["feature", "segments", "message"])
+            for loc in located:
+                where.add_metric([loc["feature"], ", ".join(loc["segments"]), loc["message"]],
+                                 loc["shift"])
+            yield where
 
     score = GaugeMetricFamily("driftkeeper_feature_drift", "Drift score per feature.",
                               labels=["feature", "method"])

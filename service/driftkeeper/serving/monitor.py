@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from ..drift.evaluate import (
     evaluate_data,
     evaluate_performance,
     evaluate_prediction,
+    locate_concept_drift,
 )
 from ..drift.performance import estimate_window
 from ..drift.report import DriftReport
@@ -37,13 +39,13 @@ from ..drift.windows import (
 )
 from ..files import write_atomic
 from ..policy import DriftPolicy, WindowSettings
-from .rings import input_columns, read_ring, read_rings
+from .rings import feedback_columns, input_columns, read_ring, read_rings
 from .runtime import ServingModel
 
 log = logging.getLogger("driftkeeper.monitor")
 
 INPUTS = "inputs"  # ring columns: ts, encoded features..., model version number, prediction
-FEEDBACK = "feedback"  # ring columns: ts, model version number, residual
+FEEDBACK = "feedback"  # ring columns: ts, model version number, residual, prediction, features
 
 
 def _select(rings: list[np.ndarray], window: WindowSettings, now: float,
@@ -104,7 +106,8 @@ def evaluate_windows(model: ServingModel, policy: DriftPolicy, windows_dir: Path
         profile, None if estimates is None else estimate_window(estimates),
         policy.monitor.performance)
 
-    feedback = read_rings(windows_dir, FEEDBACK)
+    feedback = [r for r in read_rings(windows_dir, FEEDBACK)
+                if r.shape[1] == feedback_columns(n_features)]
     current = [r[:, 1] == model.number for r in feedback]
     labelled = _select(feedback, policy.concept_window, now, keep=current)
     residuals = residual_window(profile, np.empty(0))
@@ -112,6 +115,12 @@ def evaluate_windows(model: ServingModel, policy: DriftPolicy, windows_dir: Path
         if len(r):
             residuals = residuals + residual_window(profile, r[:, 2])
     concept_verdict = evaluate_concept(profile, residuals, policy.monitor.concept)
+    if concept_verdict.drift and profile.segments is not None:
+        rows = (np.concatenate(labelled) if labelled
+                else np.empty((0, feedback_columns(n_features))))
+        located = locate_concept_drift(profile, rows[:, 4:], rows[:, 2], rows[:, 3],
+                                       policy.monitor.concept.segments)
+        concept_verdict = replace(concept_verdict, segments=located)
     report = DriftReport(data_verdict, concept_verdict, model.version, now,
                          prediction=prediction_verdict, performance=performance_verdict)
     return report, data, residuals

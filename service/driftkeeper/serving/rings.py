@@ -28,6 +28,12 @@ def input_columns(n_features: int) -> int:
     return n_features + 3
 
 
+def feedback_columns(n_features: int) -> int:
+    """Width of a feedback ring row: the stamp, the model version number, the residual, the
+    prediction and the features (where concept drift lives needs the segment of each)."""
+    return n_features + 4
+
+
 class RingWriter:
     """Append-only ring owned by this process (thread-safe within it)."""
 

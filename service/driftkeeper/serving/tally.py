@@ -24,11 +24,12 @@ import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ..drift.profile import NumericalProfile, ReferenceProfile
+from ..drift.segments import SegmentSums, segment_sums
 from ..drift.stats import NumericBins
 from ..files import write_atomic
-from .rings import input_columns, read_ring_tail
+from .rings import feedback_columns, input_columns, read_ring_tail
 
-FORMAT = 3  # 2: prediction counts; 3: estimated squared errors
+FORMAT = 4  # 2: prediction counts; 3: estimated squared errors; 4: segment sums
 
 Estimator = Callable[[np.ndarray, np.ndarray], "np.ndarray | None"]
 
@@ -67,6 +68,8 @@ class Tally:
     # The loss model's estimated squared errors of this version's rows (performance).
     estimate_sum: float = 0.0
     estimate_rows: int = 0
+    # Labelled rows' residual sums per segment (None: the version has no segment reference).
+    segments: SegmentSums | None = None
 
     @classmethod
     def empty(cls, profile: ReferenceProfile, version: str, started: float) -> Tally:
@@ -80,7 +83,9 @@ class Tally:
         prediction_bins = (0 if profile.predictions is None
                            else len(profile.predictions.bins.edges) + 1)
         return cls(version, started, features, np.zeros(residual_bins),
-                   prediction_counts=np.zeros(prediction_bins))
+                   prediction_counts=np.zeros(prediction_bins),
+                   segments=(None if profile.segments is None
+                             else SegmentSums.empty(profile.segments.layout)))
 
     def add_inputs(self, profile: ReferenceProfile, encoded: np.ndarray) -> None:
         """Count encoded input rows (rows x schema features)."""
@@ -116,6 +121,14 @@ class Tally:
         self.estimate_sum += float(np.maximum(e, 0.0).sum())
         self.estimate_rows += len(e)
 
+    def add_segments(self, profile: ReferenceProfile, X: np.ndarray, residuals: np.ndarray,
+                     predictions: np.ndarray) -> None:
+        """Add labelled rows to their segments' residual sums."""
+        if self.segments is None or profile.segments is None or not len(X):
+            return
+        self.segments = self.segments + segment_sums(profile.segments.layout, X, residuals,
+                                                     predictions)
+
     def add_residuals(self, profile: ReferenceProfile, residuals: np.ndarray) -> None:
         r = residuals[np.isfinite(residuals)]
         if profile.residuals is None or not len(r):
@@ -145,6 +158,7 @@ class Tally:
             "positions": self.positions,
             "predictions": self.prediction_counts.astype(int).tolist(),
             "estimates": {"sum": self.estimate_sum, "rows": self.estimate_rows},
+            "segments": None if self.segments is None else self.segments.to_dict(),
         }
 
     @classmethod
@@ -160,7 +174,8 @@ class Tally:
                    r["squares"], d["rows"]["data"], d["rows"]["concept"],
                    d["rows"]["dropped"], {k: list(v) for k, v in d["positions"].items()},
                    np.asarray(d["predictions"], dtype=np.float64), d["rows"]["prediction"],
-                   float(d["estimates"]["sum"]), int(d["estimates"]["rows"]))
+                   float(d["estimates"]["sum"]), int(d["estimates"]["rows"]),
+                   SegmentSums.from_dict(d["segments"]) if d.get("segments") else None)
 
     def save(self, path: Path) -> None:
         """Atomically: counts and ring positions always change together (not fsynced: the
@@ -230,7 +245,11 @@ def update_tally(tally: Tally | None, profile: ReferenceProfile, version: str,
             if estimates is not None:
                 tally.add_estimates(estimates)
         else:
-            tally.add_residuals(profile, rows[rows[:, 1] == version_number, 2])
+            if rows.shape[1] != feedback_columns(len(profile.schema.features)):
+                continue  # a ring of another schema
+            served = rows[rows[:, 1] == version_number]
+            tally.add_residuals(profile, served[:, 2])
+            tally.add_segments(profile, served[:, 4:], served[:, 2], served[:, 3])
     for gone in set(tally.positions) - seen:  # pruned rings of dead workers
         del tally.positions[gone]
         changed = True
@@ -300,6 +319,8 @@ def tally_metrics(tally: Tally) -> Iterator[CounterMetricFamily | GaugeMetricFam
             predictions.add_metric([str(b), v], c)
         yield predictions
     yield rows
+    if tally.segments is not None:
+        yield from _segment_metrics(tally.segments, v)
     dropped = CounterMetricFamily("driftkeeper_window_dropped_rows", "Rows overwritten in a "
                                   "worker's ring before they were counted (raise the ring "
                                   "capacity if this grows).", labels=["model_version"])
@@ -310,3 +331,33 @@ def tally_metrics(tally: Tally) -> Iterator[CounterMetricFamily | GaugeMetricFam
                                 "means a reset).", labels=["model_version"])
     started.add_metric([v], tally.started)
     yield started
+
+
+def _segment_metrics(sums: SegmentSums, version: str) -> Iterator[CounterMetricFamily]:
+    """Labelled rows' residual sums per segment (segment: its number in the version's
+    layout, as GET /reference lists it): what the operator locates concept drift with."""
+    families = {
+        "n": CounterMetricFamily("driftkeeper_segment_rows", "Labelled rows scored by this "
+                                 "version, per feature segment (category level, or quantile "
+                                 "band of a numerical feature).",
+                                 labels=["feature", "segment", "model_version"]),
+        "squares": CounterMetricFamily("driftkeeper_segment_residual_squares", "Summed "
+                                       "squared residuals per feature segment.",
+                                       labels=["feature", "segment", "model_version"]),
+        "predictions": CounterMetricFamily("driftkeeper_segment_predictions", "Summed "
+                                           "|prediction| per feature segment (what a "
+                                           "segment's shift is relative to).",
+                                           labels=["feature", "segment", "model_version"]),
+    }
+    residuals = CounterMetricFamily("driftkeeper_segment_residual_sum", "Summed residuals "
+                                    "per feature segment, by sign (negative: absolute).",
+                                    labels=["feature", "segment", "sign", "model_version"])
+    for name, f in sums.features.items():
+        for i in range(len(f.n)):
+            segment = str(i)
+            for key, family in families.items():
+                family.add_metric([name, segment, version], float(getattr(f, key)[i]))
+            residuals.add_metric([name, segment, "positive", version], float(f.positive[i]))
+            residuals.add_metric([name, segment, "negative", version], float(f.negative[i]))
+    yield from families.values()
+    yield residuals
