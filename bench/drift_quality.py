@@ -37,6 +37,7 @@ from driftkeeper.drift.evaluate import (
     evaluate_data,
     evaluate_performance,
     evaluate_prediction,
+    locate_concept_drift,
 )
 from driftkeeper.drift.performance import estimate_window
 from driftkeeper.drift.windows import data_window, prediction_window, residual_window
@@ -44,7 +45,7 @@ from driftkeeper.model.store import ModelStore
 from driftkeeper.model.train import TrainingConfig, train
 from driftkeeper.policy import default_policy
 from driftkeeper.serving.runtime import ServingModel
-from driftkeeper.simulate.scenarios import SCENARIOS
+from driftkeeper.simulate.scenarios import CONCEPT_COLORS, SCENARIOS
 
 BENCH = Path(__file__).resolve().parent
 KINDS = ("data", "prediction", "performance", "concept")
@@ -95,8 +96,13 @@ def judge(model: ServingModel, rows: pd.DataFrame, prices: np.ndarray) -> dict[s
     }
     assert profile.residuals is not None
     rmse = float(np.sqrt(np.mean(residuals ** 2)))
+    where = None
+    if verdicts["concept"]:
+        located = locate_concept_drift(profile, X, residuals, predictions,
+                                       policy.monitor.concept.segments)
+        where = [(loc.feature, loc.segments) for loc in located.locations] if located else []
     return {**verdicts, "rmse_change": rmse / profile.residuals.rmse - 1.0,
-            "estimated_change": performance.score}
+            "estimated_change": performance.score, "where": where}
 
 
 PER_REQUEST = {"lab"}
@@ -127,6 +133,11 @@ def run_case(model: ServingModel, table: pd.DataFrame, case: Case, repeats: int,
     hurt = changes >= 0.10
     caught = [r["prediction"] is True or r["performance"] is True
               for r, h in zip(results, hurt, strict=True) if h]
+    # Where concept drift lives, in windows that found it: the first location named.
+    located = [r["where"] for r in results if r["where"] is not None]
+    colors = [bool(w) and w[0] == ("color", list(CONCEPT_COLORS)) for w in located]
+    within = [bool(w) and w[0][0] == "color" and set(CONCEPT_COLORS) <= set(w[0][1])
+              for w in located]
     # How far the estimated RMSE is from the measured one, relative to the measured one.
     error = np.abs((1.0 + estimated) / (1.0 + changes) - 1.0)
     return {"case": case.label, "rates": rates, "label_free_any": label_free,
@@ -135,8 +146,26 @@ def run_case(model: ServingModel, table: pd.DataFrame, case: Case, repeats: int,
             "estimate_error_median": float(np.median(error)),
             "estimate_error_p90": float(np.quantile(error, 0.9)),
             "windows_rmse_up_10pct": int(hurt.sum()),
+            "concept_windows_located": len(located),
+            "first_location_is_colors_def": float(np.mean(colors)) if colors else None,
+            "first_location_holds_colors_def": float(np.mean(within)) if within else None,
             "label_free_flags_when_rmse_up_10pct": (float(np.mean(caught)) if caught
                                                      else None)}
+
+
+def where_markdown(rows: list[dict[str, Any]]) -> str:
+    """Where concept drift lives, for the scenarios that reprice colours D, E, F."""
+    lines = ["| scenario | windows with concept drift | first location named is exactly "
+             "color D, E, F | first location is colour and holds D, E, F |",
+             "|---|---:|---:|---:|"]
+    for r in rows:
+        if r["case"] in ("concept", "mixed"):
+            exact, holds = (r["first_location_is_colors_def"],
+                            r["first_location_holds_colors_def"])
+            lines.append(f"| {r['case']} | {r['concept_windows_located']} | "
+                         f"{'-' if exact is None else f'{exact:.1%}'} | "
+                         f"{'-' if holds is None else f'{holds:.1%}'} |")
+    return "\n".join(lines)
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
@@ -185,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         "model": bundle.version, "elapsed_seconds": round(time.time() - started, 1),
         "results": rows}, indent=2) + "\n")
     print(markdown(rows))
+    print()
+    print(where_markdown(rows))
     return 0
 
 

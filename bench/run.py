@@ -251,28 +251,32 @@ def fill_rings(directory: Path, X: np.ndarray, residuals: np.ndarray, model_numb
     ``filler``, each ring first takes ``capacity`` older rows (a full ring, as after an hour
     of busy traffic), so the evaluator has to read and select from 2 x 50,000 rows."""
     from driftkeeper.serving.monitor import FEEDBACK, INPUTS, input_columns
-    from driftkeeper.serving.rings import RingWriter
+    from driftkeeper.serving.rings import RingWriter, feedback_columns
 
     def rows_of(stamps: np.ndarray, inputs: np.ndarray) -> np.ndarray:
         """As /predict writes them: stamp, features, model version number, prediction."""
         return np.column_stack([stamps, inputs, np.full(len(inputs), model_number),
                                 predict(inputs)])
 
+    def labelled(stamps: np.ndarray, inputs: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """As /feedback writes them: stamp, version number, residual, prediction, features."""
+        return np.column_stack([stamps, np.full(len(inputs), model_number), r,
+                                predict(inputs), inputs])
+
     directory.mkdir(parents=True)
     halves = np.array_split(np.arange(len(X)), 2)
     for worker, rows in enumerate(halves, start=1):
         inputs = RingWriter(directory / f"{INPUTS}-{worker}.ring", input_columns(X.shape[1]),
                             capacity)
-        feedback = RingWriter(directory / f"{FEEDBACK}-{worker}.ring", 3, capacity)
+        feedback = RingWriter(directory / f"{FEEDBACK}-{worker}.ring",
+                              feedback_columns(X.shape[1]), capacity)
         if filler is not None:
             old = now - 1800 + np.arange(capacity) * 1e-3
             inputs.append(rows_of(old, filler[:capacity]))
-            feedback.append(np.column_stack([old, np.full(capacity, model_number),
-                                             np.zeros(capacity)]))
+            feedback.append(labelled(old, filler[:capacity], np.zeros(capacity)))
         stamps = now - 1 + rows * 1e-4
         inputs.append(rows_of(stamps, X[rows]))
-        feedback.append(np.column_stack([stamps, np.full(len(rows), model_number),
-                                         residuals[rows]]))
+        feedback.append(labelled(stamps, X[rows], residuals[rows]))
 
 
 def bench_service_evaluation(bundle: Any, X: np.ndarray, residuals: np.ndarray,
@@ -290,15 +294,32 @@ def bench_service_evaluation(bundle: Any, X: np.ndarray, residuals: np.ndarray,
     filler = reference[rng.integers(0, len(reference), 50_000)]
     out: dict[str, Any] = {"data_window_size": policy.data_window.size,
                            "concept_window_size": policy.concept_window.size}
-    for name, fill in (("rings_holding_window", None), ("full_rings_2x50000", filler)):
+    # Drifted on every front, so that every part of an evaluation runs: carat x1.3 (each
+    # drifted feature's impact on the predictions is measured) and colours D, E, F 25 %
+    # dearer (concept drift, then where it lives, segment by segment).
+    drifted = X.copy()
+    drifted[:, 0] *= 1.3
+    dearer = np.isin(drifted[:, 2], [0, 1, 2])  # colour codes of D, E, F
+    moved = residuals + np.where(dearer, 0.25 * model.predict(drifted), 0.0)
+    cases = (("rings_holding_window", X, residuals, None),
+             ("full_rings_2x50000", X, residuals, filler),
+             ("drifted_window_all_parts", drifted, moved, None))
+    for name, rows, labels, fill in cases:
         directory = work / f"windows-{name}"
-        fill_rings(directory, X, residuals, model.number, now, fill, model.predict)
+        fill_rings(directory, rows, labels, model.number, now, fill, model.predict)
         report = monitor.evaluate(model, policy, directory, now)
         out[name] = {"ms": summary(time_calls(
             lambda d=directory: monitor.evaluate(model, policy, d, now), runs)),
             "data_samples": report.data.samples, "data_score": report.data.score,
             "concept_samples": report.concept.samples, "concept_score": report.concept.score,
-            "prediction_samples": report.prediction.samples if report.prediction else 0}
+            "prediction_samples": report.prediction.samples if report.prediction else 0,
+            "performance_samples": report.performance.samples if report.performance else 0,
+            "drifted_features": report.data.drifted_features,
+            "impacts": {n: f.impact_shift for n, f in report.data.features.items()
+                        if f.impact_shift is not None},
+            "concept_drift": report.concept.drift,
+            "where": ([loc.message for loc in report.concept.segments.locations]
+                      if report.concept.segments else None)}
     return out
 
 
@@ -404,7 +425,8 @@ def bench_bookkeeping(model_dir: Path, work: Path, settings: Settings) -> dict[s
         for ring in rings:
             ring.append(batch)
         state["tally"], _ = update_tally(state["tally"], model.bundle.profile, model.version,
-                                         model.number, tally_dir, time.time())
+                                         model.number, tally_dir, time.time(),
+                                         estimate=model.estimate_squared_errors)
 
     settle("bookkeeping")
     with threadpool_limits(1), procs.OtherLoad() as other:

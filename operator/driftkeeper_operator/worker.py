@@ -10,6 +10,7 @@ Job that is still running instead of starting a second one.
 from __future__ import annotations
 
 import copy
+import io
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -30,6 +31,7 @@ from driftkeeper.drift.evaluate import (
 from driftkeeper.drift.profile import ReferenceProfile
 from driftkeeper.drift.report import DriftReport
 from driftkeeper.errors import PolicyError
+from driftkeeper.model.predictor import TreePredictor
 from driftkeeper.model.retrain import FAILED, RetrainOutcome
 from driftkeeper.policy import API_VERSION, KIND, DriftPolicy, parse_policy
 from driftkeeper.policy.engine import (
@@ -124,6 +126,7 @@ class PolicyWorker:
         self.clock = clock
         self.memory: Memory | None = None
         self.profiles: dict[str, ReferenceProfile] = {}
+        self.predictors: dict[str, TreePredictor | None] = {}  # by version, for impacts
         self._scrape = ScrapeSource(self.session, config.scrape_timeout, horizon=3600.0)
         self._events: list[Event] = []
 
@@ -202,8 +205,10 @@ class PolicyWorker:
             concept = replace(concept, segments=locate_in_sums(
                 profile, segment_window_of(profile, view.concept),
                 policy.monitor.concept.segments))
+        predictor = self.predictors.get(view.version)
         report = DriftReport(
-            evaluate_data(profile, data_window_of(profile, view.data), policy.monitor.data),
+            evaluate_data(profile, data_window_of(profile, view.data), policy.monitor.data,
+                          predict=predictor.predict if predictor else None),
             concept,
             view.version, now,
             prediction=evaluate_prediction(profile, prediction_window_of(profile, view.data),
@@ -239,10 +244,26 @@ class PolicyWorker:
                 log.warning("reference of %s from %s: %s", version, endpoint.name, exc)
                 continue
             self.profiles[version] = profile
+            self.predictors[version] = self._predictor(version, endpoint)
             while len(self.profiles) > PROFILE_CACHE:
-                self.profiles.pop(next(iter(self.profiles)))
+                oldest = next(iter(self.profiles))
+                self.profiles.pop(oldest)
+                self.predictors.pop(oldest, None)
             return profile
         return None
+
+    def _predictor(self, version: str, endpoint: Endpoint) -> TreePredictor | None:
+        """The version's exported arrays, to measure each drifted feature's impact (None:
+        served from a pickle, which the operator never loads, or unreadable)."""
+        try:
+            resp = self.session.get(endpoint.url + "/reference/predictor",
+                                    timeout=self.config.scrape_timeout)
+            if resp.status_code != 200 or resp.headers.get("X-Model-Version") != version:
+                return None
+            return TreePredictor.load(io.BytesIO(resp.content))
+        except (requests.RequestException, ValueError, KeyError, OSError) as exc:
+            log.warning("predictor of %s from %s: %s", version, endpoint.name, exc)
+            return None
 
     # -- retraining Jobs ---------------------------------------------------------------
 

@@ -22,6 +22,8 @@ import sys
 import uuid
 from typing import Any
 
+import aiohttp.web
+import jsonpatch
 import kmock
 import yaml
 from kmock._internal import dicts, enums
@@ -96,7 +98,17 @@ class ApiServer(kmock.KubernetesEmulator):
                 patched = dicts.merge_patch_dict(current.get("spec") or {}, data["spec"])
                 if dict(patched) != (current.get("spec") or {}):
                     meta["generation"] = current["metadata"].get("generation", 1) + 1
-        return await super()._handle(request)
+        try:
+            return await super()._handle(request)
+        except jsonpatch.JsonPatchTestFailed as exc:
+            # A JSON patch whose `test` op fails (kopf tests the resourceVersion before it
+            # removes its finalizer) is a 422 on a real API server, which kopf retries
+            # quietly; KMock 0.8 answers 500 with a traceback.
+            return aiohttp.web.json_response(
+                {"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure",
+                 "reason": "Invalid", "code": 422,
+                 "message": f"the server rejected our request due to an error in our "
+                            f"request: {exc}"}, status=422)
 
     async def _serve_list(self, request: Any) -> Any:
         result = await super()._serve_list(request)

@@ -99,6 +99,10 @@ def test_policy_lifecycle(cluster, model_dir, tmp_path, diamonds) -> None:
         wait_until(lambda: _status(rig, "data", "drift") is True, 60, "the fleet's verdict")
         assert _status(rig, "data", "samples") >= 400
         assert _status(rig, "data", "driftedFeatures") == ["carat"]
+        # With the version's exported arrays, the fleet's verdict says how far prices move.
+        assert _status(rig, "data", "predictionShifts", "carat") > 0.2
+        assert "moved predictions +" in _condition(rig, "DataDrift")["message"]
+        assert _status(rig, "performance", "samples") >= 400  # estimated before labels
         assert _status(rig, "endpoints") == 2
         for svc in rig.replicas:  # each alone: below minSamples, no verdict
             own = wait_until(lambda url=svc.url: (d := requests.get(url + "/drift", timeout=5)

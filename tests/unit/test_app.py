@@ -5,6 +5,7 @@ The same behaviour is checked again over real HTTP under gunicorn in tests/integ
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -21,6 +22,7 @@ from bad_inputs import (
     too_many_rows,
 )
 from driftkeeper.drift.profile import ReferenceProfile
+from driftkeeper.model.predictor import TreePredictor
 from driftkeeper.model.train import TrainingConfig, train
 from driftkeeper.schema import DIAMONDS_SCHEMA
 from driftkeeper.serving.app import create_app, state_of
@@ -148,6 +150,29 @@ def test_reference_serves_the_versions_profile(served, model_dir: Path) -> None:
     stored = json.loads((model_dir / "versions" / "v1" / "profile.json").read_text())
     assert doc["profile"] == stored
     assert ReferenceProfile.from_dict(doc["profile"]).schema.names == DIAMONDS_SCHEMA.names
+
+
+def test_reference_predictor_serves_the_exported_arrays(served, model_dir: Path,
+                                                        encoded) -> None:
+    _, client = served
+    resp = client.get("/reference/predictor")
+    assert resp.status_code == 200 and resp.headers["X-Model-Version"] == "v1"
+    assert resp.mimetype == "application/octet-stream"
+    fetched = TreePredictor.load(io.BytesIO(resp.data))
+    local = TreePredictor.load(model_dir / "versions" / "v1" / "predictor.npz")
+    np.testing.assert_array_equal(fetched.predict(encoded[:300]), local.predict(encoded[:300]))
+    # A version served from its pickle has no arrays to give: a JSON 404 saying so.
+    version = model_dir / "versions" / "v1"
+    (version / "predictor.npz").unlink()
+    meta = json.loads((version / "metadata.json").read_text())
+    del meta["files"]["predictor.npz"]  # as a version that was never exported records it
+    (version / "metadata.json").write_text(json.dumps(meta))
+    other, other_client = _app(model_dir, model_dir.parent / "other")
+    try:
+        missing = other_client.get("/reference/predictor")
+        assert missing.status_code == 404 and "pickle" in missing.get_json()["error"]
+    finally:
+        state_of(other).stop()
 
 
 def test_readyz_waits_for_a_model_and_hot_reloads(tmp_path: Path) -> None:

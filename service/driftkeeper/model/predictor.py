@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -91,8 +92,9 @@ class TreePredictor:
         return cls(stages, float(arrays["floor"][0]))
 
     @classmethod
-    def load(cls, path: str | Path) -> TreePredictor:
-        with np.load(path) as data:
+    def load(cls, path: str | Path | BinaryIO) -> TreePredictor:
+        """From an ``.npz`` file or stream (arrays only: pickles are refused)."""
+        with np.load(path, allow_pickle=False) as data:
             return cls.from_arrays({k: data[k] for k in data.files})
 
     def predict_row(self, row: list[float]) -> float:

@@ -307,6 +307,20 @@ def create_app(config: ServiceConfig, start_background: bool = True) -> Flask:
         resp.headers["ETag"] = f'"{model.version}"'
         return resp
 
+    @app.get("/reference/predictor")
+    def reference_predictor() -> Response:
+        """The serving version as exported arrays (``predictor.npz``, no pickle): lets the
+        operator measure each drifted feature's impact on the fleet's predictions."""
+        model = _model()
+        path = model.bundle.predictor_path
+        if path is None:
+            return _json({"error": f"model {model.version} is not exported to arrays "
+                                   "(it is served from its pickle)", "field": "model"}, 404)
+        resp = Response(path.read_bytes(), mimetype="application/octet-stream")
+        resp.headers["ETag"] = f'"{model.version}"'
+        resp.headers["X-Model-Version"] = model.version
+        return resp
+
     @app.get("/healthz")
     def healthz() -> Response:
         return _json({"status": "ok"})

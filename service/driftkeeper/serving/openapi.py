@@ -87,6 +87,13 @@ def openapi_document(schema: FeatureSchema | None, max_rows: int) -> dict[str, A
                     "properties": {"model_version": {"type": "string"},
                                    "profile": {"type": "object"}}}),
                     "503": _error("no model loaded yet")}}},
+            "/reference/predictor": {"get": {
+                "summary": "The serving version as exported arrays (numpy .npz, no pickle)",
+                "responses": {"200": {"description": "predictor.npz",
+                                      "content": {"application/octet-stream": {
+                                          "schema": {"type": "string", "format": "binary"}}}},
+                              "404": _error("the version is served from its pickle"),
+                              "503": _error("no model loaded yet")}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
                 "200": {"description": "text exposition format",
                         "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
