@@ -34,6 +34,18 @@ from driftkeeper.serving.metrics import report_metrics
 from driftkeeper.serving.runtime import ServingModel
 
 
+def _both_views(report: DriftReport) -> tuple[Observation | None, Observation]:
+    """What the local driver reads from /metrics, and what the operator builds."""
+
+    class Collector:
+        def collect(self):
+            return report_metrics(report.to_dict())
+
+    registry = CollectorRegistry()
+    registry.register(Collector())
+    return parse_metrics(generate_latest(registry).decode()), Observation.from_report(report)
+
+
 def test_metrics_and_report_give_the_same_observation(trained_model_dir: Path,
                                                       encoded) -> None:
     bundle = ModelStore(trained_model_dir).load()
@@ -52,14 +64,7 @@ def test_metrics_and_report_give_the_same_observation(trained_model_dir: Path,
                          performance=evaluate_performance(
                              profile, estimate_window(estimates), PerformanceSettings()))
 
-    class Collector:
-        def collect(self):
-            return report_metrics(report.to_dict())
-
-    registry = CollectorRegistry()
-    registry.register(Collector())
-    parsed = parse_metrics(generate_latest(registry).decode())
-    built = Observation.from_report(report)
+    parsed, built = _both_views(report)
     assert parsed.drift == built.drift == {"data": True, "concept": True, "prediction": True,
                                            "performance": True}
     assert parsed.drifted_features == built.drifted_features == ("carat",)  # only carat
@@ -101,14 +106,7 @@ def test_where_concept_drift_lives_reaches_both_drivers(trained_model_dir: Path,
     report = DriftReport(evaluate_data(profile, data_window(profile, X), DataSettings()),
                          replace(concept, segments=located), "v1", 50.0)
 
-    class Collector:
-        def collect(self):
-            return report_metrics(report.to_dict())
-
-    registry = CollectorRegistry()
-    registry.register(Collector())
-    parsed = parse_metrics(generate_latest(registry).decode())
-    built = Observation.from_report(report)
+    parsed, built = _both_views(report)
     assert parsed.concept_locations == built.concept_locations
     assert built.concept_locations[0].startswith("color D, E, F: prices")
     decision = step(parse_policy({}), EngineState(), built, 50.0, serving_version="v1")

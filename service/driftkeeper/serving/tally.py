@@ -31,7 +31,8 @@ from .rings import feedback_columns, input_columns, read_ring_tail
 
 FORMAT = 4  # 2: prediction counts; 3: estimated squared errors; 4: segment sums
 
-Estimator = Callable[[np.ndarray, np.ndarray], "np.ndarray | None"]
+Estimator = Callable[[np.ndarray, np.ndarray], np.ndarray | None]
+"""The loss model of the serving version: (features, predictions) -> estimated squared errors."""
 
 
 @dataclass
