@@ -13,6 +13,7 @@ import pytest
 
 from driftkeeper.policy import WindowSettings
 from driftkeeper.serving.monitor import Leadership, _select
+from driftkeeper.serving.rings import RingWriter, read_ring, read_rings
 
 
 def _ring(stamps: list[float], tag: float) -> np.ndarray:
@@ -61,6 +62,31 @@ def test_empty_rings_give_an_empty_window() -> None:
 
 
 # -- leader election -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("written", [7, 10, 23])  # before, at and past wrapping around
+def test_reading_the_newest_rows_of_a_ring(tmp_path: Path, written: int) -> None:
+    ring = RingWriter(tmp_path / "inputs-1.ring", 2, 10)
+    ring.append(np.column_stack([np.arange(written), np.arange(written) * 10.0]))
+    everything = read_ring(tmp_path / "inputs-1.ring")
+    assert everything[:, 0].tolist() == list(range(max(written - 10, 0), written))
+    for last in (0, 1, 4, 10, 50):
+        tail = read_ring(tmp_path / "inputs-1.ring", last)
+        np.testing.assert_array_equal(tail, everything[max(len(everything) - last, 0):])
+
+
+def test_the_window_of_the_newest_rows_equals_the_window_of_whole_rings(tmp_path: Path
+                                                                        ) -> None:
+    """Reading only each ring's newest `size` rows loses nothing the window would hold."""
+    rng = np.random.default_rng(3)
+    for worker in (1, 2, 3):
+        ring = RingWriter(tmp_path / f"inputs-{worker}.ring", 2, 500)
+        stamps = np.sort(rng.uniform(0, 100, 400))
+        ring.append(np.column_stack([stamps, np.full(400, worker)]))
+    window = WindowSettings(size=300, min_samples=10, max_age=1e9)
+    whole = np.concatenate(_select(read_rings(tmp_path, "inputs"), window, 100.0))
+    newest = np.concatenate(_select(read_rings(tmp_path, "inputs", 300), window, 100.0))
+    np.testing.assert_array_equal(np.sort(whole[:, 0]), np.sort(newest[:, 0]))
+
 
 def test_one_leader_per_state_directory(tmp_path: Path) -> None:
     first, second = Leadership(tmp_path / "lock"), Leadership(tmp_path / "lock")

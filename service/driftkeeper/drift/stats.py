@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .significance import ks_two_sample_sf
+
 # scipy.stats is imported inside the functions that need it (p-values, exact Wasserstein):
 # it costs a service worker ~50 MB, and the default methods never need it.
 
@@ -185,8 +187,10 @@ def ks_error_bound(ref: NumericBins, counts: np.ndarray) -> float:
 
 
 def ks_binned(ref: NumericBins, window: NumericCounts) -> StatResult:
+    """The binned KS statistic and its asymptotic p-value (computed without scipy: this
+    runs in every pod's evaluator)."""
     d = float(ks_binned_scores(ref, window.counts))
-    return StatResult(d, ks_pvalue(d, ref.n, max(window.n, 1)))
+    return StatResult(d, ks_two_sample_sf(d, ref.n, max(window.n, 1)))
 
 
 # ---------------------------------------------------------------------------

@@ -80,7 +80,9 @@ def evaluate_windows(model: ServingModel, policy: DriftPolicy, windows_dir: Path
     now = time.time() if now is None else now
     profile = model.bundle.profile
     n_features = len(profile.schema.features)
-    rings = [r for r in read_rings(windows_dir, INPUTS)
+    # A window is the newest `size` rows of all workers: each ring's newest `size` rows
+    # hold them (rings are in time order, and newer rows are the serving version's).
+    rings = [r for r in read_rings(windows_dir, INPUTS, policy.data_window.size)
              if r.shape[1] == input_columns(n_features)]  # not another schema's rings
     inputs = _select(rings, policy.data_window, now)
     data = DataWindow({}, 0)
@@ -106,7 +108,7 @@ def evaluate_windows(model: ServingModel, policy: DriftPolicy, windows_dir: Path
         profile, None if estimates is None else estimate_window(estimates),
         policy.monitor.performance)
 
-    feedback = [r for r in read_rings(windows_dir, FEEDBACK)
+    feedback = [r for r in read_rings(windows_dir, FEEDBACK, policy.concept_window.size)
                 if r.shape[1] == feedback_columns(n_features)]
     current = [r[:, 1] == model.number for r in feedback]
     labelled = _select(feedback, policy.concept_window, now, keep=current)

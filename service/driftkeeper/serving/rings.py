@@ -73,8 +73,10 @@ class RingWriter:
             self._header[_HEAD] = head + len(rows)
 
 
-def read_ring(path: str | Path) -> np.ndarray:
-    """A copy of the rows in a ring file, oldest first (empty if unreadable)."""
+def read_ring(path: str | Path, last: int | None = None) -> np.ndarray:
+    """A copy of the rows in a ring file, oldest first (empty if unreadable); with
+    ``last``, only the newest ``last`` rows (a window never needs more, and copying a full
+    ring of 50,000 rows each tick would cost more than evaluating it)."""
     try:
         header = np.fromfile(path, dtype=np.int64, count=HEADER_WORDS)
         if len(header) < HEADER_WORDS or header[_MAGIC] != MAGIC:
@@ -85,10 +87,12 @@ def read_ring(path: str | Path) -> np.ndarray:
     except (OSError, ValueError):
         return np.empty((0, 0))
     head = int(np.memmap(path, dtype=np.int64, mode="r", shape=(HEADER_WORDS,))[_HEAD])
-    if head <= capacity:
-        return np.array(data[:head])
-    start = head % capacity
-    return np.concatenate([data[start:], data[:start]])
+    held = min(head, capacity)
+    take = held if last is None else min(max(last, 0), held)
+    first = (head - take) % capacity
+    if first + take <= capacity:
+        return np.array(data[first:first + take])
+    return np.concatenate([data[first:], data[:first + take - capacity]])
 
 
 def read_ring_tail(path: str | Path, position: int) -> tuple[np.ndarray, int, int]:
@@ -122,11 +126,13 @@ def read_ring_tail(path: str | Path, position: int) -> tuple[np.ndarray, int, in
     return rows, head, new - take
 
 
-def read_rings(directory: str | Path, prefix: str) -> list[np.ndarray]:
-    """Every process's ring with this prefix (one array per process)."""
+def read_rings(directory: str | Path, prefix: str, last: int | None = None
+               ) -> list[np.ndarray]:
+    """Every process's ring with this prefix (one array per process; with ``last``, each
+    ring's newest ``last`` rows)."""
     out = []
     for path in sorted(Path(directory).glob(f"{prefix}-*.ring")):
-        rows = read_ring(path)
+        rows = read_ring(path, last)
         if rows.size:
             out.append(rows)
     return out
