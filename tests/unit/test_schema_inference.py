@@ -293,3 +293,10 @@ def test_training_refuses_classification(tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match="classification is not supported yet"):
         train(tmp_path / "m", schema=schema)
     assert not (tmp_path / "m").exists()
+
+
+def test_training_without_data_needs_the_schemas_columns(frame: pd.DataFrame,
+                                                         tmp_path: Path) -> None:
+    schema = infer_schema(frame, "y", task="regression", drop=["note"])
+    with pytest.raises(TrainingError, match=r"column\(s\) weight, temp, .*\(--data CSV\)"):
+        train(tmp_path / "m", schema=schema)
