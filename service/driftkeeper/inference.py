@@ -439,22 +439,19 @@ def infer_from_csv(path: str | Path, target: str | None = None, *, task: str | N
 
 
 def describe(schema: FeatureSchema, max_shown: int = 6) -> list[str]:
-    """One line per column: kind, then bounds or levels (what ``driftkeeper train``
-    prints)."""
+    """One line per column, the target first: kind, then bounds or levels (what
+    ``driftkeeper train`` prints)."""
     t = schema.target
-    width = max(len(n) for n in [*schema.names, t.name])
-    lines = []
-    if t.task == "regression":
-        lines.append(f"  {t.name:<{width}}  target (regression)  "
-                     f"{_interval(t.exclusive_minimum, t.maximum)}")
-    else:
-        lines.append(f"  {t.name:<{width}}  target (classification)  "
-                     f"{_some(t.classes, max_shown, 'classes')}")
-    for f in schema.features:
-        detail = (_interval(f.exclusive_minimum, f.maximum) if f.kind == "numerical"
-                  else _some(f.levels, max_shown, "levels"))
-        lines.append(f"  {f.name:<{width}}  {f.kind:<11}  {detail}")
-    return lines
+    rows = [(t.name, f"{t.task} target",
+             _interval(t.exclusive_minimum, t.maximum) if t.task == "regression"
+             else _some(t.classes, max_shown, "classes"))]
+    rows += [(f.name, f.kind, _interval(f.exclusive_minimum, f.maximum)
+              if f.kind == "numerical" else _some(f.levels, max_shown, "levels"))
+             for f in schema.features]
+    name_width = max(len(r[0]) for r in rows)
+    kind_width = max(len(r[1]) for r in rows)
+    return [f"  {name:<{name_width}}  {kind:<{kind_width}}  {detail}"
+            for name, kind, detail in rows]
 
 
 def _interval(lo: float | None, hi: float | None) -> str:

@@ -178,7 +178,7 @@ def test_train_prints_what_it_inferred(tmp_path: Path, diabetes_csv: Path, quick
     lines = {line.split()[0]: line.split()[1:] for line in out.splitlines()
              if line.startswith("  ") and not line.startswith("  held-out")}
     assert list(lines) == ["progression", *DIABETES[:-2]]
-    assert lines["progression"][:2] == ["target", "(regression)"]
+    assert lines["progression"][:2] == ["regression", "target"]
     assert lines["sex"][:3] == ["categorical", "2", "levels:"]
     assert lines["bmi"][0] == "numerical" and lines["bmi"][1].startswith("(")
     assert "trained v1" in out

@@ -281,7 +281,7 @@ def test_schema_file_naming_an_unknown_column(frame: pd.DataFrame) -> None:
 
 def test_describe_says_kind_and_bounds_or_levels(frame: pd.DataFrame) -> None:
     lines = describe(infer_schema(frame, "y", task="regression", drop=["note"]))
-    assert lines[0].split() == ["y", "target", "(regression)", "(0,", "346]"]
+    assert lines[0].split() == ["y", "regression", "target", "(0,", "346]"]
     assert lines[1].split() == ["weight", "numerical", "(0,", "29]"]
     assert lines[3].split() == ["city", "categorical", "3", "levels:", "Bergen,", "Oslo,",
                                 "Tromsø"]
