@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import DriftkeeperError
+from .errors import DataError, DriftkeeperError
 
 EXIT_OK, EXIT_DRIFT, EXIT_ERROR, EXIT_INSUFFICIENT = 0, 1, 2, 3
 
@@ -32,8 +32,26 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, type=Path, metavar="DIR", help="model directory")
     p.add_argument("--model", choices=("hgb", "rf"), default=D.model,
                    help="hgb: gradient boosting (default); rf: the lab's random forest")
-    p.add_argument("--data", metavar="CSV", help="base training data (default: the shipped "
+    p.add_argument("--data", metavar="CSV", help="base training data: any table with "
+                   "--target, else one with the diamonds columns (default: the shipped "
                    "diamonds table)")
+    table = p.add_argument_group(
+        "training on any table", "With --data and --target the feature schema is inferred "
+        "from the CSV (every other column is a feature; numbers are numerical, text is "
+        "categorical; bounds: the range widened by 10 ranges each side) and stored with "
+        "the version.")
+    table.add_argument("--target", metavar="COLUMN", help="the column to predict")
+    table.add_argument("--task", choices=("regression", "classification"),
+                       help="default: regression for a numeric target with more than 20 "
+                       "distinct values, else classification (not supported yet)")
+    table.add_argument("--categorical", nargs="+", action="extend", default=[],
+                       metavar="COLUMN", help="numeric columns that are categories (codes)")
+    table.add_argument("--drop", nargs="+", action="extend", default=[], metavar="COLUMN",
+                       help="columns that are not features (identifiers, free text, dates)")
+    table.add_argument("--schema", type=Path, metavar="FILE",
+                       help="YAML declaring what inference cannot know (target, task, drop, "
+                       "and per column kind, levels in order, exclusive_minimum, maximum, "
+                       "description); flags win over it")
     p.add_argument("--feedback", metavar="DIR", help="feedback store to learn from "
                    "(e.g. DIR/feedback of a running service)")
     p.add_argument("--feedback-since", type=float, metavar="UNIX_TIME",
@@ -71,6 +89,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return EXIT_OK
     from .model.train import TrainingConfig, train
 
+    schema = _inferred_schema(args)
     config = TrainingConfig(model=args.model, seed=args.seed, data=args.data,
                             include_base=not args.no_base, feedback_dir=args.feedback,
                             feedback_since=args.feedback_since,
@@ -79,9 +98,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
                             min_feedback_rows=args.min_feedback_rows,
                             feedback_share=args.feedback_share, strategy=args.strategy,
                             promote=not args.no_promote)
-    result = train(args.output, config)
+    try:
+        result = train(args.output, config) if schema is None else train(args.output, config,
+                                                                         schema=schema)
+    except DataError as exc:
+        if args.data and schema is None and "missing column" in str(exc):
+            raise DataError(f"{exc} (without --target, --data must have the diamonds "
+                            f"columns; --target COLUMN trains on any table)") from None
+        raise
+    from .schema import DIAMONDS_SCHEMA
+
     out = {"version": result.version, "promoted": result.promoted, "path": str(result.path),
-           "metrics": result.metrics}
+           "metrics": result.metrics, "schema": (schema or DIAMONDS_SCHEMA).to_dict()}
     if args.json:
         print(json.dumps(out))
     else:
@@ -91,6 +119,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
               f"  held-out RMSE {m['rmse']:.1f}  MAE {m['mae']:.1f}  R² {m['r2']:.4f}  "
               f"({m['holdout_rows']} rows), model {m['model_bytes'] / 1e6:.2f} MB")
     return EXIT_OK
+
+
+def _inferred_schema(args: argparse.Namespace) -> Any:
+    """The schema inferred from --data when --target (or a flag describing the table) is
+    given, printed unless --json; None for the diamonds schema."""
+    if not (args.target or args.schema or args.task or args.categorical or args.drop):
+        return None
+    if not args.data:
+        raise DriftkeeperError("--target, --task, --categorical, --drop and --schema "
+                               "describe a table: pass it with --data CSV")
+    from .inference import describe, infer_from_csv
+
+    schema = infer_from_csv(args.data, args.target, task=args.task,
+                            categorical=args.categorical, drop=args.drop,
+                            schema_file=args.schema)
+    if not args.json:
+        print(f"schema inferred from {args.data} ({len(schema.features)} features):",
+              *describe(schema), sep="\n", flush=True)
+    return schema
 
 
 def _add_retrain(sub: argparse._SubParsersAction) -> None:

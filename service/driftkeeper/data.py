@@ -2,7 +2,8 @@
 
 `seaborn.load_dataset("diamonds")` downloads from GitHub; the same 53,940 rows (ggplot2's
 table, as packaged by plotnine) ship here gzip-compressed. Users bring their own data with a
-CSV of the same columns (``--data``).
+CSV of the same columns (``--data``), or any table whose schema ``inference.py`` infers
+(``--data`` with ``--target``), loaded through that schema by :func:`load_table`.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
-from .schema import DIAMONDS_SCHEMA, FeatureSchema
+from .schema import DIAMONDS_SCHEMA, FeatureSchema, as_text
 
 DIAMONDS_ROWS = 53_940
 
 
-def _bundled_csv() -> Path:
+def bundled_diamonds() -> Path:
+    """Where the shipped diamonds table is."""
     return Path(str(resources.files("driftkeeper") / "data" / "diamonds.csv.gz"))
 
 
@@ -32,8 +34,13 @@ def load_diamonds(path: str | Path | None = None,
     become float64, whatever the CSV held. A row with an unknown category or a non-numeric value
     is an error naming the column: training on silently coerced data would be worse.
     """
-    source = Path(path) if path is not None else _bundled_csv()
-    return canonicalize(read_csv(source), schema, source=str(source))
+    return load_table(path if path is not None else bundled_diamonds(), schema)
+
+
+def load_table(path: str | Path, schema: FeatureSchema) -> pd.DataFrame:
+    """Load a CSV through a schema: its features and target with canonical dtypes (see
+    :func:`canonicalize`); other columns are left out."""
+    return canonicalize(read_csv(path), schema, source=str(path))
 
 
 def read_csv(path: str | Path) -> pd.DataFrame:
@@ -71,8 +78,8 @@ def canonicalize(raw: pd.DataFrame, schema: FeatureSchema = DIAMONDS_SCHEMA,
     for feat in schema.features:
         col = raw[feat.name]
         if feat.kind == "categorical":
-            values = col.astype("object")
-            unknown = sorted(set(values.dropna().astype(str)) - set(feat.levels))
+            values = as_text(col)  # levels are text: a column of 1, 2 has levels "1", "2"
+            unknown = sorted(set(values.dropna()) - set(feat.levels))
             if unknown:
                 raise DataError(
                     f"{source}: column {feat.name} has unknown categories {unknown[:5]}; "

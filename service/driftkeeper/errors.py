@@ -55,3 +55,13 @@ class PolicyError(DriftkeeperError):
 
 class TrainingError(DriftkeeperError):
     """Training could not produce a usable model version."""
+
+
+class SchemaError(DriftkeeperError):
+    """A table, or a schema file, from which no feature schema can be made; names the
+    column (``column``) and says how to fix it."""
+
+    def __init__(self, message: str, column: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.column = column

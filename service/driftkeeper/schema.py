@@ -16,9 +16,36 @@ if TYPE_CHECKING:  # pandas is imported where frames are handled, never by the s
     import pandas as pd
 
 Kind = Literal["numerical", "categorical"]
+Task = Literal["regression", "classification"]
 
 UNSEEN_CODE = -1.0
 """Encoded value of a category the schema does not know."""
+
+
+def level_text(value: Any) -> str:
+    """A category value as the text levels are written in: a category is compared as text,
+    so 1, 1.0 (an integer column with a gap reads back as floats) and "1" are one level, and
+    True is "True"."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    return str(value)
+
+
+def as_text(col: pd.Series) -> pd.Series:
+    """A column's values as level text (:func:`level_text`), missing values kept missing."""
+    import pandas as pd
+
+    values = col.astype("object")
+    if isinstance(col.dtype, pd.StringDtype) or (  # already text: the common, fast case
+            isinstance(col.dtype, pd.CategoricalDtype)
+            and all(type(c) is str for c in col.dtype.categories)):
+        return values
+    texts = {v: level_text(v) for v in values.dropna().unique()}
+    if all(type(v) is str and t == v for v, t in texts.items()):
+        return values  # already text: nothing to convert
+    return values.map(texts)
 
 
 @dataclass(frozen=True)
@@ -59,11 +86,29 @@ class Feature:
 
 @dataclass(frozen=True)
 class Target:
-    """The label the model predicts and feedback carries."""
+    """The label the model predicts and feedback carries. A regression target has numeric
+    bounds (as a feature has); a classification target has its classes instead (stored
+    only: the classification models are still to come). A schema stored before targets had
+    a task is a regression."""
 
     name: str
     exclusive_minimum: float | None = None
     maximum: float | None = None
+    task: Task = "regression"
+    classes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "task": self.task,
+                               "exclusive_minimum": self.exclusive_minimum,
+                               "maximum": self.maximum}
+        if self.task == "classification":
+            out["classes"] = list(self.classes)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Target:
+        return cls(d["name"], d.get("exclusive_minimum"), d.get("maximum"),
+                   task=d.get("task", "regression"), classes=tuple(d.get("classes", ())))
 
 
 @dataclass(frozen=True)
@@ -102,7 +147,7 @@ class FeatureSchema:
                 out[:, j] = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
             else:
                 codes = {level: float(i) for i, level in enumerate(feat.levels)}
-                values = col.astype("object").map(codes).to_numpy(dtype=np.float64, copy=True)
+                values = as_text(col).map(codes).to_numpy(dtype=np.float64, copy=True)
                 unseen = np.isnan(values) & col.notna().to_numpy()
                 values[unseen] = UNSEEN_CODE
                 out[:, j] = values
@@ -134,19 +179,14 @@ class FeatureSchema:
     def to_dict(self) -> dict[str, Any]:
         return {
             "features": [f.to_dict() for f in self.features],
-            "target": {
-                "name": self.target.name,
-                "exclusive_minimum": self.target.exclusive_minimum,
-                "maximum": self.target.maximum,
-            },
+            "target": self.target.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> FeatureSchema:
-        t = d["target"]
         return cls(
             features=tuple(Feature.from_dict(f) for f in d["features"]),
-            target=Target(t["name"], t.get("exclusive_minimum"), t.get("maximum")),
+            target=Target.from_dict(d["target"]),
         )
 
 

@@ -7,10 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from driftkeeper.cli import EXIT_DRIFT, EXIT_ERROR, EXIT_INSUFFICIENT, EXIT_OK, main
 from driftkeeper.model.store import ModelStore
+from driftkeeper.schema import FeatureSchema
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +120,91 @@ def test_train_if_empty_keeps_an_existing_model(model_dir: Path, capsys) -> None
 def test_operator_local_needs_its_flags(capsys) -> None:
     assert main(["operator", "--local", "--policy", "p.yaml"]) == 2
     assert "--local needs --service, --model-dir" in capsys.readouterr().err
+
+
+# -- training on any table ------------------------------------------------------------------
+
+DIABETES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+
+
+@pytest.fixture(scope="module")
+def diabetes_csv(tmp_path_factory) -> Path:
+    """scikit-learn's bundled diabetes table (offline), its target named 'progression'."""
+    from sklearn.datasets import load_diabetes
+
+    path = tmp_path_factory.mktemp("diabetes") / "diabetes.csv"
+    frame = load_diabetes(as_frame=True).frame.rename(columns={"target": "progression"})
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def quick_calibration(monkeypatch):
+    """Fewer null draws for the auto thresholds (ten features x 20,000 draws take 20 s);
+    these tests are about the schema, not the thresholds."""
+    from driftkeeper.model import train as training
+
+    real = training.build_profile
+    monkeypatch.setattr(training, "build_profile",
+                        lambda *a, **kw: real(*a, **{**kw, "trials": 500}))
+
+
+def test_train_on_any_table(tmp_path: Path, diabetes_csv: Path, quick_calibration,
+                            capsys) -> None:
+    code, out = _run(capsys, "train", "--output", str(tmp_path / "m"), "--data",
+                     str(diabetes_csv), "--target", "progression", "--json")
+    assert code == EXIT_OK
+    result = json.loads(out)
+    assert [f["name"] for f in result["schema"]["features"]] == DIABETES
+    assert result["schema"]["target"]["task"] == "regression"
+    bundle = ModelStore(tmp_path / "m").load()
+    assert bundle.version == "v1"
+    assert bundle.profile.schema == FeatureSchema.from_dict(result["schema"])
+    assert bundle.schema.names == DIABETES and bundle.schema.target.name == "progression"
+    assert bundle.metadata["schema"] == result["schema"]
+    frame = pd.read_csv(diabetes_csv)
+    predictions = bundle.model.predict(bundle.schema.encode(frame))
+    rmse = float(((predictions - frame["progression"]) ** 2).mean() ** 0.5)
+    assert rmse < frame["progression"].std()  # it learned something
+    assert bundle.predictor_path is not None  # the service can serve it without sklearn
+
+
+def test_train_prints_what_it_inferred(tmp_path: Path, diabetes_csv: Path, quick_calibration,
+                                       capsys) -> None:
+    code, out = _run(capsys, "train", "--output", str(tmp_path / "m"), "--data",
+                     str(diabetes_csv), "--target", "progression", "--categorical", "sex",
+                     "--drop", "s5", "s6")
+    assert code == EXIT_OK
+    lines = {line.split()[0]: line.split()[1:] for line in out.splitlines()
+             if line.startswith("  ") and not line.startswith("  held-out")}
+    assert list(lines) == ["progression", *DIABETES[:-2]]
+    assert lines["progression"][:2] == ["regression", "target"]
+    assert lines["sex"][:3] == ["categorical", "2", "levels:"]
+    assert lines["bmi"][0] == "numerical" and lines["bmi"][1].startswith("(")
+    assert "trained v1" in out
+    assert ModelStore(tmp_path / "m").load(with_estimator=False).schema.feature(
+        "sex").kind == "categorical"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--target", "progression", "--task", "classification"], "not supported yet"),
+    (["--target", "sex"], "not supported yet"),  # two values: a classification
+    (["--target", "weight"], "unknown target column 'weight'"),
+    (["--target", "progression", "--drop", "bmi", "--categorical", "bmi"],
+     "column bmi is both categorical and dropped"),
+    ([], "without --target, --data must have the diamonds columns"),
+    (["--target", "progression", "--schema", "nowhere.yaml"], "cannot read schema file"),
+])
+def test_train_on_a_table_refuses_with_a_message(tmp_path: Path, diabetes_csv: Path, capsys,
+                                                 args: list[str], message: str) -> None:
+    args = [str(tmp_path / a) if a.endswith(".yaml") else a for a in args]
+    code = main(["train", "--output", str(tmp_path / "m"), "--data", str(diabetes_csv),
+                 *args])
+    assert code == EXIT_ERROR
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "m" / "current").exists()
+
+
+def test_table_flags_need_the_table(tmp_path: Path, capsys) -> None:
+    assert main(["train", "--output", str(tmp_path / "m"), "--target", "price"]) == EXIT_ERROR
+    assert "pass it with --data CSV" in capsys.readouterr().err

@@ -22,7 +22,7 @@ from sklearn.metrics import mean_absolute_error, r2_score
 from sklearn.model_selection import KFold, train_test_split
 
 from .. import __version__
-from ..data import frame_hash, load_diamonds
+from ..data import bundled_diamonds, frame_hash, load_diamonds, load_table
 from ..drift.impact import reference_sample
 from ..drift.profile import build_profile
 from ..errors import TrainingError
@@ -82,7 +82,17 @@ class _Fitted:
 
 def _load(config: TrainingConfig, schema: FeatureSchema) -> _Data:
     target = schema.target.name
-    base = load_diamonds(config.data, schema) if config.include_base else None
+    base = None
+    if config.include_base and config.data is not None:
+        base = load_table(config.data, schema)
+    elif config.include_base:
+        shipped = set(pd.read_csv(bundled_diamonds(), nrows=0).columns)
+        missing = [n for n in [*schema.names, target] if n not in shipped]
+        if missing:
+            raise TrainingError(f"no base data given and the shipped diamonds table has no "
+                                f"column(s) {', '.join(missing)} of this schema: pass the "
+                                f"table the model learns from (--data CSV)")
+        base = load_diamonds(None, schema)
     feedback = pd.DataFrame()
     if config.feedback_dir:
         feedback = FeedbackStore(config.feedback_dir, schema).read(
@@ -183,6 +193,10 @@ def train(model_dir: str | Path, config: TrainingConfig | None = None,
     """Train a new model version into ``model_dir`` and, if ``config.promote``, make it
     current. Nothing in the store changes unless every artefact was written."""
     config = config or TrainingConfig()
+    if schema.target.task != "regression":
+        raise TrainingError(f"target {schema.target.name}: {schema.target.task} is not "
+                            f"supported yet, only regression (--task regression for a "
+                            f"numeric target)")
     started = time.time()
     store = ModelStore(model_dir)
     parent = store.current_version()
