@@ -108,7 +108,7 @@ def test_where_concept_drift_lives_reaches_both_drivers(trained_model_dir: Path,
 
     parsed, built = _both_views(report)
     assert parsed.concept_locations == built.concept_locations
-    assert built.concept_locations[0].startswith("color D, E, F: prices")
+    assert built.concept_locations[0].startswith("color D, E, F: price ")
     decision = step(parse_policy({}), EngineState(), built, 50.0, serving_version="v1")
     condition = next(c for c in decision.conditions if c.type == "ConceptDrift")
     assert f"where: {built.concept_locations[0]}" in condition.message

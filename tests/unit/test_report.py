@@ -137,7 +137,7 @@ def test_page_says_where_concept_drift_lives(trained_model_dir: Path,
     assert _verdicts(page)["concept drift"] == "DRIFT"
     text = page.read_text(encoding="utf-8")
     where = text.split('<section id="where">', 1)[1].split("</section>", 1)[0]
-    assert "<li>color D, E, F: prices" in where and "above the model</li>" in where
+    assert "<li>color D, E, F: price " in where and "above the model</li>" in where
     flagged = {row[1] for row in _parse(page).rows if len(row) == 7 and row[0] == "color"}
     assert flagged == {"D", "E", "F"}
 

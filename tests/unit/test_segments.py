@@ -314,21 +314,21 @@ def test_unchanged_world_names_no_location(world: World, seed: int) -> None:
 
 def test_a_uniform_shift_is_everywhere(world: World) -> None:
     window = world.resampled(11, lambda rows, prices: prices * 1.10)
-    verdict = evaluate_segments(world.profile, window, SegmentSettings())
+    verdict = evaluate_segments(world.profile, window, SegmentSettings(), "price")
     assert len(verdict.flagged) > 10
     (location,) = verdict.locations
     assert location.feature == "*" and location.segments == []
     assert location.shift == pytest.approx(0.10, abs=0.015)
-    assert location.message == f"everywhere: prices {location.shift * 100:.0f} % above the model"
+    assert location.message == f"everywhere: price {location.shift * 100:.0f} % above the model"
 
 
 def test_contiguous_bands_read_as_one_range(world: World) -> None:
     # $300 more for every diamond is 13 % of a small one's price and 4 % of a large one's.
     window = world.resampled(2, lambda rows, prices: prices + 300.0)
-    first = evaluate_segments(world.profile, window, SegmentSettings()).locations[0]
+    first = evaluate_segments(world.profile, window, SegmentSettings(), "price").locations[0]
     assert first.feature == "carat"
     assert first.segments == world.profile.labels()["carat"][:3]
-    assert first.message.startswith("carat ≤ 1.04: prices ")
+    assert first.message.startswith("carat ≤ 1.04: price ")
     assert first.message.endswith(" % above the model")
 
 

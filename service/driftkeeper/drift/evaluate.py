@@ -264,7 +264,8 @@ def locate_concept_drift(profile: ReferenceProfile, X: np.ndarray, residuals: np
     if profile.segments is None or not settings.enabled:
         return None
     window = segment_sums(profile.segments.layout, X, residuals, predictions)
-    return evaluate_segments(profile.segments, window, settings)
+    return evaluate_segments(profile.segments, window, settings,
+                             profile.schema.target.name)
 
 
 def locate_in_sums(profile: ReferenceProfile, window: SegmentSums | None,
@@ -272,4 +273,5 @@ def locate_in_sums(profile: ReferenceProfile, window: SegmentSums | None,
     """The same from summed segment counters (the operator's fleet window)."""
     if profile.segments is None or window is None or not settings.enabled:
         return None
-    return evaluate_segments(profile.segments, window, settings)
+    return evaluate_segments(profile.segments, window, settings,
+                             profile.schema.target.name)

@@ -27,7 +27,7 @@ class SegmentResult:
     """One tested segment.
 
     ``shift`` is the mean residual's change (window minus reference, in this segment) over
-    the window's mean |prediction| in it: +0.24 reads "prices 24 % above the model";
+    the window's mean |prediction| in it: +0.24 reads "price 24 % above the model";
     ``bias`` is the same change in target units. ``rmse_ratio`` is window RMSE over
     reference RMSE minus 1 (None when the reference RMSE is 0).
     """
@@ -127,7 +127,7 @@ def _test(feat: SegmentFeature, i: int, slot: int, ref: FeatureSums, cur: Featur
 
 
 def evaluate_segments(profile: SegmentProfile, window: SegmentSums,
-                      settings: SegmentSettings) -> SegmentVerdict:
+                      settings: SegmentSettings, target: str = "target") -> SegmentVerdict:
     """Test every segment's residual shift, correct for multiplicity, and localise.
 
     A segment is tested when it has ``min_rows`` rows in both the window and the reference;
@@ -142,7 +142,8 @@ def evaluate_segments(profile: SegmentProfile, window: SegmentSums,
     of its hits; its net shifts are recorded as its effect) only when some tested segment
     is not a hit: drift on every segment of a feature is drift everywhere. Flagged segments
     with no location give one ``*`` location when their feature's pooled shift reaches
-    ``min_shift``.
+    ``min_shift``. Sentences name the ``target`` ("color D, E, F: price 24 % above the
+    model").
     """
     check_sums(profile.layout, window, "window")
     start = offsets(profile.layout)
@@ -155,7 +156,7 @@ def evaluate_segments(profile: SegmentProfile, window: SegmentSums,
     results = [SegmentResult(t.feature.name, t.feature.labels()[t.index], t.rows, t.shift,
                              t.bias, t.rmse_ratio, t.pvalue, a, f)
                for t, a, f in zip(tests, adjusted, flagged, strict=True)]
-    locations = _locate(profile, tests, flagged, settings)
+    locations = _locate(profile, tests, flagged, settings, target)
     return SegmentVerdict(results, locations, len(tests))
 
 
@@ -208,7 +209,7 @@ def _net_shifts(group: Sequence[_Test], effects: _Effects,
 
 
 def _locate(profile: SegmentProfile, tests: Sequence[_Test], flagged: Sequence[bool],
-            settings: SegmentSettings) -> list[Location]:
+            settings: SegmentSettings, target: str) -> list[Location]:
     by_feature: dict[str, list[tuple[_Test, bool]]] = {}
     for t, f in zip(tests, flagged, strict=True):
         by_feature.setdefault(t.feature.name, []).append((t, f))
@@ -234,9 +235,9 @@ def _locate(profile: SegmentProfile, tests: Sequence[_Test], flagged: Sequence[b
                 if f and _stands_out(t.shift, net, v, settings)]
         if hits and len(hits) < len(items):
             _attribute(effects, [t for t, _ in items], shifts, variances)
-            locations += _locations(hits, q, pvalue)
+            locations += _locations(hits, q, pvalue, target)
     if not locations and any(flagged):
-        return _everywhere(tests, flagged, settings.min_shift)
+        return _everywhere(tests, flagged, settings.min_shift, target)
     return locations
 
 
@@ -264,7 +265,8 @@ def _attribute(effects: _Effects, group: Sequence[_Test], shifts: np.ndarray,
     effects.chosen.append((lo, lo + feat.size))
 
 
-def _locations(hits: Sequence[_Test], q: float, pvalue: float) -> list[Location]:
+def _locations(hits: Sequence[_Test], q: float, pvalue: float,
+               target: str) -> list[Location]:
     """A chosen feature's flagged segments, one location per sign, the stronger first."""
     out = []
     for sign in (1.0, -1.0):
@@ -273,12 +275,12 @@ def _locations(hits: Sequence[_Test], q: float, pvalue: float) -> list[Location]
             shift, z = _pooled(group)
             labels = [t.feature.labels()[t.index] for t in group]
             out.append((abs(z), Location(group[0].feature.name, labels, shift,
-                                         _message(group, shift), q, pvalue)))
+                                         _message(group, shift, target), q, pvalue)))
     return [loc for _, loc in sorted(out, key=lambda item: item[0], reverse=True)]
 
 
 def _everywhere(tests: Sequence[_Test], flagged: Sequence[bool],
-                min_shift: float) -> list[Location]:
+                min_shift: float, target: str) -> list[Location]:
     """Drift along no feature in particular, pooled over the feature with most flagged
     segments (every feature's tested segments cover nearly the same rows); nothing when
     that pooled shift is under ``min_shift``."""
@@ -289,18 +291,18 @@ def _everywhere(tests: Sequence[_Test], flagged: Sequence[bool],
     shift, _ = _pooled([t for t in tests if t.feature.name == name])
     if abs(shift) < min_shift:
         return []
-    return [Location("*", [], shift, f"everywhere: {_prices(shift)}")]
+    return [Location("*", [], shift, f"everywhere: {_against_model(shift, target)}")]
 
 
-def _prices(shift: float) -> str:
+def _against_model(shift: float, target: str) -> str:
     percent = abs(shift) * 100.0
     amount = f"{percent:.0f}" if percent >= 9.5 else f"{percent:.1f}"
-    return f"prices {amount} % {'above' if shift >= 0 else 'below'} the model"
+    return f"{target} {amount} % {'above' if shift >= 0 else 'below'} the model"
 
 
-def _message(group: Sequence[_Test], shift: float) -> str:
-    """The sentence: levels listed after the feature ("color D, E, F: prices ..."),
-    contiguous bands merged into one range ("carat 0.4-1.04: prices ...")."""
+def _message(group: Sequence[_Test], shift: float, target: str) -> str:
+    """The sentence: levels listed after the feature ("color D, E, F: price ..."),
+    contiguous bands merged into one range ("carat 0.4-1.04: price ...")."""
     feat = group[0].feature
     if feat.kind == "categorical":
         where = f"{feat.name} {', '.join(feat.levels[t.index] for t in group)}"
@@ -312,4 +314,4 @@ def _message(group: Sequence[_Test], shift: float) -> str:
             else:
                 runs.append([i, i])
         where = ", ".join(feat.band_label(a, b) for a, b in runs)
-    return f"{where}: {_prices(shift)}"
+    return f"{where}: {_against_model(shift, target)}"

@@ -10,12 +10,12 @@ Flagged segments alone would mislead: when D/E/F diamonds become 25 % dearer eve
 band, cut and clarity level also shows a positive shift, because D/E/F diamonds are spread
 over them. So a feature is a *location* only when its segments disagree (Cochran's Q over
 their relative shifts is significant) and some of its tested segments are not flagged; its
-flagged segments, grouped by sign, are where the drift lives ("color D, E, F: prices 25 %
+flagged segments, grouped by sign, are where the drift lives ("color D, E, F: price 25 %
 above the model"). Features are chosen strongest first, and a later feature's shifts are
 first netted of the echoes of those already chosen (how much of each carat band's price
 lies in D/E/F is known from the held-out rows), so "carat <= 1.04" does not come second.
 When segments are flagged but no feature localises, the one location is ``*``
-("everywhere: prices 10 % above the model"), if that pooled shift reaches ``min_shift``.
+("everywhere: price 10 % above the model"), if that pooled shift reaches ``min_shift``.
 
 Windows are sums only (rows, positive and negative residual sums, squares, |prediction|
 sums per segment), so worker and replica windows add up with ``+``, and every sum is a

@@ -60,7 +60,7 @@ class Observation:
     statistics: dict[str, str] = field(default_factory=dict)
     # Drifted features' signed effect on the mean prediction (where it was measured).
     prediction_shifts: dict[str, float] = field(default_factory=dict)
-    # Where concept drift lives, as sentences ("color D, E, F: prices 24 % above the model").
+    # Where concept drift lives, as sentences ("color D, E, F: price 24 % above the model").
     concept_locations: tuple[str, ...] = ()
 
     @classmethod

@@ -62,9 +62,9 @@ def model_summary(bundle: ModelBundle, note: str | None = None) -> dict[str, Any
 # -- from a CSV ---------------------------------------------------------------------------
 
 
-def _residuals(bundle: ModelBundle, X: np.ndarray, price: pd.Series) -> np.ndarray:
-    """actual - predicted for the rows with a valid input and a finite price."""
-    actual = pd.to_numeric(price, errors="coerce").to_numpy(dtype=np.float64)
+def _residuals(bundle: ModelBundle, X: np.ndarray, target: pd.Series) -> np.ndarray:
+    """actual - predicted for the rows with a valid input and a finite target."""
+    actual = pd.to_numeric(target, errors="coerce").to_numpy(dtype=np.float64)
     rows = bundle.schema.complete_rows(X) & np.isfinite(actual)
     if not rows.any():
         return np.empty(0)
@@ -74,7 +74,7 @@ def _residuals(bundle: ModelBundle, X: np.ndarray, price: pd.Series) -> np.ndarr
 
 def _locate(bundle: ModelBundle, X: np.ndarray, actual: pd.Series,
             settings: SegmentSettings) -> SegmentVerdict | None:
-    """Where concept drift lives, from the rows that have a price and can be scored."""
+    """Where concept drift lives, from the rows that have a label and can be scored."""
     y = pd.to_numeric(actual, errors="coerce").to_numpy(np.float64)
     rows = bundle.schema.complete_rows(X) & np.isfinite(y)
     predicted = np.asarray(bundle.model.predict(X[rows]), dtype=np.float64)
@@ -89,8 +89,8 @@ def _policy(policy_path: str | Path | None, schema: FeatureSchema) -> DriftPolic
 
 def report_from_csv(model_dir: str | Path, current_csv: str | Path, output: str | Path,
                     policy_path: str | Path | None = None) -> Path:
-    """Score a CSV of current rows (schema columns, optionally ``price``) against the current
-    model's reference and render the page. Without a price column there is no concept
+    """Score a CSV of current rows (schema columns, optionally the target) against the current
+    model's reference and render the page. Without a target column there is no concept
     section, only a note that there are no labels. Returns the HTML path."""
     bundle = ModelStore(model_dir).load()
     source = Path(current_csv)

@@ -283,7 +283,7 @@ def _figures(section_id: str, title: str, figures: list[tuple[str, Path]], intro
 def _concept_section(report: Doc, figures: list[tuple[str, Path]]) -> str:
     concept = report.get("concept")
     if not _has_labels(report):
-        note = ("No labels: without actual prices for the current rows (no price column in "
+        note = ("No labels: without actual values for the current rows (no target column in "
                 "the CSV, or no feedback in the service's concept window) the model's error "
                 "cannot be measured, so only data drift is reported.")
         return (f'<section id="concept"><h2>Concept drift</h2>'
@@ -327,8 +327,8 @@ HOW_TO_READ = (
     "Estimated performance is the window's RMSE as a loss model (fitted at training time on "
     "held-out rows' squared errors) estimates it from the inputs and predictions alone: it "
     "sees traffic moving towards rows the model gets wrong weeks before their labels, but "
-    "not a change of the feature-price relation, which only labels show. "
-    "Concept drift compares the model's residuals (actual minus predicted price) with those "
+    "not a change of the feature-target relation, which only labels show. "
+    "Concept drift compares the model's residuals (actual minus predicted value) with those "
     "on held-out rows at training time: a higher RMSE, a different residual distribution or "
     "a shifted mean. \"Insufficient data\" means the window holds fewer rows than minSamples: "
     "it is not a verdict of no drift."
@@ -348,7 +348,7 @@ def _where_section(concept: Doc | None) -> str:
     lead = (f"<ul>{names}</ul>" if names else "<p>No segment stands out: the residuals "
             "moved alike everywhere, or too little to name.</p>")
     flagged = [r for r in located.get("segments", []) if r.get("flagged")]
-    head = "".join(f"<th>{h}</th>" for h in ("feature", "segment", "rows", "prices vs model",
+    head = "".join(f"<th>{h}</th>" for h in ("feature", "segment", "rows", "actual vs model",
                                              "bias", "RMSE change", "adjusted p"))
     rows = "".join(
         f"<tr><td>{esc(r['feature'])}</td><td>{esc(r['segment'])}</td>"

@@ -262,7 +262,7 @@ def plot_rmse(concept: Mapping[str, Any], path: Path) -> Path:
         ax.axhline(limit, color=VERDICT_COLOURS[DRIFT], linestyle="--", linewidth=1.2,
                    label=f"threshold {number(limit)}")
         ax.set_ylim(0, max(*heights, limit) * 1.2)
-        ax.set_ylabel("RMSE (price units)")
+        ax.set_ylabel("RMSE (target units)")
         ax.legend(fontsize=7, loc="upper left", frameon=False)
         lines = ["RMSE now vs reference",
                  f"increase {number(concept.get('score'))} vs threshold "

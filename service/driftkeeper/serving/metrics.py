@@ -180,7 +180,7 @@ def report_metrics(report: dict[str, Any]) -> Iterator[GaugeMetricFamily]:
         if located:
             where = GaugeMetricFamily("driftkeeper_concept_location", "Where concept drift "
                                       "lives: the residual shift relative to the predictions "
-                                      "(0.24 = prices 24 % above the model) of the segments "
+                                      "(0.24 = price 24 % above the model) of the segments "
                                       "named, by feature (only while concept drift is "
                                       "detected).", labels=["feature", "segments", "message"])
             for loc in located:
