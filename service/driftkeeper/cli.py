@@ -238,6 +238,37 @@ def _add_drift(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--exact", action="store_true",
                    help="exact statistics on raw values (default: binned, as the service)")
     p.add_argument("--seed", type=int, default=0, help="calibration seed")
+    columns = p.add_argument_group(
+        "which columns are features", "Default: the diamonds columns. --model takes the "
+        "schema a trained model serves; --target infers one from REFERENCE as `train` does.")
+    columns.add_argument("--model", type=Path, metavar="DIR",
+                         help="model directory whose current version's schema to use")
+    columns.add_argument("--target", metavar="COLUMN", help="the reference's target column")
+    columns.add_argument("--categorical", nargs="+", action="extend", default=[],
+                         metavar="COLUMN", help="numeric columns that are categories")
+    columns.add_argument("--drop", nargs="+", action="extend", default=[], metavar="COLUMN",
+                         help="columns that are not features")
+    columns.add_argument("--schema", type=Path, metavar="FILE", help="a YAML schema file")
+
+
+def _drift_schema(args: argparse.Namespace) -> Any:
+    """The features to compare: a model's, one inferred from the reference, or diamonds'."""
+    describing = args.target or args.schema or args.categorical or args.drop
+    if args.model is not None:
+        if describing:
+            raise DriftkeeperError("--model takes the model's schema; --target, "
+                                   "--categorical, --drop and --schema infer one: pass either")
+        from .model.store import ModelStore
+
+        return ModelStore(args.model).load(with_estimator=False).schema
+    if not describing:
+        from .schema import DIAMONDS_SCHEMA
+
+        return DIAMONDS_SCHEMA
+    from .inference import infer_from_csv
+
+    return infer_from_csv(args.reference, args.target, categorical=args.categorical,
+                          drop=args.drop, schema_file=args.schema)
 
 
 def _split_assignments(values: list[str]) -> tuple[str | None, dict[str, str]]:
@@ -256,11 +287,20 @@ def _cmd_drift(args: argparse.Namespace) -> int:
 
     default_method, methods = _split_assignments(args.method)
     default_threshold, thresholds = _split_assignments(args.threshold)
-    report = compare_files(args.reference, args.current, default_method=default_method,
-                           methods=methods, default_threshold=default_threshold,
-                           thresholds=thresholds, rule=args.rule, min_samples=args.min_samples,
-                           false_alarm_rate=args.false_alarm_rate, exact=args.exact,
-                           seed=args.seed)
+    schema = _drift_schema(args)
+    try:
+        report = compare_files(args.reference, args.current, default_method=default_method,
+                               methods=methods, default_threshold=default_threshold,
+                               thresholds=thresholds, rule=args.rule,
+                               min_samples=args.min_samples,
+                               false_alarm_rate=args.false_alarm_rate, exact=args.exact,
+                               seed=args.seed, schema=schema)
+    except DataError as exc:
+        if args.model is None and not args.target and "missing column" in str(exc):
+            raise DataError(f"{exc} (the default columns are the diamonds'; --model DIR "
+                            f"takes a trained model's, --target COLUMN infers them from "
+                            f"the reference)") from None
+        raise
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

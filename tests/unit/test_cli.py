@@ -208,3 +208,52 @@ def test_train_on_a_table_refuses_with_a_message(tmp_path: Path, diabetes_csv: P
 def test_table_flags_need_the_table(tmp_path: Path, capsys) -> None:
     assert main(["train", "--output", str(tmp_path / "m"), "--target", "price"]) == EXIT_ERROR
     assert "pass it with --data CSV" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def diabetes_halves(tmp_path_factory, diabetes_csv: Path) -> Path:
+    """The diabetes table split in two; the second half also with bmi raised by 20 %."""
+    root = tmp_path_factory.mktemp("diabetes-drift")
+    frame = pd.read_csv(diabetes_csv).sample(frac=1.0, random_state=0)
+    reference, current = frame.iloc[:240], frame.iloc[240:]
+    reference.to_csv(root / "reference.csv", index=False)
+    current.to_csv(root / "same.csv", index=False)
+    current.assign(bmi=current["bmi"] + 0.2 * frame["bmi"].std() * 3).to_csv(
+        root / "bmi.csv", index=False)
+    return root
+
+
+@pytest.mark.parametrize("columns", [["--target", "progression"], ["--model", "MODEL"]])
+def test_drift_on_any_table(tmp_path: Path, diabetes_csv: Path, diabetes_halves: Path,
+                            quick_calibration, capsys, columns: list[str]) -> None:
+    if "--model" in columns:
+        assert main(["train", "--output", str(tmp_path / "m"), "--data", str(diabetes_csv),
+                     "--target", "progression", "--json"]) == EXIT_OK
+        capsys.readouterr()
+        columns = ["--model", str(tmp_path / "m")]
+    base = ["drift", "--reference", str(diabetes_halves / "reference.csv"), "--min-samples",
+            "100", "--json", *columns]
+    code, out = _run(capsys, *base, "--current", str(diabetes_halves / "same.csv"))
+    assert code == EXIT_OK, out
+    assert set(json.loads(out)["data"]["features"]) == set(DIABETES)
+    code, out = _run(capsys, *base, "--current", str(diabetes_halves / "bmi.csv"))
+    assert code == EXIT_DRIFT
+    assert json.loads(out)["data"]["drifted_features"] == ["bmi"]
+
+
+def test_drift_without_a_schema_on_another_table_names_the_way_out(
+        diabetes_halves: Path, capsys) -> None:
+    code = main(["drift", "--reference", str(diabetes_halves / "reference.csv"),
+                 "--current", str(diabetes_halves / "same.csv")])
+    assert code == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "missing column(s) carat" in err and "--target" in err and "--model" in err
+
+
+def test_drift_model_and_target_are_exclusive(diabetes_halves: Path, tmp_path: Path,
+                                              capsys) -> None:
+    code = main(["drift", "--reference", str(diabetes_halves / "reference.csv"),
+                 "--current", str(diabetes_halves / "same.csv"), "--model", str(tmp_path),
+                 "--target", "progression"])
+    assert code == EXIT_ERROR
+    assert "pass either" in capsys.readouterr().err
