@@ -153,8 +153,8 @@ def _add_retrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--since", type=float, metavar="UNIX_TIME",
                    help="labels at or after this time are fresh (default: after the newest "
                    "label the serving model trained on)")
-    p.add_argument("--data", metavar="CSV", help="base training data (default: the shipped "
-                   "diamonds table)")
+    p.add_argument("--data", metavar="CSV", help="base training data (default: the table "
+                   "the serving version was trained on; the shipped diamonds table if none)")
     p.add_argument("--termination-log", type=Path, metavar="FILE",
                    help="also write the outcome here (a Kubernetes Job passes "
                    "/dev/termination-log)")
@@ -397,7 +397,8 @@ def _add_operator(sub: argparse._SubParsersAction) -> None:
     local.add_argument("--service-policy", type=Path, metavar="FILE",
                        help="where to write the thresholds the service reads "
                        "(default DIR/service-policy.yaml; pass the same to serve --policy)")
-    local.add_argument("--data", metavar="CSV", help="base data for retraining")
+    local.add_argument("--data", metavar="CSV", help="base data for retraining (default: "
+                       "the table the serving version was trained on)")
     local.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
 
 

@@ -140,3 +140,36 @@ def test_cli_writes_the_outcome_to_stdout_and_the_termination_log(model_dir: Pat
     assert done.returncode == 2
     failed = json.loads(log.read_text())
     assert failed["outcome"] == FAILED and "no current model" in failed["reason"]
+
+
+def test_retrain_on_another_table_uses_the_table_the_model_was_trained_on(
+        tmp_path: Path) -> None:
+    """No --data: the base rows are the serving version's training table, not diamonds."""
+    import pandas as pd
+
+    from driftkeeper.inference import infer_schema
+    from driftkeeper.model.train import TrainingConfig, train
+
+    rng = np.random.default_rng(0)
+    n = 4000
+    table = pd.DataFrame({"size": rng.uniform(1, 10, n), "age": rng.uniform(0, 30, n),
+                          "zone": rng.choice(["north", "south", "east"], n)})
+    table["rent"] = 100 * table["size"] - 3 * table["age"] + rng.normal(0, 20, n)
+    csv = tmp_path / "rents.csv"
+    table.to_csv(csv, index=False)
+    schema = infer_schema(table, "rent")
+    model_dir = tmp_path / "m"
+    train(model_dir, TrainingConfig(data=str(csv), calibration_trials=300), schema=schema)
+    world = table.sample(1500, random_state=1)
+    south = (world["zone"] == "south").to_numpy()
+    rent = np.where(south, world["rent"] + 150.0, world["rent"])  # the south got dearer
+    rows = [{**r, "rent": float(y)} for r, y in zip(
+        world[schema.names].to_dict("records"), rent, strict=True)]
+    store = FeedbackStore(model_dir / "feedback", schema)
+    store.append(rows, "v1", rent)
+    store.close()
+    outcome = retrain(model_dir, parse_policy(POLICY), since=0.0)
+    assert outcome.outcome == PROMOTED, outcome.reason
+    candidate = ModelStore(model_dir).load()
+    assert candidate.metadata["training"]["data"] == str(csv)
+    assert candidate.metadata["training"]["rows"]["base"] == n

@@ -33,7 +33,7 @@ from ..model.store import ModelStore
 from ..policy import DriftPolicy, load_policy
 from ..policy.engine import Decision, EngineState, Event, Observation, retrain_finished, step
 from ..policy.metrics import PolicyMetrics
-from ..schema import DIAMONDS_SCHEMA, FeatureSchema
+from ..schema import FeatureSchema
 from .observe import ServiceUnreachableError, fetch_observation
 
 log = logging.getLogger("driftkeeper.driver")
@@ -49,7 +49,7 @@ class DriverConfig:
     service_url: str
     model_dir: Path
     service_policy_path: Path | None = None  # the file the service reads; default below
-    base_data: str | None = None  # CSV for retraining; default the shipped diamonds table
+    base_data: str | None = None  # CSV for retraining; default the serving version's
     metrics_port: int | None = None  # serve the policy's metrics (phase, retrains) here
 
     @property
@@ -297,11 +297,9 @@ class LocalDriver:
 
 
 def _schema(store: ModelStore) -> FeatureSchema:
-    """The serving model's feature schema (policies name its features), else the default."""
-    try:
-        return store.load(with_estimator=False).schema
-    except DriftkeeperError:
-        return DIAMONDS_SCHEMA
+    """The serving model's feature schema: policies name its features, feedback has its
+    columns. Without a model the store's error says to train one."""
+    return store.load(with_estimator=False).schema
 
 
 def _kill_if_ours(pid: int) -> None:

@@ -116,7 +116,8 @@ def retrain(model_dir: str | Path, policy: DriftPolicy, since: float | None = No
             data: str | None = None) -> RetrainOutcome:
     """Run one retrain against ``model_dir``; never raises for an expected failure.
 
-    ``since`` defaults to just after the newest label the serving model trained on.
+    ``since`` defaults to just after the newest label the serving model trained on;
+    ``data`` (the base table) to the one the serving version was trained on.
     """
     started = time.time()
     store = ModelStore(model_dir)
@@ -132,6 +133,8 @@ def retrain(model_dir: str | Path, policy: DriftPolicy, since: float | None = No
         trained_until = (serving.metadata.get("training") or {}).get("feedback_until")
         if since is None:
             since = trained_until + 1e-6 if trained_until is not None else 0.0
+        if data is None:
+            data = (serving.metadata.get("training") or {}).get("data")
         plan = plan_retrain(feedback, policy, since)
     except DriftkeeperError as exc:
         return done(FAILED, f"cannot plan the retrain: {exc}")
