@@ -3,10 +3,11 @@ document and the validator cannot disagree."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .. import __version__
-from ..schema import DIAMONDS_SCHEMA, FeatureSchema
+from ..schema import FeatureSchema, level_text
 
 
 def _row_schema(schema: FeatureSchema, with_target: bool) -> dict[str, Any]:
@@ -16,8 +17,7 @@ def _row_schema(schema: FeatureSchema, with_target: bool) -> dict[str, Any]:
             props[f.name] = {"type": "number", "exclusiveMinimum": f.exclusive_minimum,
                              "maximum": f.maximum, "description": f.description}
         else:
-            props[f.name] = {"type": "string", "enum": list(f.levels),
-                             "description": f.description}
+            props[f.name] = {**_levels_schema(f.levels), "description": f.description}
     required = list(schema.names)
     if with_target:
         t = schema.target
@@ -26,6 +26,32 @@ def _row_schema(schema: FeatureSchema, with_target: bool) -> dict[str, Any]:
         required.append(t.name)
     return {"type": "object", "properties": props, "required": required,
             "additionalProperties": False}
+
+
+def _levels_schema(levels: tuple[str, ...]) -> dict[str, Any]:
+    """A category's levels as text, and as the JSON numbers or booleans that read as them
+    (the validator compares categories as text: 1, 1.0 and "1" are one level)."""
+    text = {"type": "string", "enum": list(levels)}
+    numbers = [n for n in map(_as_number, levels) if n is not None]
+    flags = [v for v in (True, False) if level_text(v) in levels]
+    alternatives = [text] + ([{"type": "number", "enum": numbers}] if numbers else []) + (
+        [{"type": "boolean", "enum": flags}] if flags else [])
+    return text if len(alternatives) == 1 else {"oneOf": alternatives}
+
+
+def _as_number(level: str) -> float | int | None:
+    try:
+        value = float(level)
+    except ValueError:
+        return None
+    if not math.isfinite(value) or level_text(value) != level:
+        return None
+    return int(value) if value.is_integer() else value
+
+
+def _unknown_rows() -> dict[str, Any]:
+    return {"type": "object", "description": "no model is loaded yet: a row's fields are "
+            "the served model's features"}
 
 
 def _body(row_ref: str, max_rows: int) -> dict[str, Any]:
@@ -47,7 +73,6 @@ def _ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def openapi_document(schema: FeatureSchema | None, max_rows: int) -> dict[str, Any]:
-    schema = schema or DIAMONDS_SCHEMA
     bad_input = {"400": _error("malformed body (not JSON, empty, NaN, too deep)"),
                  "413": _error("body too large or too many rows"),
                  "422": _error("a field is missing, unexpected, of the wrong type, out of "
@@ -107,8 +132,9 @@ def openapi_document(schema: FeatureSchema | None, max_rows: int) -> dict[str, A
                 "200": _ok("OpenAPI 3 document", {"type": "object"})}}},
         },
         "components": {"schemas": {
-            "Row": _row_schema(schema, with_target=False),
-            "LabelledRow": _row_schema(schema, with_target=True),
+            "Row": _row_schema(schema, with_target=False) if schema else _unknown_rows(),
+            "LabelledRow": (_row_schema(schema, with_target=True) if schema
+                            else _unknown_rows()),
             "Error": {"type": "object", "required": ["error"], "properties": {
                 "error": {"type": "string"}, "field": {"type": "string"},
                 "row": {"type": "integer"}, "request_id": {"type": "string"}}},

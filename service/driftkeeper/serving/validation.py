@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..schema import Feature, FeatureSchema
+from ..schema import Feature, FeatureSchema, level_text
 
 
 class UnknownCategoryError(InvalidInputError):
@@ -134,9 +134,18 @@ def _compile(feature: Feature) -> Callable[[Any, int, bool], float]:
         if value is None:
             raise InvalidInputError(f"{name} must not be null", field=field, row=r,
                                     reason="null")
+        if isinstance(value, (int, float)):  # a code sent as a number (bool is an int)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise InvalidInputError(f"{name} must be a finite number or a string",
+                                        field=field, row=r, reason="type")
+            value = level_text(value)  # compared as text, as in training: 1 and 1.0 are "1"
+            code = codes.get(value)
+            if code is not None:
+                return code
         if not isinstance(value, str):
-            raise InvalidInputError(f"{name} must be a string, got {_type_name(value)}",
-                                    field=field, row=r, reason="type")
+            raise InvalidInputError(f"{name} must be a string (or a number naming a "
+                                    f"level), got {_type_name(value)}", field=field, row=r,
+                                    reason="type")
         raise UnknownCategoryError(f"unknown {name} {value[:40]!r}; allowed: {allowed}",
                                    field=field, row=r, feature=name)
     return check_category
