@@ -19,7 +19,7 @@ import pandas as pd
 import scipy
 import sklearn
 from sklearn.metrics import mean_absolute_error, r2_score
-from sklearn.model_selection import KFold, train_test_split
+from sklearn.model_selection import train_test_split
 
 from .. import __version__
 from ..data import bundled_diamonds, frame_hash, load_diamonds, load_table
@@ -140,7 +140,7 @@ def _fit_with_feedback(config: TrainingConfig, schema: FeatureSchema, data: _Dat
     assert data.recent_X is not None and data.recent_y is not None
     X, y = data.recent_X, data.recent_y
     recipes = _recipes(config, schema, data, parent_model)
-    folds = list(KFold(config.folds, shuffle=True, random_state=config.seed).split(X))
+    folds = _group_folds(X, config.folds, config.seed)
     oof: dict[str, np.ndarray] = {}
     for name, recipe in recipes.items():
         residuals = np.empty(len(y))
@@ -279,6 +279,21 @@ trees to every prediction)."""
 
 def _depth(estimator: Any) -> int:
     return 1 + _depth(estimator.base) if isinstance(estimator, RecalibratedRegressor) else 0
+
+
+def _group_folds(X: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """K folds in which identical rows stay together. Traffic repeats rows (a small table
+    resampled, a popular item asked for again); a repeat in another fold would be scored
+    by a model that saw its label, and out-of-fold errors, the new model's concept-drift
+    reference, would come out too good."""
+    _, groups = np.unique(X, axis=0, return_inverse=True)
+    groups = groups.ravel()
+    n_groups = int(groups.max()) + 1
+    if n_groups < k:
+        raise TrainingError(f"only {n_groups} distinct labelled rows; {k}-fold "
+                            f"cross-validation needs at least {k}")
+    fold_of = np.random.default_rng(seed).permutation(n_groups)[groups] % k
+    return [(np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)) for f in range(k)]
 
 
 def _rmse(residuals: np.ndarray) -> float:
