@@ -486,8 +486,19 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rate", type=float, default=100.0, help="requests per second")
     p.add_argument("--scenario", default="concept", help="simulator scenario (default concept)")
     p.add_argument("--port", type=int, help="service port (default: a free one)")
-    p.add_argument("--data", metavar="CSV", help="your own diamonds-shaped data")
+    p.add_argument("--data", metavar="CSV", help="your own table: the diamonds columns, or "
+                   "any table with --target")
     p.add_argument("--seed", type=int, default=0)
+    table = p.add_argument_group(
+        "your own table", "With --data and --target the first model is trained on the CSV "
+        "with an inferred schema (as `train --target` does, printed), the simulator samples "
+        "its rows and the scenarios act on its columns.")
+    table.add_argument("--target", metavar="COLUMN", help="the column to predict")
+    table.add_argument("--categorical", nargs="+", action="extend", default=[],
+                       metavar="COLUMN", help="numeric columns that are categories")
+    table.add_argument("--drop", nargs="+", action="extend", default=[], metavar="COLUMN",
+                       help="columns that are not features")
+    table.add_argument("--schema", metavar="FILE", help="a YAML schema file (see train)")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -501,7 +512,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         raise DriftkeeperError(f"unknown scenario {args.scenario!r}; one of {list(CATALOG)}")
     run_demo(DemoConfig(workdir=args.workdir, duration=args.duration, rate=args.rate,
                         scenario=args.scenario, port=args.port, data=args.data,
-                        seed=args.seed))
+                        seed=args.seed, target=args.target,
+                        categorical=tuple(args.categorical), drop=tuple(args.drop),
+                        schema_file=args.schema))
     return EXIT_OK
 
 

@@ -10,6 +10,7 @@ again by its pid, also on Ctrl-C or error.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import shutil
 import time
@@ -24,6 +25,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from ..errors import DriftkeeperError
 from ..model.store import ModelStore
 from ..model.train import TrainingConfig, train
 from ..simulate.catalog import CATALOG, ONSET
@@ -53,8 +55,16 @@ class DemoConfig:
     rate: float = 100.0  # requests per second
     scenario: str = "concept"
     port: int | None = None
-    data: str | None = None
+    data: str | None = None  # a CSV: the diamonds columns, or any table with `target`
     seed: int = 0
+    target: str | None = None  # with `data`: the column to predict (schema inferred)
+    categorical: tuple[str, ...] = ()
+    drop: tuple[str, ...] = ()
+    schema_file: str | None = None
+
+    @property
+    def own_table(self) -> bool:
+        return bool(self.target or self.schema_file)
 
 
 def _say(console: Console, text: str) -> None:
@@ -74,6 +84,11 @@ def _verdict(drift: bool | None) -> Text:
 
 def _fmt(x: float | None, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
+
+
+def _sig(x: float | None) -> str:
+    """An error in the target's units, whatever their scale (553.6, 0.1234)."""
+    return "-" if x is None else f"{x:.4g}"
 
 
 class DemoView:
@@ -140,8 +155,8 @@ class DemoView:
             if c:
                 table.add_row("concept drift (RMSE +%)", _fmt(c["score"]), _fmt(c["threshold"]),
                               str(c["samples"]), _verdict(c["drift"]))
-                table.add_row("  RMSE now / reference", f"{_fmt(c['rmse'], 0)}",
-                              f"{_fmt(c['rmse_reference'], 0)}", "", "")
+                table.add_row("  RMSE now / reference", _sig(c['rmse']),
+                              _sig(c['rmse_reference']), "", "")
                 for loc in (c.get("segments") or {}).get("locations", [])[:2]:
                     table.add_row(f"  where: {loc['message']}", "", "", "", "")
         events = Table.grid(padding=(0, 1))
@@ -152,14 +167,44 @@ class DemoView:
         return Group(head, table, Text("events", style="bold"), events)
 
 
+def _base_dir(config: DemoConfig) -> Path:
+    """Where the first model of this table is cached: one per table and description, so
+    a demo on another CSV, target or flags never reuses the wrong model."""
+    if not config.own_table:
+        return config.workdir / "diamonds"
+    assert config.data is not None
+    described = json.dumps([str(Path(config.data).resolve()), config.target,
+                            sorted(config.categorical), sorted(config.drop),
+                            config.schema_file])
+    digest = hashlib.sha256(described.encode()).hexdigest()[:10]
+    return config.workdir / f"{Path(config.data).name.split('.')[0]}-{digest}"
+
+
+def _train_first(config: DemoConfig, base: Path, console: Console) -> None:
+    console.print(f"training the first model into {base} ...")
+    if config.own_table:
+        from ..inference import describe, infer_from_csv
+
+        assert config.data is not None
+        schema = infer_from_csv(config.data, config.target, categorical=config.categorical,
+                                drop=config.drop, schema_file=config.schema_file)
+        _say(console, "\n".join([f"schema inferred from {config.data} "
+                                  f"({len(schema.features)} features):", *describe(schema)]))
+        result = train(base, TrainingConfig(data=config.data), schema=schema)
+    else:
+        result = train(base, TrainingConfig(data=config.data))
+    console.print(f"  {result.version}: held-out RMSE {result.metrics['rmse']:.4g}, "
+                  f"R² {result.metrics['r2']:.4f}")
+
+
 def _prepare(config: DemoConfig, console: Console) -> Path:
     """A trained base model (cached) and a fresh run directory starting from it."""
-    base = config.workdir / "diamonds"
+    if config.own_table and not config.data:
+        raise DriftkeeperError("--target and the other table flags describe a table: pass "
+                               "it with --data CSV")
+    base = _base_dir(config)
     if ModelStore(base).current_version() is None:
-        console.print(f"training the first model into {base} ...")
-        result = train(base, TrainingConfig(data=config.data))
-        console.print(f"  {result.version}: held-out RMSE {result.metrics['rmse']:.1f}, "
-                      f"R² {result.metrics['r2']:.4f}")
+        _train_first(config, base, console)
     run_dir = config.workdir / "demo"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
@@ -293,7 +338,7 @@ def _print_summary(summary: dict[str, Any], console: Console) -> None:
         _say(console, f"  {clock}  {reason}: {message}")
     for version, m in summary["versions"].items():
         mark = " (serving)" if version == summary["serving"] else ""
-        _say(console, f"  model {version}{mark}: RMSE {m['rmse']:.1f} "
+        _say(console, f"  model {version}{mark}: RMSE {m['rmse']:.4g} "
                       f"({m['evaluation']}; {m['strategy']})")
     final = summary.get("final") or {}
     if final:
