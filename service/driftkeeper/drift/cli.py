@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..data import canonicalize, read_csv, read_current
 from ..errors import DataError
-from ..schema import DIAMONDS_SCHEMA, FeatureSchema
+from ..schema import FeatureSchema
 from . import stats
 from .evaluate import evaluate_data
 from .profile import build_profile
@@ -54,12 +54,12 @@ def settings_from_flags(schema: FeatureSchema, default_method: str | None,
     return settings
 
 
-def compare_files(reference: str | Path, current: str | Path, *,
+def compare_files(reference: str | Path, current: str | Path, *, schema: FeatureSchema,
                   default_method: str | None = None, methods: dict[str, str] | None = None,
                   default_threshold: str | None = None, thresholds: dict[str, str] | None = None,
                   rule: str = "any", min_samples: int = 200, false_alarm_rate: float = 0.01,
-                  exact: bool = False, seed: int = 0, calibration_trials: int = 5000,
-                  schema: FeatureSchema = DIAMONDS_SCHEMA) -> DriftReport:
+                  exact: bool = False, seed: int = 0, calibration_trials: int = 5000
+                  ) -> DriftReport:
     """Data drift of ``current`` against ``reference`` (CSV files with the schema's columns).
 
     The reference must be clean (it defines the bins); the current file may hold unseen
