@@ -5,7 +5,7 @@ and the prediction (``model/loss.py``). At serving time its estimates are summed
 window: the mean estimate over the window against the mean over the held-out rows says how
 much the RMSE has moved, while the labels that would measure it are still weeks away. A
 covariate shift towards rows the model gets wrong raises it; a shift towards easy rows
-lowers it; a change of the feature->price relation is invisible to it (that is what the
+lowers it; a change of the feature->target relation is invisible to it (that is what the
 labels, and concept drift, are for).
 
 The window is a count and a sum, so it merges across workers and replicas like the others.
@@ -20,6 +20,13 @@ import numpy as np
 
 from . import calibration
 from .calibration import NullTable
+
+
+def loss_inputs(X: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+    """The loss model's columns: the encoded features, then the model's prediction. Here,
+    free of scikit-learn, because training fits on them and the pod estimates from them."""
+    return np.column_stack([np.asarray(X, dtype=np.float64),
+                            np.asarray(predictions, dtype=np.float64)])
 
 
 @dataclass(frozen=True)

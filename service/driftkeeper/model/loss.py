@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingRegressor
 
+from ..drift.performance import loss_inputs
 from .export import verified_export
 
 LOSS_PARAMS: dict[str, Any] = {
@@ -27,12 +28,6 @@ LOSS_PARAMS: dict[str, Any] = {
 the sum), and the estimate only has to rank rows by difficulty and keep the mean. Fifty
 shallow trees: the pod's evaluator estimates every row of its window each tick (~5 ms per
 1,000 rows from the exported arrays)."""
-
-
-def loss_inputs(X: np.ndarray, predictions: np.ndarray) -> np.ndarray:
-    """The loss model's columns: the encoded features, then the model's prediction."""
-    return np.column_stack([np.asarray(X, dtype=np.float64),
-                            np.asarray(predictions, dtype=np.float64)])
 
 
 def fit_loss_model(X: np.ndarray, predictions: np.ndarray, residuals: np.ndarray,

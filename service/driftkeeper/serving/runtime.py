@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..drift.performance import loss_inputs
 from ..errors import DriftkeeperError
 from ..model.predictor import TreePredictor
 from ..model.store import PREDICTOR_FILE, PROFILE_FILE, ModelBundle, ModelStore, version_number
@@ -57,8 +58,7 @@ class ServingModel:
             return None
         if not len(X):
             return np.empty(0)
-        # The columns of model/loss.py's loss_inputs (not imported: it imports scikit-learn).
-        return np.maximum(self.loss.predict(np.column_stack([X, predictions])), 0.0)
+        return np.maximum(self.loss.predict(loss_inputs(X, predictions)), 0.0)
 
 
 class ModelHolder:
