@@ -208,3 +208,24 @@ def test_train_on_a_table_refuses_with_a_message(tmp_path: Path, diabetes_csv: P
 def test_table_flags_need_the_table(tmp_path: Path, capsys) -> None:
     assert main(["train", "--output", str(tmp_path / "m"), "--target", "price"]) == EXIT_ERROR
     assert "pass it with --data CSV" in capsys.readouterr().err
+
+
+def test_simulate_passes_the_world_overrides(monkeypatch, capsys) -> None:
+    from driftkeeper.simulate import runner
+    from driftkeeper.simulate.world import Overrides
+
+    seen = []
+    monkeypatch.setattr(runner, "simulate", lambda config, on_progress: seen.append(config)
+                        or runner.Progress(config.scenario, 1))
+    assert main(["simulate", "--url", "http://127.0.0.1:1", "--scenario", "mixed",
+                 "--data", "t.csv", "--tilt", "bmi", "--mix", "sex=male",
+                 "--concept", "age>0.04"]) == EXIT_OK
+    assert seen[0].data == "t.csv"
+    assert seen[0].overrides == Overrides(tilt="bmi", mix="sex=male", concept="age>0.04")
+
+
+def test_simulate_help_lists_generic_scenarios(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["simulate", "--help"])
+    out = capsys.readouterr().out
+    assert "rows with a larger <tilt> arrive" in out and "--concept SEGMENT" in out
