@@ -45,7 +45,9 @@ from driftkeeper.model.store import ModelStore
 from driftkeeper.model.train import TrainingConfig, train
 from driftkeeper.policy import default_policy
 from driftkeeper.serving.runtime import ServingModel
-from driftkeeper.simulate.scenarios import CONCEPT_COLORS, SCENARIOS
+from driftkeeper.simulate.scenarios import SCENARIOS
+from driftkeeper.simulate.world import DIAMONDS_CONCEPT_COLORS as CONCEPT_COLORS
+from driftkeeper.simulate.world import World
 
 BENCH = Path(__file__).resolve().parent
 KINDS = ("data", "prediction", "performance", "concept")
@@ -111,20 +113,20 @@ made request by request, as the simulator sends them; the others draw rows indep
 so one call gives the same distribution."""
 
 
-def window(case: Case, table: pd.DataFrame, seed: int, rows: int
+def window(case: Case, world: World, seed: int, rows: int
            ) -> tuple[pd.DataFrame, np.ndarray]:
     scenario, rng = SCENARIOS[case.scenario], np.random.default_rng(seed)
     if case.scenario not in PER_REQUEST:
-        batch = scenario.generate(rng, table, case.progress, rows)
-        return batch.rows, batch.prices
-    batches = [scenario.generate(rng, table, case.progress, 1) for _ in range(rows)]
+        batch = scenario.generate(rng, world, case.progress, rows)
+        return batch.rows, batch.labels
+    batches = [scenario.generate(rng, world, case.progress, 1) for _ in range(rows)]
     return (pd.concat([b.rows for b in batches], ignore_index=True),
-            np.concatenate([b.prices for b in batches]))
+            np.concatenate([b.labels for b in batches]))
 
 
-def run_case(model: ServingModel, table: pd.DataFrame, case: Case, repeats: int,
+def run_case(model: ServingModel, world: World, case: Case, repeats: int,
              rows: int) -> dict[str, Any]:
-    results = [judge(model, *window(case, table, seed, rows)) for seed in range(repeats)]
+    results = [judge(model, *window(case, world, seed, rows)) for seed in range(repeats)]
     rates = {k: float(np.mean([r[k] is True for r in results])) for k in KINDS}
     label_free = float(np.mean([any(r[k] is True for k in LABEL_FREE) for r in results]))
     any_kind = float(np.mean([any(r[k] is True for k in KINDS) for r in results]))
@@ -196,11 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.time()
     diamonds = load_diamonds()
-    world = np.random.default_rng(2026).permutation(len(diamonds))[:len(diamonds) // 5]
-    traffic = diamonds.iloc[np.sort(world)].reset_index(drop=True)
+    held = np.random.default_rng(2026).permutation(len(diamonds))[:len(diamonds) // 5]
+    traffic = World.for_diamonds(diamonds.iloc[np.sort(held)].reset_index(drop=True))
     with tempfile.TemporaryDirectory(prefix="driftkeeper-quality-") as tmp:
         model_rows = Path(tmp) / "model-rows.csv"
-        diamonds.drop(index=world).to_csv(model_rows, index=False)
+        diamonds.drop(index=held).to_csv(model_rows, index=False)
         train(Path(tmp) / "model", TrainingConfig(data=str(model_rows)))
         bundle = ModelStore(Path(tmp) / "model").load()
         model = ServingModel.from_bundle(bundle)

@@ -333,13 +333,16 @@ def _format_data_report(data: dict[str, Any]) -> str:
 
 
 def _add_simulate(sub: argparse._SubParsersAction) -> None:
-    from .simulate.catalog import CATALOG
+    from .simulate.catalog import CATALOG, ROLES
 
     scenarios = "\n".join(f"  {s.name:<18} {s.summary}" for s in CATALOG.values())
+    roles = "\n".join(f"  {text}" for text in ROLES.values())
     p = sub.add_parser("simulate", help="drive a service with scripted drift scenarios",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Send predictions, then labels after --label-delay.\n\n"
-                       f"scenarios:\n{scenarios}")
+                       description="Send predictions, then labels after --label-delay. The "
+                       "service's GET /schema says which columns; on the diamonds table the "
+                       "scenarios play the lab's world (carat, cut = Ideal, colours D/E/F "
+                       f"25% dearer).\n\nscenarios:\n{scenarios}\n\n{roles}")
     p.add_argument("--url", required=True, help="service base URL, e.g. http://127.0.0.1:8080")
     p.add_argument("--scenario", required=True, choices=sorted(CATALOG), metavar="NAME")
     p.add_argument("--rate", type=float, default=50.0, help="requests per second (default 50)")
@@ -350,16 +353,25 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
                    help="seconds before a prediction's label is sent (default 2)")
     p.add_argument("--batch", type=int, default=1, help="rows per request (default 1)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data", metavar="CSV", help="rows to sample from (default: diamonds)")
+    p.add_argument("--data", metavar="CSV", help="rows to sample, with the served model's "
+                   "columns and target (default: the bundled diamonds, if they fit)")
+    p.add_argument("--tilt", metavar="FEATURE", help="the numerical feature covariate shifts "
+                   "make larger")
+    p.add_argument("--mix", metavar="FEATURE=LEVEL", help="the category level category-mix "
+                   "makes rarer")
+    p.add_argument("--concept", metavar="SEGMENT", help="where the target shifts: "
+                   "FEATURE=LEVEL[,LEVEL...] or FEATURE>VALUE")
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from .simulate.runner import SimulationConfig, simulate
+    from .simulate.world import Overrides
 
     config = SimulationConfig(url=args.url, scenario=args.scenario, rate=args.rate,
                               duration=args.duration, requests=args.requests,
                               label_delay=args.label_delay, batch=args.batch, seed=args.seed,
-                              data=args.data)
+                              data=args.data, overrides=Overrides(args.tilt, args.mix,
+                                                                  args.concept))
     final = simulate(config, on_progress=lambda p: print(p.line(), flush=True))
     if final.errors:
         print(f"{final.errors} requests failed; last: {final.last_error}", file=sys.stderr)

@@ -65,3 +65,8 @@ class SchemaError(DriftkeeperError):
         super().__init__(message)
         self.message = message
         self.column = column
+
+
+class SimulationError(DriftkeeperError):
+    """The simulation could not run (service unreachable, a scenario the table cannot play,
+    a bad override)."""

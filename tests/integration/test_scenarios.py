@@ -12,6 +12,7 @@ import yaml
 
 from driftkeeper.simulate.runner import SimulationConfig, SimulationError, simulate
 from driftkeeper.simulate.scenarios import SCENARIOS
+from driftkeeper.simulate.world import World
 from service_process import free_port, running_service
 
 pytestmark = pytest.mark.slow
@@ -44,7 +45,7 @@ def _check(expectation: str, verdict: bool | None, what: str) -> None:
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
-def test_scenario_verdict_matches_its_expectation(service, name: str) -> None:
+def test_scenario_verdict_matches_its_expectation(service, diamonds, name: str) -> None:
     scenario = SCENARIOS[name]
     seen: dict[str, set] = {"data": set(), "concept": set()}
     stop = threading.Event()
@@ -72,7 +73,8 @@ def test_scenario_verdict_matches_its_expectation(service, name: str) -> None:
     report = service.wait_for(lambda r: r["evaluated_at"] > done, what="a final evaluation")
     _check(scenario.expect_data, report["data"]["drift"], f"{name} data")
     _check(scenario.expect_concept, report["concept"]["drift"], f"{name} concept")
-    assert set(scenario.drifted_features) <= set(report["data"]["drifted_features"])
+    drifted = scenario.drifted_features(World.for_diamonds(diamonds))
+    assert set(drifted) <= set(report["data"]["drifted_features"])
     if name == "recovery":  # drift must have appeared on the way, then cleared
         assert True in seen["data"] and True in seen["concept"]
 
@@ -80,11 +82,10 @@ def test_scenario_verdict_matches_its_expectation(service, name: str) -> None:
 def test_simulator_is_deterministic_for_a_seed(diamonds) -> None:
     import numpy as np
 
-    from driftkeeper.simulate.scenarios import SCENARIOS as S
-
-    a = S["mixed"].generate(np.random.default_rng(3), diamonds, 0.5, 50)
-    b = S["mixed"].generate(np.random.default_rng(3), diamonds, 0.5, 50)
-    assert a.rows.equals(b.rows) and (a.prices == b.prices).all()
+    world = World.for_diamonds(diamonds)
+    a = SCENARIOS["mixed"].generate(np.random.default_rng(3), world, 0.5, 50)
+    b = SCENARIOS["mixed"].generate(np.random.default_rng(3), world, 0.5, 50)
+    assert a.rows.equals(b.rows) and (a.labels == b.labels).all()
 
 
 def test_simulator_says_when_the_service_is_down() -> None:

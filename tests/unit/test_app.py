@@ -24,7 +24,7 @@ from bad_inputs import (
 from driftkeeper.drift.profile import ReferenceProfile
 from driftkeeper.model.predictor import TreePredictor
 from driftkeeper.model.train import TrainingConfig, train
-from driftkeeper.schema import DIAMONDS_SCHEMA
+from driftkeeper.schema import DIAMONDS_SCHEMA, FeatureSchema
 from driftkeeper.serving.app import create_app, state_of
 from driftkeeper.serving.config import ServiceConfig
 
@@ -152,6 +152,22 @@ def test_reference_serves_the_versions_profile(served, model_dir: Path) -> None:
     assert ReferenceProfile.from_dict(doc["profile"]).schema.names == DIAMONDS_SCHEMA.names
 
 
+def test_schema_serves_the_versions_feature_schema(served, tmp_path: Path) -> None:
+    _, client = served
+    resp = client.get("/schema")
+    assert resp.status_code == 200
+    doc = resp.get_json()
+    assert doc["model_version"] == "v1"
+    assert FeatureSchema.from_dict(doc["schema"]) == DIAMONDS_SCHEMA
+    assert doc["schema"]["target"]["name"] == "price"
+    empty, empty_client = _app(tmp_path / "no-model", tmp_path / "empty")
+    try:
+        missing = empty_client.get("/schema")
+        assert missing.status_code == 503 and "driftkeeper train" in missing.get_json()["error"]
+    finally:
+        state_of(empty).stop()
+
+
 def test_reference_predictor_serves_the_exported_arrays(served, model_dir: Path,
                                                         encoded) -> None:
     _, client = served
@@ -243,8 +259,8 @@ def test_index_and_openapi(served) -> None:
 
     _, client = served
     index = client.get("/").get_json()
-    assert {"predict", "feedback", "drift", "metrics", "healthz", "readyz", "openapi"} <= set(
-        index["endpoints"])
+    assert {"predict", "feedback", "drift", "metrics", "schema", "healthz", "readyz",
+            "openapi"} <= set(index["endpoints"])
     doc = client.get("/openapi.json").get_json()
     validate(doc)
     row = doc["components"]["schemas"]["Row"]
@@ -252,6 +268,7 @@ def test_index_and_openapi(served) -> None:
     # Every way a request can fail is documented, with the error's JSON shape.
     responses = doc["paths"]["/predict"]["post"]["responses"]
     assert {"200", "400", "413", "422", "503"} <= set(responses)
+    assert "/schema" in doc["paths"]
     assert responses["422"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/Error"}
 

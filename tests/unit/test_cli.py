@@ -257,3 +257,24 @@ def test_drift_model_and_target_are_exclusive(diabetes_halves: Path, tmp_path: P
                  "--target", "progression"])
     assert code == EXIT_ERROR
     assert "pass either" in capsys.readouterr().err
+
+
+def test_simulate_passes_the_world_overrides(monkeypatch, capsys) -> None:
+    from driftkeeper.simulate import runner
+    from driftkeeper.simulate.world import Overrides
+
+    seen = []
+    monkeypatch.setattr(runner, "simulate", lambda config, on_progress: seen.append(config)
+                        or runner.Progress(config.scenario, 1))
+    assert main(["simulate", "--url", "http://127.0.0.1:1", "--scenario", "mixed",
+                 "--data", "t.csv", "--tilt", "bmi", "--mix", "sex=male",
+                 "--concept", "age>0.04"]) == EXIT_OK
+    assert seen[0].data == "t.csv"
+    assert seen[0].overrides == Overrides(tilt="bmi", mix="sex=male", concept="age>0.04")
+
+
+def test_simulate_help_lists_generic_scenarios(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["simulate", "--help"])
+    out = capsys.readouterr().out
+    assert "rows with a larger <tilt> arrive" in out and "--concept SEGMENT" in out

@@ -266,9 +266,11 @@ def diamond_model(diamonds):
 
 def _scenario_impacts(diamonds, diamond_model, scenario: str, rows: int) -> dict[str, Impact]:
     from driftkeeper.simulate.scenarios import SCENARIOS
+    from driftkeeper.simulate.world import World
 
     model, profile, sample = diamond_model
-    batch = SCENARIOS[scenario].generate(np.random.default_rng(0), diamonds, 1.0, rows)
+    batch = SCENARIOS[scenario].generate(np.random.default_rng(0), World.for_diamonds(diamonds),
+                                         1.0, rows)
     window = data_window(profile, DIAMONDS_SCHEMA.encode(batch.rows))
     return feature_impacts(model.predict, sample, profile, window)
 

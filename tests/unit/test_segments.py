@@ -25,7 +25,9 @@ from driftkeeper.drift.segments import (
 )
 from driftkeeper.drift.significance import bh_adjust, chi2_sf, chi2_z, normal_two_sided
 from driftkeeper.schema import DIAMONDS_SCHEMA, Feature, FeatureSchema, Target
-from driftkeeper.simulate.scenarios import CONCEPT_COLORS, SCENARIOS
+from driftkeeper.simulate.scenarios import SCENARIOS
+from driftkeeper.simulate.world import DIAMONDS_CONCEPT_COLORS as CONCEPT_COLORS
+from driftkeeper.simulate.world import World as SimulatedWorld
 
 TINY = FeatureSchema(
     features=(Feature("g", "categorical", levels=("a", "b")), Feature("x", "numerical")),
@@ -289,8 +291,9 @@ def test_no_drift_flags_nothing_in_the_large_majority_of_windows(world: World) -
 
 @pytest.mark.parametrize("seed", range(5))
 def test_concept_shift_is_located_in_colours_d_e_f(world: World, seed: int) -> None:
-    batch = SCENARIOS["concept"].generate(np.random.default_rng(seed), world.hold, 1.0, 1000)
-    verdict = evaluate_segments(world.profile, world.window(batch.rows, batch.prices),
+    batch = SCENARIOS["concept"].generate(np.random.default_rng(seed),
+                                          SimulatedWorld.for_diamonds(world.hold), 1.0, 1000)
+    verdict = evaluate_segments(world.profile, world.window(batch.rows, batch.labels),
                                 SegmentSettings())
     first = verdict.locations[0]
     assert first.feature == "color"
@@ -305,9 +308,9 @@ def test_concept_shift_is_located_in_colours_d_e_f(world: World, seed: int) -> N
 
 @pytest.mark.parametrize("seed", range(5))
 def test_unchanged_world_names_no_location(world: World, seed: int) -> None:
-    batch = SCENARIOS["none"].generate(np.random.default_rng(100 + seed), world.hold, 1.0,
-                                       1000)
-    verdict = evaluate_segments(world.profile, world.window(batch.rows, batch.prices),
+    batch = SCENARIOS["none"].generate(np.random.default_rng(100 + seed),
+                                       SimulatedWorld.for_diamonds(world.hold), 1.0, 1000)
+    verdict = evaluate_segments(world.profile, world.window(batch.rows, batch.labels),
                                 SegmentSettings())
     assert verdict.locations == []
 

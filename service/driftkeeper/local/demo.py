@@ -128,7 +128,7 @@ class DemoView:
         head = Text.assemble(
             ("Driftkeeper demo", "bold"), f"  {self.clock(time.time())} / "
             f"{self.clock(self.started + self.config.duration)}   scenario ",
-            (self.config.scenario, "cyan"), f": {scenario.summary}\n",
+            (self.config.scenario, "cyan"), f": {scenario.example}\n",
             "model ", ((self.report or {}).get("model_version") or "-", "bold cyan"),
             "   driver phase ", (self.phase, "bold"), f"\ntraffic {self.progress}")
         table = Table(expand=False, show_edge=False, pad_edge=False)

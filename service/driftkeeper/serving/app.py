@@ -321,6 +321,14 @@ def create_app(config: ServiceConfig, start_background: bool = True) -> Flask:
         resp.headers["X-Model-Version"] = model.version
         return resp
 
+    @app.get("/schema")
+    def schema() -> Response:
+        """The serving version's feature schema: lets a client (the simulator) build rows
+        and labels for whatever table the model was trained on."""
+        model = _model()
+        return _json({"model_version": model.version,
+                      "schema": model.bundle.schema.to_dict()})
+
     @app.get("/healthz")
     def healthz() -> Response:
         return _json({"status": "ok"})
@@ -340,11 +348,12 @@ def create_app(config: ServiceConfig, start_background: bool = True) -> Flask:
             "model_version": model.version if model else None,
             "endpoints": {
                 "predict": "/predict (POST) one row, or {\"instances\": [rows]}",
-                "feedback": "/feedback (POST) rows with the actual price",
+                "feedback": "/feedback (POST) rows with the actual target value",
                 "drift": "/drift (GET) the latest drift report; ?histograms=1 adds the "
                          "reference and current distributions",
                 "metrics": "/metrics (GET) Prometheus metrics",
                 "reference": "/reference (GET) the serving version's reference profile",
+                "schema": "/schema (GET) the serving version's feature schema and target",
                 "healthz": "/healthz (GET) liveness",
                 "readyz": "/readyz (GET) readiness: a model is loaded",
                 "openapi": "/openapi.json (GET) this API as OpenAPI 3",

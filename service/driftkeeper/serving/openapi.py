@@ -119,6 +119,14 @@ def openapi_document(schema: FeatureSchema | None, max_rows: int) -> dict[str, A
                                           "schema": {"type": "string", "format": "binary"}}}},
                               "404": _error("the version is served from its pickle"),
                               "503": _error("no model loaded yet")}}},
+            "/schema": {"get": {
+                "summary": "The serving version's feature schema and target",
+                "responses": {"200": _ok("feature schema", {
+                    "type": "object", "required": ["model_version", "schema"],
+                    "properties": {"model_version": {"type": "string"},
+                                   "schema": {"type": "object",
+                                              "required": ["features", "target"]}}}),
+                    "503": _error("no model loaded yet")}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
                 "200": {"description": "text exposition format",
                         "content": {"text/plain": {"schema": {"type": "string"}}}}}}},

@@ -1,7 +1,10 @@
 """Send a scenario's traffic to a running service: predictions now, labels later.
 
-Rate-limited on a fixed schedule (no bursts after a slow request), deterministic for a seed,
-and it says clearly when the service cannot be reached.
+The service says what it serves (``GET /schema``); rows come from ``--data`` loaded through
+that schema, or from the bundled diamonds table when the schema's columns are all in it, and
+labels go back under the schema's target name. Rate-limited on a fixed schedule (no bursts
+after a slow request), deterministic for a seed, and it says clearly when the service cannot
+be reached.
 """
 
 from __future__ import annotations
@@ -17,16 +20,16 @@ import numpy as np
 import pandas as pd
 import requests
 
-from ..data import load_diamonds
-from ..errors import DriftkeeperError
+from ..data import bundled_diamonds, load_table
+from ..errors import SimulationError
+from ..schema import FeatureSchema
 from .scenarios import SCENARIOS, Batch
+from .world import Overrides, World
 
 MAX_FEEDBACK_BATCH = 500
 MAX_CONSECUTIVE_ERRORS = 20
 
-
-class SimulationError(DriftkeeperError):
-    """The simulation could not run (service unreachable, bad arguments)."""
+__all__ = ["Progress", "SimulationConfig", "SimulationError", "simulate"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,8 @@ class SimulationConfig:
     label_delay: float = 2.0  # seconds between a prediction and its label
     batch: int = 1  # rows per prediction request
     seed: int = 0
-    data: str | None = None
+    data: str | None = None  # a CSV with the served model's columns
+    overrides: Overrides = field(default_factory=Overrides)  # columns chosen by name
 
     def total_requests(self) -> int:
         if self.requests is not None:
@@ -84,6 +88,31 @@ def check_service(url: str, session: requests.Session) -> None:
         raise SimulationError(f"the service at {url} is not ready: {resp.text[:200]}")
 
 
+def fetch_schema(url: str, session: requests.Session) -> FeatureSchema:
+    """The serving version's feature schema, from ``GET /schema``."""
+    try:
+        resp = session.get(url + "/schema", timeout=10)
+        resp.raise_for_status()
+        return FeatureSchema.from_dict(resp.json()["schema"])
+    except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
+        raise SimulationError(f"cannot read the served model's schema from {url}/schema "
+                              f"({exc.__class__.__name__}: {str(exc)[:200]})") from None
+
+
+def load_world_table(schema: FeatureSchema, data: str | None) -> pd.DataFrame:
+    """The rows to sample: ``data`` through the schema, else the bundled diamonds table when
+    it has every column the schema names."""
+    if data is not None:
+        return load_table(data, schema)
+    bundled = bundled_diamonds()
+    columns = set(pd.read_csv(bundled, nrows=0).columns)
+    if set(schema.names) | {schema.target.name} <= columns:
+        return load_table(bundled, schema)
+    raise SimulationError(f"the service serves a model of {schema.target.name}; pass --data "
+                          f"CSV with its columns ({', '.join(schema.names)}, "
+                          f"{schema.target.name})")
+
+
 def simulate(config: SimulationConfig, on_progress: Callable[[Progress], None] | None = None,
              stop: threading.Event | None = None, progress_every: float = 2.0) -> Progress:
     """Run a scenario to completion (or until ``stop``); returns the final progress."""
@@ -93,12 +122,14 @@ def simulate(config: SimulationConfig, on_progress: Callable[[Progress], None] |
     if config.rate <= 0 or config.batch < 1 or config.label_delay < 0:
         raise SimulationError("rate must be > 0, batch >= 1 and label-delay >= 0")
     scenario = SCENARIOS[config.scenario]
-    table = load_diamonds(config.data)
     rng = np.random.default_rng(config.seed)
     stop = stop or threading.Event()
     base = config.url.rstrip("/")
     session = requests.Session()
     check_service(base, session)
+    schema = fetch_schema(base, session)
+    world = World.for_schema(schema, load_world_table(schema, config.data), config.overrides)
+    world.require(scenario.name, scenario.needs)
     total = config.total_requests()
     progress = Progress(config.scenario, total)
     pending: collections.deque[tuple[float, list[dict[str, Any]]]] = collections.deque()
@@ -140,15 +171,15 @@ def simulate(config: SimulationConfig, on_progress: Callable[[Progress], None] |
         wait = start + i / config.rate - time.monotonic()
         if wait > 0 and stop.wait(wait):
             break
-        batch: Batch = scenario.generate(rng, table, i / max(total - 1, 1), config.batch)
+        batch: Batch = scenario.generate(rng, world, i / max(total - 1, 1), config.batch)
         progress.phase = batch.phase
         rows = _records(batch.rows)
         body: Any = rows[0] if config.batch == 1 else {"instances": rows}
         if post("/predict", body):
             progress.sent += 1
             progress.rows += len(rows)
-            labelled = [{**row, "price": float(p)} for row, p in zip(rows, batch.prices,
-                                                                     strict=True)]
+            labelled = [{**row, world.target: float(y)} for row, y in zip(rows, batch.labels,
+                                                                          strict=True)]
             pending.append((time.monotonic() + config.label_delay, labelled))
         flush_labels(time.monotonic())
         if on_progress and time.monotonic() >= next_report:

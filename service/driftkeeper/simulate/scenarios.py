@@ -1,9 +1,10 @@
 """Drift scenarios: what the simulated world looks like at each point of a run.
 
 A scenario turns a progress fraction t in [0, 1] into a batch of rows (features the service
-sees) and their true prices (the labels that arrive later). Covariate shifts *re-weight* which
-real diamonds arrive instead of editing their features, so every label stays a real price:
-the feature->price relation is untouched unless the scenario says it changes.
+sees) and their true target values (the labels that arrive later), sampled from a
+:class:`~driftkeeper.simulate.world.World`. Covariate shifts *re-weight* which real rows
+arrive instead of editing their features, so every label stays a real one: the
+feature->target relation is untouched unless the scenario says it changes.
 """
 
 from __future__ import annotations
@@ -14,14 +15,18 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .catalog import CATALOG, ONSET, RECOVERY_END, Expectation
+from .catalog import CATALOG, ONSET, RECOVERY_END, Expectation, Role
+from .world import World
 
 
 @dataclass(frozen=True)
 class Batch:
     rows: pd.DataFrame  # features, canonical dtypes
-    prices: np.ndarray  # the true prices, as labels
+    labels: np.ndarray  # the true target values
     phase: str  # "normal", "drifted", ... for the progress line
+
+
+Generator = Callable[[np.random.Generator, World, float, int], Batch]
 
 
 @dataclass(frozen=True)
@@ -30,20 +35,19 @@ class Scenario:
     summary: str
     expect_data: Expectation
     expect_concept: Expectation
-    drifted_features: tuple[str, ...]
-    generate: Callable[[np.random.Generator, pd.DataFrame, float, int], Batch]
+    drifts: tuple[Role, ...]
+    needs: tuple[Role, ...]
+    _generate: Generator
 
+    def generate(self, rng: np.random.Generator, world: World, t: float, n: int) -> Batch:
+        """``n`` rows at progress ``t``; a SimulationError naming the scenario when the
+        world has no columns for it (e.g. no categorical feature for `category-mix`)."""
+        world.require(self.name, self.needs)
+        return self._generate(rng, world, t, n)
 
-CARAT_TILT = 1.2
-"""Sampling weight exp(tilt * z(carat)): at full strength heavy diamonds arrive far more
-often (mean carat 0.80 -> ~1.2, PSI ~1)."""
-
-IDEAL_WEIGHT = 0.4
-"""Relative weight of Ideal cuts in `category-mix` (their share falls from 40% to ~21%)."""
-
-CONCEPT_COLORS = ("D", "E", "F")
-CONCEPT_FACTOR = 1.25
-"""`concept`: the best colours become 25% dearer for the same diamond."""
+    def drifted_features(self, world: World) -> tuple[str, ...]:
+        """The features a correct monitor names as drifted, in this world."""
+        return world.drifted_features(self.drifts)
 
 
 def _resample(rng: np.random.Generator, table: pd.DataFrame, n: int,
@@ -52,82 +56,62 @@ def _resample(rng: np.random.Generator, table: pd.DataFrame, n: int,
     return table.iloc[rng.choice(len(table), size=n, p=p)].reset_index(drop=True)
 
 
-def _carat_weights(table: pd.DataFrame, strength: float) -> np.ndarray:
-    carat = table["carat"].to_numpy()
-    z = (carat - carat.mean()) / carat.std()
-    return np.exp(CARAT_TILT * strength * z)
+def _none(rng: np.random.Generator, world: World, t: float, n: int) -> Batch:
+    return Batch(*world.split(_resample(rng, world.table, n)), "normal")
 
 
-def _split(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-    return frame.drop(columns="price"), frame["price"].to_numpy(np.float64)
-
-
-def _reprice(frame: pd.DataFrame) -> np.ndarray:
-    dearer = frame["color"].isin(CONCEPT_COLORS).to_numpy()
-    price = frame["price"].to_numpy(np.float64)
-    return np.where(dearer, price * CONCEPT_FACTOR, price)
-
-
-def _none(rng, table, t, n) -> Batch:
-    rows, prices = _split(_resample(rng, table, n))
-    return Batch(rows, prices, "normal")
-
-
-def _lab(rng, table, t, n) -> Batch:
+def _lab(rng: np.random.Generator, world: World, t: float, n: int) -> Batch:
     """The lab's perturbations, one draw per request: noise, not drift."""
-    frame = _resample(rng, table, n)
-    frame["carat"] *= rng.uniform(0.98, 1.02)
-    frame["depth"] *= rng.uniform(0.99, 1.01)
-    frame["table"] *= rng.uniform(0.99, 1.01)
-    frame["price"] += rng.normal(0.0, frame["price"] * 0.01)
-    rows, prices = _split(frame)
-    return Batch(rows, prices, "normal (lab noise)")
+    frame = _resample(rng, world.table, n)
+    world.add_lab_noise(rng, frame)
+    return Batch(*world.split(frame), "normal (lab noise)")
 
 
-def _covariate_gradual(rng, table, t, n) -> Batch:
-    rows, prices = _split(_resample(rng, table, n, _carat_weights(table, t)))
-    return Batch(rows, prices, f"heavier x{t:.2f}")
+def _covariate_gradual(rng: np.random.Generator, world: World, t: float, n: int) -> Batch:
+    frame = _resample(rng, world.table, n, world.tilt_weights(t))
+    return Batch(*world.split(frame), f"larger {world.tilt_feature} x{t:.2f}")
 
 
-def _covariate_sudden(rng, table, t, n) -> Batch:
+def _covariate_sudden(rng: np.random.Generator, world: World, t: float, n: int) -> Batch:
     on = t >= ONSET
-    frame = _resample(rng, table, n, _carat_weights(table, 1.0) if on else None)
-    rows, prices = _split(frame)
-    return Batch(rows, prices, "heavier diamonds" if on else "normal")
+    frame = _resample(rng, world.table, n, world.tilt_weights(1.0) if on else None)
+    return Batch(*world.split(frame), f"larger {world.tilt_feature}" if on else "normal")
 
 
-def _category_mix(rng, table, t, n) -> Batch:
+def _category_mix(rng: np.random.Generator, world: World, t: float, n: int) -> Batch:
     on = t >= ONSET
-    weights = None
+    frame = _resample(rng, world.table, n, world.mix_weights() if on else None)
+    return Batch(*world.split(frame),
+                 f"fewer {world.mix_feature} = {world.mix_level}" if on else "normal")
+
+
+def _concept(rng: np.random.Generator, world: World, t: float, n: int) -> Batch:
+    on = t >= ONSET
+    frame = _resample(rng, world.table, n)
+    rows, labels = world.split(frame)
     if on:
-        weights = np.where(table["cut"].to_numpy() == "Ideal", IDEAL_WEIGHT, 1.0)
-    rows, prices = _split(_resample(rng, table, n, weights))
-    return Batch(rows, prices, "fewer Ideal cuts" if on else "normal")
+        labels = world.shifted_labels(frame)
+    return Batch(rows, labels, world.describe_shift() if on else "normal")
 
 
-def _concept(rng, table, t, n) -> Batch:
+def _mixed(rng: np.random.Generator, world: World, t: float, n: int) -> Batch:
     on = t >= ONSET
-    frame = _resample(rng, table, n)
-    prices = _reprice(frame) if on else frame["price"].to_numpy(np.float64)
-    return Batch(frame.drop(columns="price"), prices, "D/E/F dearer" if on else "normal")
+    frame = _resample(rng, world.table, n, world.tilt_weights(1.0) if on else None)
+    rows, labels = world.split(frame)
+    if on:
+        labels = world.shifted_labels(frame)
+    return Batch(rows, labels, f"larger {world.tilt_feature}, {world.describe_shift()}"
+                 if on else "normal")
 
 
-def _mixed(rng, table, t, n) -> Batch:
-    on = t >= ONSET
-    frame = _resample(rng, table, n, _carat_weights(table, 1.0) if on else None)
-    prices = _reprice(frame) if on else frame["price"].to_numpy(np.float64)
-    return Batch(frame.drop(columns="price"), prices,
-                 "heavier and D/E/F dearer" if on else "normal")
-
-
-def _recovery(rng, table, t, n) -> Batch:
+def _recovery(rng: np.random.Generator, world: World, t: float, n: int) -> Batch:
     on = ONSET <= t < RECOVERY_END
-    batch = _mixed(rng, table, 1.0 if on else 0.0, n)
-    return Batch(batch.rows, batch.prices, "drifted" if on else (
+    batch = _mixed(rng, world, 1.0 if on else 0.0, n)
+    return Batch(batch.rows, batch.labels, "drifted" if on else (
         "recovered" if t >= RECOVERY_END else "normal"))
 
 
-GENERATORS: dict[str, Callable[[np.random.Generator, pd.DataFrame, float, int], Batch]] = {
+GENERATORS: dict[str, Generator] = {
     "none": _none, "lab": _lab, "covariate-gradual": _covariate_gradual,
     "covariate-sudden": _covariate_sudden, "category-mix": _category_mix, "concept": _concept,
     "mixed": _mixed, "recovery": _recovery,
@@ -135,7 +119,6 @@ GENERATORS: dict[str, Callable[[np.random.Generator, pd.DataFrame, float, int], 
 
 SCENARIOS: dict[str, Scenario] = {
     name: Scenario(info.name, info.summary, info.expect_data, info.expect_concept,
-                   info.drifted_features, GENERATORS[name])
+                   info.drifts, info.needs, GENERATORS[name])
     for name, info in CATALOG.items()
 }
-
