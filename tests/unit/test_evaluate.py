@@ -138,6 +138,21 @@ def test_concept_rmse_increase_is_flagged(profile) -> None:
     assert verdict.drift is True and "rmse" in verdict.reasons
 
 
+def test_smaller_errors_are_not_concept_drift(profile) -> None:
+    """Residuals half as wide (a model replaying rows it trained on) differ in distribution
+    but are no stale model; residuals as much wider and reshaped are."""
+    rng = np.random.default_rng(13)
+    base = rng.standard_t(4, 1000) * 400.0
+    better = evaluate_concept(profile, residual_window(profile, base * 0.5), ConceptSettings())
+    assert better.score < -0.3 and better.residual_ks.score > better.residual_ks.threshold
+    assert better.residual_ks.drift is False and better.drift is False
+    # A reshaped distribution whose errors are no smaller than the reference's still counts.
+    reshaped = np.where(np.abs(base) < 400.0, base * 0.2, base * 1.05)
+    worse = evaluate_concept(profile, residual_window(profile, reshaped), ConceptSettings())
+    assert worse.score >= 0 and worse.residual_ks.drift is True
+    assert "residual_ks" in worse.reasons
+
+
 def test_concept_pure_bias_shift_is_caught(profile) -> None:
     """A shift too small to move the RMSE past 0.15 is still caught by the bias test."""
     rng = np.random.default_rng(11)

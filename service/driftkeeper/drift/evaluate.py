@@ -174,7 +174,8 @@ def evaluate_concept(profile: ReferenceProfile, window: ResidualWindow,
                      settings: ConceptSettings) -> ConceptVerdict:
     """Relative RMSE increase over the held-out RMSE, plus residual-KS and bias tests.
 
-    The three tests share ``false_alarm_rate`` (Bonferroni over those set to ``auto``).
+    The three tests share ``false_alarm_rate`` (Bonferroni over those set to ``auto``). The
+    residual-KS test counts only when the window's RMSE is not below the reference's.
     """
     ref = profile.residuals
     if ref is None:
@@ -197,7 +198,12 @@ def evaluate_concept(profile: ReferenceProfile, window: ResidualWindow,
                                    settings.bias_min_score * ref.rmse)
 
     rmse_drift = _verdict(score, threshold, enough)
-    ks_test = ResidualTest(ks_score, ks_threshold, _verdict(ks_score, ks_threshold, enough))
+    ks_drift = _verdict(ks_score, ks_threshold, enough)
+    if ks_drift and score is not None and score < 0:
+        # Errors smaller than on held-out rows: a narrower residual distribution is a model
+        # doing better (on easier rows, or on rows it trained on), not a stale one.
+        ks_drift = False
+    ks_test = ResidualTest(ks_score, ks_threshold, ks_drift)
     abs_bias = None if bias is None else abs(bias)
     bias_test = ResidualTest(abs_bias, bias_threshold, _verdict(abs_bias, bias_threshold, enough))
     reasons = [name for name, hit in (("rmse", rmse_drift), ("residual_ks", ks_test.drift),

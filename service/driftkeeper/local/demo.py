@@ -94,8 +94,10 @@ def _sig(x: float | None) -> str:
 class DemoView:
     """Renders the service's report, the driver's events and the simulator's progress."""
 
-    def __init__(self, config: DemoConfig, run_dir: Path, started: float) -> None:
+    def __init__(self, config: DemoConfig, run_dir: Path, started: float,
+                 summary: str = "") -> None:
         self.config = config
+        self.summary = summary or CATALOG[config.scenario].example
         self.run_dir = run_dir
         self.started = started
         self.report: dict[str, Any] | None = None
@@ -124,11 +126,10 @@ class DemoView:
             self.progress = lines[-1] if lines else ""
 
     def render(self) -> Group:
-        scenario = CATALOG[self.config.scenario]
         head = Text.assemble(
             ("Driftkeeper demo", "bold"), f"  {self.clock(time.time())} / "
             f"{self.clock(self.started + self.config.duration)}   scenario ",
-            (self.config.scenario, "cyan"), f": {scenario.example}\n",
+            (self.config.scenario, "cyan"), f": {self.summary}\n",
             "model ", ((self.report or {}).get("model_version") or "-", "bold cyan"),
             "   driver phase ", (self.phase, "bold"), f"\ntraffic {self.progress}")
         table = Table(expand=False, show_edge=False, pad_edge=False)
@@ -214,6 +215,20 @@ def _prepare(config: DemoConfig, console: Console) -> Path:
     return run_dir
 
 
+def _scenario_summary(config: DemoConfig, model_dir: Path) -> str:
+    """What the scenario does, in the columns of the demo's table (the simulator infers
+    the same world from the same schema and rows)."""
+    info = CATALOG[config.scenario]
+    if not config.own_table:
+        return info.example
+    from ..data import load_table
+    from ..simulate.world import World
+
+    assert config.data is not None
+    schema = ModelStore(model_dir).load(with_estimator=False).schema
+    return info.describe(World.for_schema(schema, load_table(config.data, schema)).words())
+
+
 def _wait_ready(url: str, service, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -264,7 +279,7 @@ def _run(config: DemoConfig, console: Console, run_dir: Path, port: int,
         started = time.time()
         simulator = group.start("simulator", driftkeeper_command(*sim_args),
                                 run_dir / "simulator.log")
-        view = DemoView(config, run_dir, started)
+        view = DemoView(config, run_dir, started, _scenario_summary(config, model_dir))
         _watch(view, url, simulator, console)
         time.sleep(3)  # the last labels and one more evaluation
         view.refresh(url)
