@@ -32,7 +32,8 @@ class TrainingConfig:
     min_feedback_rows: int = 500
     feedback_share: float = 0.8
     strategy: str = "auto"  # refit | recalibrate | auto (both; the better out of fold)
-    folds: int = 5  # cross-validation folds over feedback rows
+    folds: int = 5  # cross-validation folds over feedback rows (and small tables)
+    small_table_rows: int = 5_000  # fewer base rows are cross-validated, not split 80/20
     bins: int = DEFAULT_BINS
     calibration_trials: int = calibration.TRIALS
     promote: bool = True
