@@ -43,7 +43,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     table.add_argument("--target", metavar="COLUMN", help="the column to predict")
     table.add_argument("--task", choices=("regression", "classification"),
                        help="default: regression for a numeric target with more than 20 "
-                       "distinct values, else classification (not supported yet)")
+                       "distinct values, else classification (binary only for now)")
     table.add_argument("--categorical", nargs="+", action="extend", default=[],
                        metavar="COLUMN", help="numeric columns that are categories (codes)")
     table.add_argument("--drop", nargs="+", action="extend", default=[], metavar="COLUMN",
@@ -87,7 +87,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if current is not None:
         print(f"{args.output} already serves {current}; nothing to train")
         return EXIT_OK
-    from .model.train import TrainingConfig, train
+    from .model.train import TrainingConfig, describe_metrics, train
 
     schema = _inferred_schema(args)
     config = TrainingConfig(model=args.model, seed=args.seed, data=args.data,
@@ -116,7 +116,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         m = result.metrics
         print(f"trained {result.version} -> {result.path}"
               f"{' (current)' if result.promoted else ' (not promoted)'}\n"
-              f"  held-out RMSE {m['rmse']:.1f}  MAE {m['mae']:.1f}  R² {m['r2']:.4f}  "
+              f"  held-out {describe_metrics(m)}  "
               f"({m['holdout_rows']} rows), model {m['model_bytes'] / 1e6:.2f} MB")
     return EXIT_OK
 

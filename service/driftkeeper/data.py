@@ -90,10 +90,28 @@ def canonicalize(raw: pd.DataFrame, schema: FeatureSchema = DIAMONDS_SCHEMA,
             out[feat.name] = pd.Categorical(values, categories=list(feat.levels), ordered=True)
         else:
             out[feat.name] = _numeric(col, feat.name, source)
-    target = schema.target.name
-    if target in raw.columns:
-        out[target] = _numeric(raw[target], target, source)
+    target = schema.target
+    if target.name in raw.columns:
+        out[target.name] = (_classes(raw[target.name], target.name, target.classes, source)
+                            if target.is_classification
+                            else _numeric(raw[target.name], target.name, source))
     return pd.DataFrame(out, index=raw.index).reset_index(drop=True)
+
+
+def _classes(col: pd.Series, name: str, classes: tuple[str, ...],
+             source: str) -> pd.Categorical:
+    """A classification target as its class labels (text, as levels are compared); a
+    missing or unknown label is an error naming the column and the classes."""
+    values = as_text(col)
+    if values.isna().any():
+        first = int(np.flatnonzero(values.isna().to_numpy())[0])
+        raise DataError(f"{source}: column {name} has {int(values.isna().sum())} missing "
+                        f"label(s), first at row {first}")
+    unknown = sorted(set(values) - set(classes))
+    if unknown:
+        raise DataError(f"{source}: column {name} has unknown classes {unknown[:5]}; "
+                        f"allowed: {list(classes)}")
+    return pd.Categorical(values, categories=list(classes))
 
 
 def _numeric(col: pd.Series, name: str, source: str) -> pd.Series:

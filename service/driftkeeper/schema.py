@@ -6,7 +6,7 @@ three can never disagree. It is stored with every model version.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -87,9 +87,10 @@ class Feature:
 @dataclass(frozen=True)
 class Target:
     """The label the model predicts and feedback carries. A regression target has numeric
-    bounds (as a feature has); a classification target has its classes instead (stored
-    only: the classification models are still to come). A schema stored before targets had
-    a task is a regression."""
+    bounds (as a feature has); a classification target has its classes instead, as text
+    (compared as category levels are, :func:`level_text`); a binary model predicts the
+    probability of ``classes[1]``. A schema stored before targets had a task is a
+    regression."""
 
     name: str
     exclusive_minimum: float | None = None
@@ -104,6 +105,17 @@ class Target:
         if self.task == "classification":
             out["classes"] = list(self.classes)
         return out
+
+    @property
+    def is_classification(self) -> bool:
+        return self.task == "classification"
+
+    def encode_labels(self, values: Iterable[Any]) -> np.ndarray:
+        """Class labels as class indices (floats), compared as text: 1, 1.0 and "1" name
+        one class. A missing or unknown label is NaN, for the caller to refuse or drop."""
+        codes = {c: float(i) for i, c in enumerate(self.classes)}
+        return np.array([np.nan if v is None else codes.get(level_text(v), np.nan)
+                         for v in values], dtype=np.float64)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Target:
@@ -152,6 +164,16 @@ class FeatureSchema:
                 values[unseen] = UNSEEN_CODE
                 out[:, j] = values
         return out
+
+    def encode_target(self, values: Any) -> np.ndarray:
+        """The target as the numbers models learn: a regression target's values, a
+        classification target's class indices (:meth:`Target.encode_labels`); NaN where
+        missing, non-numeric or an unknown class."""
+        if self.target.is_classification:
+            return self.target.encode_labels(values)
+        import pandas as pd
+
+        return pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(np.float64)
 
     def complete_rows(self, encoded: np.ndarray) -> np.ndarray:
         """Rows a model can score: every value finite and every category known."""

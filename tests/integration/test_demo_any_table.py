@@ -6,6 +6,7 @@ and concept drift clears under the new model."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -43,19 +44,21 @@ def test_the_demo_loop_on_the_diabetes_table(diabetes_csv: Path, tmp_path: Path)
         capture_output=True, text=True, timeout=DURATION + 240)
     assert demo.returncode == 0, demo.stderr[-3000:]
     out = demo.stdout
-    assert "schema inferred from" in out and "sex     categorical        2 levels: 1, 2" in out
+    assert "schema inferred from" in out
+    assert re.search(r"\n\s+sex\s+categorical\s+2 levels: 1, 2\n", out), out[:2000]
     assert "progression x1.25 where" in out  # the scenario in the table's own columns
     run = tmp_path / "demo"
     events = _events(run)
     reasons = [e["reason"] for e in events]
-    started = (run / "simulator.log").stat().st_ctime
     detected = [e for e in events if e["reason"] == "DriftDetected"
                 and e["message"].startswith("concept drift")]
     assert detected, reasons
     assert reasons.count("ModelPromoted") == 1, reasons
     promoted = reasons.index("ModelPromoted")
     assert reasons.index("RetrainStarted") < promoted
-    assert detected[0]["time"] >= started + 0.3 * DURATION - 5  # not before the shift
+    # The shift itself, located where the scenario put it (not an artefact of replaying
+    # rows the model trained on, which narrows residuals instead).
+    assert "where: sex 2: progression" in detected[0]["message"], detected[0]
     assert "DriftCleared" in reasons[promoted:], reasons
     store = ModelStore(run / "model")
     assert store.current_version() == "v2"

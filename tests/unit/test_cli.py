@@ -187,8 +187,9 @@ def test_train_prints_what_it_inferred(tmp_path: Path, diabetes_csv: Path, quick
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--target", "progression", "--task", "classification"], "not supported yet"),
-    (["--target", "sex"], "not supported yet"),  # two values: a classification
+    (["--target", "progression", "--task", "classification"],
+     "binary classification only for now: 214 classes"),
+    (["--target", "sex", "--model", "rf"], "--model rf is for regression only"),
     (["--target", "weight"], "unknown target column 'weight'"),
     (["--target", "progression", "--drop", "bmi", "--categorical", "bmi"],
      "column bmi is both categorical and dropped"),

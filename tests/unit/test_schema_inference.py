@@ -21,7 +21,7 @@ from driftkeeper.inference import (
     read_schema_file,
 )
 from driftkeeper.model.train import train
-from driftkeeper.schema import DIAMONDS_SCHEMA, FeatureSchema, Target
+from driftkeeper.schema import CUT_LEVELS, DIAMONDS_SCHEMA, FeatureSchema, Target
 
 
 @pytest.fixture
@@ -287,10 +287,11 @@ def test_describe_says_kind_and_bounds_or_levels(frame: pd.DataFrame) -> None:
                                 "Tromsø"]
 
 
-def test_training_refuses_classification(tmp_path: Path) -> None:
+def test_training_refuses_multiclass(tmp_path: Path) -> None:
     schema = FeatureSchema(DIAMONDS_SCHEMA.features,
-                           Target("cut", task="classification", classes=("a", "b")))
-    with pytest.raises(TrainingError, match="classification is not supported yet"):
+                           Target("cut", task="classification", classes=CUT_LEVELS))
+    with pytest.raises(TrainingError, match="cut: binary classification only for now: "
+                                            "5 classes"):
         train(tmp_path / "m", schema=schema)
     assert not (tmp_path / "m").exists()
 

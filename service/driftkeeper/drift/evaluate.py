@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -11,7 +12,7 @@ from . import stats
 from .calibration import NullTable, effective_size
 from .impact import feature_impacts
 from .performance import EstimateWindow, relative_change
-from .profile import CategoricalProfile, NumericalProfile, ReferenceProfile
+from .profile import CategoricalProfile, NumericalProfile, ReferenceProfile, ResidualProfile
 from .report import (
     STATISTICS,
     ConceptVerdict,
@@ -212,7 +213,22 @@ def evaluate_concept(profile: ReferenceProfile, window: ResidualWindow,
     return ConceptVerdict(score=score, threshold=threshold, drift=drift, samples=n,
                           min_samples=settings.min_samples, rmse=rmse, rmse_reference=ref.rmse,
                           bias=bias, residual_ks=ks_test, bias_test=bias_test, reasons=reasons,
-                          threshold_source=source)
+                          threshold_source=source, **_classifier_measures(ref, window))
+
+
+def _classifier_measures(ref: ResidualProfile, window: ResidualWindow) -> dict[str, Any]:
+    """A classifier's log loss, accuracy and calibration beside the held-out ones (nothing
+    for a regression). They are reported, not tested: the RMSE (the Brier score's root),
+    residual-KS and bias tests already judge the same residuals."""
+    if ref.log_loss is None:
+        return {}
+    n = window.n
+    return {"log_loss": window.log_loss_sum / n if n and window.log_loss_sum is not None
+            else None,
+            "log_loss_reference": ref.log_loss,
+            "accuracy": window.correct / n if n and window.correct is not None else None,
+            "accuracy_reference": ref.accuracy,
+            "calibration": window.total / n if n else None}
 
 
 def evaluate_prediction(profile: ReferenceProfile, window: stats.NumericCounts | None,

@@ -19,6 +19,7 @@ from ..schema import FeatureSchema
 from . import calibration, stats
 from .calibration import NullTable
 from .performance import PerformanceProfile, build_performance_profile
+from .probability import correct, log_losses
 from .segments import SegmentProfile, build_segment_profile
 
 PROFILE_FORMAT = 3
@@ -91,12 +92,19 @@ class ResidualProfile:
     rmse: float
     mean: float
     null: dict[str, NullTable]
+    # A classifier's held-out log loss and accuracy (drift/probability.py); None for a
+    # regression.
+    log_loss: float | None = None
+    accuracy: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"edges": self.bins.edges.tolist(), "counts": self.bins.counts.astype(int).tolist(),
-                "std": self.bins.std, "psi_groups": self.bins.psi_groups.astype(int).tolist(),
-                "n": self.n, "rmse": self.rmse, "mean": self.mean,
-                "null": {m: t.to_dict() for m, t in self.null.items()}}
+        out = {"edges": self.bins.edges.tolist(), "counts": self.bins.counts.astype(int).tolist(),
+               "std": self.bins.std, "psi_groups": self.bins.psi_groups.astype(int).tolist(),
+               "n": self.n, "rmse": self.rmse, "mean": self.mean,
+               "null": {m: t.to_dict() for m, t in self.null.items()}}
+        if self.log_loss is not None:
+            out.update(log_loss=self.log_loss, accuracy=self.accuracy)
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ResidualProfile:
@@ -105,7 +113,8 @@ class ResidualProfile:
                                  std=float(d["std"]),
                                  psi_groups=np.asarray(d["psi_groups"], dtype=np.int64))
         return cls(bins, int(d["n"]), float(d["rmse"]), float(d["mean"]),
-                   {m: NullTable.from_dict(t) for m, t in d["null"].items()})
+                   {m: NullTable.from_dict(t) for m, t in d["null"].items()},
+                   d.get("log_loss"), d.get("accuracy"))
 
 
 FeatureProfile = NumericalProfile | CategoricalProfile
@@ -224,7 +233,8 @@ def build_profile(schema: FeatureSchema, reference: np.ndarray,
             features[feat.name] = CategoricalProfile(feat.name, feat.levels, counts, null)
     residual_profile = None
     if residuals is not None:
-        residual_profile = build_residual_profile(residuals, rng, n_bins, trials)
+        residual_profile = build_residual_profile(residuals, rng, n_bins, trials,
+                                                  schema.target.is_classification)
     prediction_profile = None
     if predictions is not None:
         prediction_profile = numerical_profile(PREDICTION, np.asarray(predictions, np.float64),
@@ -255,8 +265,10 @@ def numerical_profile(name: str, values: np.ndarray, rng: np.random.Generator, n
 
 def build_residual_profile(residuals: np.ndarray, rng: np.random.Generator,
                            n_bins: int = DEFAULT_BINS,
-                           trials: int = calibration.TRIALS) -> ResidualProfile:
-    """Bins, moments and null tables of held-out residuals.
+                           trials: int = calibration.TRIALS,
+                           classification: bool = False) -> ResidualProfile:
+    """Bins, moments and null tables of held-out residuals (and a classifier's log loss
+    and accuracy).
 
     The residual KS null comes from multinomial draws like the features'; the RMSE ratio and
     the bias come from a bootstrap of the residuals themselves, because their spread depends
@@ -268,7 +280,9 @@ def build_residual_profile(residuals: np.ndarray, rng: np.random.Generator,
                                  rng, trials=trials)
     null.update(_bootstrap_rmse_bias(r, rng, max(trials // 10, 500)))
     return ResidualProfile(bins=bins, n=len(r), rmse=float(np.sqrt(np.mean(r**2))),
-                           mean=float(r.mean()), null=null)
+                           mean=float(r.mean()), null=null,
+                           log_loss=float(log_losses(r).mean()) if classification else None,
+                           accuracy=float(correct(r).mean()) if classification else None)
 
 
 def _bootstrap_rmse_bias(r: np.ndarray, rng: np.random.Generator, trials: int,

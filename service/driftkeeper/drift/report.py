@@ -89,6 +89,20 @@ class ConceptVerdict:
     threshold_source: str = "auto"
     # Where the residuals moved, by segment (only when concept drift is detected).
     segments: SegmentVerdict | None = None
+    # A classifier's measures (drift/probability.py; absent for a regression): the
+    # window's log loss and accuracy beside the held-out ones (None when the window's
+    # source does not carry them, as the fleet's counters), and calibration-in-the-large,
+    # the window's observed rate of classes[1] minus its mean predicted probability.
+    log_loss: float | None = None
+    log_loss_reference: float | None = None
+    accuracy: float | None = None
+    accuracy_reference: float | None = None
+    calibration: float | None = None
+
+
+CLASSIFIER_FIELDS = ("log_loss", "log_loss_reference", "accuracy", "accuracy_reference",
+                     "calibration")
+"""Concept fields only a classifier's report carries: a regression's keeps its shape."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +138,10 @@ class DriftReport:
         for optional in ("concept", "prediction", "performance"):
             if out[optional] is None:
                 del out[optional]
+        concept = out.get("concept")
+        if concept is not None and concept["log_loss_reference"] is None:
+            for name in CLASSIFIER_FIELDS:
+                del concept[name]
         return out
 
     @classmethod

@@ -8,10 +8,12 @@ evaluated exactly as if one process had seen all the traffic.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from . import stats
+from .probability import correct, log_losses
 from .profile import NumericalProfile, ReferenceProfile
 
 FeatureCounts = stats.NumericCounts | stats.CategoricalCounts
@@ -31,16 +33,27 @@ class DataWindow:
 
 @dataclass(frozen=True)
 class ResidualWindow:
-    """Labelled rows: binned residuals plus the sums that give RMSE and bias."""
+    """Labelled rows: binned residuals plus the sums that give RMSE and bias (and, for a
+    classifier, log loss and accuracy: None where the rows came without them, as from the
+    fleet's counters)."""
 
     counts: stats.NumericCounts
     n: int
     total: float  # sum of residuals
     total_sq: float  # sum of squared residuals
+    log_loss_sum: float | None = None  # a classifier's summed log loss
+    correct: int | None = None  # a classifier's correctly classified rows
 
     def __add__(self, other: ResidualWindow) -> ResidualWindow:
         return ResidualWindow(self.counts + other.counts, self.n + other.n,
-                              self.total + other.total, self.total_sq + other.total_sq)
+                              self.total + other.total, self.total_sq + other.total_sq,
+                              _add(self.log_loss_sum, other.log_loss_sum),
+                              _add(self.correct, other.correct))
+
+
+def _add(a: Any, b: Any) -> Any:
+    """A sum known only when both parts carry it."""
+    return None if a is None or b is None else a + b
 
 
 def data_window(profile: ReferenceProfile, encoded: np.ndarray) -> DataWindow:
@@ -62,8 +75,11 @@ def residual_window(profile: ReferenceProfile, residuals: np.ndarray) -> Residua
         raise ValueError("this profile has no residual reference (trained without hold-out)")
     r = np.asarray(residuals, dtype=np.float64)
     r = r[np.isfinite(r)]
+    classifier = profile.residuals.log_loss is not None
     return ResidualWindow(profile.residuals.bins.count(r), len(r), float(r.sum()),
-                          float(np.sum(r * r)))
+                          float(np.sum(r * r)),
+                          float(log_losses(r).sum()) if classifier else None,
+                          int(correct(r).sum()) if classifier else None)
 
 
 def prediction_window(profile: ReferenceProfile,

@@ -27,7 +27,7 @@ from rich.text import Text
 
 from ..errors import DriftkeeperError
 from ..model.store import ModelStore
-from ..model.train import TrainingConfig, train
+from ..model.train import TrainingConfig, describe_metrics, train
 from ..simulate.catalog import CATALOG, ONSET
 from .processes import ProcessGroup, driftkeeper_command, free_port, stopped_like_ctrl_c
 
@@ -158,6 +158,11 @@ class DemoView:
                               str(c["samples"]), _verdict(c["drift"]))
                 table.add_row("  RMSE now / reference", _sig(c['rmse']),
                               _sig(c['rmse_reference']), "", "")
+                if c.get("log_loss_reference") is not None:  # a classifier
+                    table.add_row("  log loss now / reference", _sig(c.get("log_loss")),
+                                  _sig(c["log_loss_reference"]), "", "")
+                    table.add_row("  accuracy now / reference", _sig(c.get("accuracy")),
+                                  _sig(c["accuracy_reference"]), "", "")
                 for loc in (c.get("segments") or {}).get("locations", [])[:2]:
                     table.add_row(f"  where: {loc['message']}", "", "", "", "")
         events = Table.grid(padding=(0, 1))
@@ -194,8 +199,7 @@ def _train_first(config: DemoConfig, base: Path, console: Console) -> None:
         result = train(base, TrainingConfig(data=config.data), schema=schema)
     else:
         result = train(base, TrainingConfig(data=config.data))
-    console.print(f"  {result.version}: held-out RMSE {result.metrics['rmse']:.4g}, "
-                  f"R² {result.metrics['r2']:.4f}")
+    console.print(f"  {result.version}: held-out {describe_metrics(result.metrics)}")
 
 
 def _prepare(config: DemoConfig, console: Console) -> Path:

@@ -11,9 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestRegressor,
+)
+from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
@@ -71,12 +76,68 @@ class RecalibratedRegressor(RegressorMixin, BaseEstimator):
         return base_pred * np.exp(self.correction_.predict(X))
 
 
+class ProbabilityClassifier(BaseEstimator):
+    """A binary classifier served as a probability model: ``predict`` gives P(class 1).
+
+    The one place that says what a classifier's prediction is. With y the class index,
+    y - predict(X) is a residual like a regression's, so training, the gate, the report,
+    drift impact and the service treat both tasks alike (see drift/probability.py)."""
+
+    def __init__(self, classifier: Any = None) -> None:
+        self.classifier = classifier
+
+    def fit(self, X: np.ndarray, y: np.ndarray,
+            sample_weight: np.ndarray | None = None) -> ProbabilityClassifier:
+        self.classifier_ = clone(self.classifier).fit(X, y, sample_weight=sample_weight)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        classes = [float(c) for c in self.classifier_.classes_]
+        if 1.0 not in classes:  # trained on rows of class 0 only
+            return np.zeros(len(X))
+        return self.classifier_.predict_proba(X)[:, classes.index(1.0)]
+
+
+PROBABILITY_FLOOR = 1e-6
+"""Probabilities a recalibration takes the logit of are kept within [floor, 1 - floor]."""
+
+
+class RecalibratedClassifier(BaseEstimator):
+    """A fitted probability model with its probabilities recalibrated on recent labels
+    (Platt scaling: a logistic regression on the logit of the base probability).
+
+    When the class mix or the calibration moves, a few hundred fresh labels are enough to
+    fit two numbers, where a refit would learn the trees again from them."""
+
+    def __init__(self, base: Any = None, C: float = 1.0) -> None:
+        self.base = base
+        self.C = C
+
+    def _logit(self, X: np.ndarray) -> np.ndarray:
+        p = np.clip(self.base.predict(X), PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR)
+        return np.log(p / (1.0 - p)).reshape(-1, 1)
+
+    def fit(self, X: np.ndarray, y: np.ndarray,
+            sample_weight: np.ndarray | None = None) -> RecalibratedClassifier:
+        self.calibrator_ = LogisticRegression(C=self.C).fit(self._logit(X), y,
+                                                            sample_weight=sample_weight)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        classes = [float(c) for c in self.calibrator_.classes_]
+        if 1.0 not in classes:
+            return np.zeros(len(X))
+        return self.calibrator_.predict_proba(self._logit(X))[:, classes.index(1.0)]
+
+
 def build_estimator(kind: str, schema: FeatureSchema, seed: int = 42) -> Any:
-    """A fresh, unfitted estimator of the given kind.
+    """A fresh, unfitted estimator of the given kind for the schema's task.
 
     ``hgb`` is the default. ``rf`` reproduces the lab's forest (StandardScaler on numerics,
-    one-hot with the first level dropped, 100 trees), for comparison.
+    one-hot with the first level dropped, 100 trees), for comparison (regression only).
     """
+    if schema.target.is_classification:
+        return _build_classifier(kind, seed)
     if kind == "hgb":
         return HistGradientBoostingRegressor(random_state=seed, **HGB_PARAMS)
     if kind == "rf":
@@ -93,6 +154,15 @@ def build_estimator(kind: str, schema: FeatureSchema, seed: int = 42) -> Any:
     raise ValueError(f"unknown model kind {kind!r}; choose one of {MODEL_KINDS}")
 
 
+def _build_classifier(kind: str, seed: int) -> ProbabilityClassifier:
+    """A binary classifier with the regressor's boosting parameters, as a probability model."""
+    if kind != "hgb":
+        raise ValueError(f"model kind {kind!r} is for regression only; a classification "
+                         f"trains 'hgb'")
+    return ProbabilityClassifier(HistGradientBoostingClassifier(random_state=seed,
+                                                                **HGB_PARAMS))
+
+
 def fit_params(kind: str, sample_weight: Any) -> dict[str, Any]:
     """The keyword that passes sample weights to ``fit`` for this kind of estimator."""
     if sample_weight is None:
@@ -104,7 +174,7 @@ def fit_params(kind: str, sample_weight: Any) -> dict[str, Any]:
 def for_serving(estimator: Any) -> Any:
     """Make a fitted estimator predict on one thread: the service scales with processes, and
     thread pools per request only add latency."""
-    if isinstance(estimator, RecalibratedRegressor):
+    if isinstance(estimator, (RecalibratedRegressor, RecalibratedClassifier)):
         for_serving(estimator.base)
     if isinstance(estimator, Pipeline):
         reg = estimator.steps[-1][1]
@@ -115,7 +185,7 @@ def for_serving(estimator: Any) -> Any:
 
 def model_kind(estimator: Any) -> str:
     """A short description for metadata and logs, e.g. 'hgb' or 'hgb+recalibrated'."""
-    if isinstance(estimator, RecalibratedRegressor):
+    if isinstance(estimator, (RecalibratedRegressor, RecalibratedClassifier)):
         return f"{model_kind(estimator.base)}+recalibrated"
     if isinstance(estimator, Pipeline):
         return "rf"

@@ -1,9 +1,10 @@
 """Export a fitted model to plain arrays for the service (``predictor.npz``).
 
 Supported: HistGradientBoostingRegressor with squared error and numeric splits, and
-RecalibratedRegressor chains over it. Anything else (the lab's forest) is not exported and the
-service falls back to loading the scikit-learn model. An export is only written after it
-reproduced the estimator's own predictions.
+RecalibratedRegressor chains over it; a binary HistGradientBoostingClassifier (as a
+ProbabilityClassifier) with the logistic link. Anything else (the lab's forest) is not
+exported and the service falls back to loading the scikit-learn model. An export is only
+written after it reproduced the estimator's own predictions.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .estimators import PRICE_FLOOR, RecalibratedRegressor
-from .predictor import FIELDS, FORMAT, TreePredictor
+from .estimators import PRICE_FLOOR, ProbabilityClassifier, RecalibratedRegressor
+from .predictor import FIELDS, FORMAT, IDENTITY, LOGISTIC, TreePredictor
 
 log = logging.getLogger("driftkeeper.train")
 
@@ -25,10 +26,15 @@ def _sklearn_version() -> str:
     return sklearn.__version__
 
 
+EXPORTABLE = {("HistGradientBoostingRegressor", "HalfSquaredError"),
+              ("HistGradientBoostingClassifier", "HalfBinomialLoss")}
+"""(estimator, loss) pairs whose prediction is a baseline plus a sum of trees (a binary
+classifier's is the log-odds, behind the logistic link)."""
+
+
 def _hgb_arrays(model: Any, prefix: str) -> dict[str, np.ndarray] | None:
-    if type(model).__name__ != "HistGradientBoostingRegressor":
-        return None
-    if type(getattr(model, "_loss", None)).__name__ != "HalfSquaredError":
+    loss = type(getattr(model, "_loss", None)).__name__
+    if (type(model).__name__, loss) not in EXPORTABLE:
         return None
     columns: dict[str, list[np.ndarray]] = {f: [] for f in FIELDS}
     offsets, depth = [0], 0
@@ -54,6 +60,9 @@ def _hgb_arrays(model: Any, prefix: str) -> dict[str, np.ndarray] | None:
 
 def export_trees(estimator: Any) -> dict[str, np.ndarray] | None:
     """The arrays of ``predictor.npz``, or None if the estimator is not supported."""
+    link = IDENTITY
+    if isinstance(estimator, ProbabilityClassifier):
+        estimator, link = estimator.classifier_, LOGISTIC
     stages = []
     while isinstance(estimator, RecalibratedRegressor):
         stages.insert(0, estimator.correction_)
@@ -61,7 +70,8 @@ def export_trees(estimator: Any) -> dict[str, np.ndarray] | None:
     stages.insert(0, estimator)
     arrays: dict[str, np.ndarray] = {"format": np.asarray([FORMAT]),
                                      "floor": np.asarray([PRICE_FLOOR]),
-                                     "stages": np.asarray([len(stages)])}
+                                     "stages": np.asarray([len(stages)]),
+                                     "link": np.asarray([link])}
     for i, model in enumerate(stages):
         part = _hgb_arrays(model, f"s{i}_")
         if part is None:

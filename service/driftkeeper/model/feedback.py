@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..schema import FeatureSchema
+from ..schema import FeatureSchema, level_text
 
 if TYPE_CHECKING:  # reading is for training; the service only appends, without pandas
     import pandas as pd
@@ -53,6 +53,9 @@ class FeedbackStore:
         self.schema = schema
         self.max_rows = max_rows
         self.segment_rows = segment_rows
+        # Categories and classes are written as the text they are compared as (a class
+        # sent as the JSON number 1.0 is stored as "1", and reads back as that class).
+        self.classification = schema.target.is_classification
         self.columns = [*META_COLUMNS, *schema.names, schema.target.name, CHECK_COLUMN]
         self._lock = threading.Lock()
         self._fh = None
@@ -71,6 +74,7 @@ class FeedbackStore:
             assert self._writer is not None and self._fh is not None
             names = self.schema.names
             target = self.schema.target.name
+            texts = [f.kind == "categorical" for f in self.schema.features]
             # Distinct, ordered stamps a whole microsecond apart, counted in integers (float
             # seconds rounded to six places can give two rows one stamp): the retrain splits
             # fresh labels into training and judging rows by time.
@@ -78,7 +82,10 @@ class FeedbackStore:
             self._last_stamp_us = start + len(rows) - 1
             for i, (row, pred) in enumerate(zip(rows, predictions, strict=True)):
                 fields = [_stamp(start + i), model_version, f"{pred:.6g}",
-                          *(str(row[n]) for n in names), str(row[target])]
+                          *(level_text(row[n]) if text else str(row[n])
+                            for n, text in zip(names, texts, strict=True)),
+                          level_text(row[target]) if self.classification
+                          else str(row[target])]
                 self._writer.writerow([*fields, row_checksum(fields)])
             self._fh.flush()
             self._rows_in_segment += len(rows)
@@ -201,7 +208,8 @@ class FeedbackStore:
         written = raw[CHECK_COLUMN].fillna("").astype(str).to_numpy()
         intact = (written == expected) | (written == UNCHECKED)
         numbers = np.column_stack([pd.to_numeric(raw[c], errors="coerce").to_numpy(np.float64)
-                                   for c in ("ts", "prediction", self.schema.target.name)])
+                                   for c in ("ts", "prediction")]
+                                  + [self.schema.encode_target(raw[self.schema.target.name])])
         finite = np.isfinite(numbers).all(axis=1)
         return intact & finite & self.schema.complete_rows(self.schema.encode(raw))
 

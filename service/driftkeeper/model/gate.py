@@ -1,5 +1,6 @@
 """The promotion gate: a candidate replaces the serving model only if it is better on
-recent labelled rows that neither model trained on."""
+recent labelled rows that neither model trained on, by the task's metric: RMSE for a
+regression, log loss for a classifier (both lower is better)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..drift.probability import log_losses
 from .store import ModelBundle
 
 
@@ -18,25 +20,39 @@ class GateResult:
     serving_rmse: float
     rows: int
     reason: str
+    metric: str = "rmse"  # what judged: rmse, or log_loss for a classifier
+    candidate_score: float = float("nan")  # the metric's values
+    serving_score: float = float("nan")
 
 
-def _rmse(bundle: ModelBundle, rows: pd.DataFrame) -> float:
+def _residuals(bundle: ModelBundle, rows: pd.DataFrame) -> np.ndarray:
     X = bundle.schema.encode(rows)
-    y = rows[bundle.schema.target.name].to_numpy(np.float64)
-    return float(np.sqrt(np.mean((y - bundle.model.predict(X)) ** 2)))
+    y = bundle.schema.encode_target(rows[bundle.schema.target.name])
+    return y - bundle.model.predict(X)
+
+
+def _rmse(residuals: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(residuals ** 2)))
 
 
 def judge(candidate: ModelBundle, serving: ModelBundle, rows: pd.DataFrame,
           min_improvement: float = 0.0, min_rows: int = 50) -> GateResult:
-    """Promote when candidate RMSE <= serving RMSE x (1 - min_improvement)."""
+    """Promote when the candidate's metric <= the serving model's x (1 - min_improvement)."""
+    classifier = serving.schema.target.is_classification
+    metric = "log_loss" if classifier else "rmse"
     if len(rows) < min_rows:
         return GateResult(False, float("nan"), float("nan"), len(rows),
-                          f"only {len(rows)} fresh labelled rows to judge on (need {min_rows})")
-    cand, serv = _rmse(candidate, rows), _rmse(serving, rows)
+                          f"only {len(rows)} fresh labelled rows to judge on (need {min_rows})",
+                          metric)
+    cand_r, serv_r = _residuals(candidate, rows), _residuals(serving, rows)
+    cand_rmse, serv_rmse = _rmse(cand_r), _rmse(serv_r)
+    cand, serv = ((float(log_losses(cand_r).mean()), float(log_losses(serv_r).mean()))
+                  if classifier else (cand_rmse, serv_rmse))
     bar = serv * (1.0 - min_improvement)
     promote = cand <= bar
     verdict = "better" if promote else "not better"
-    return GateResult(promote, cand, serv, len(rows),
-                      f"candidate {candidate.version} RMSE {cand:.1f} vs serving "
-                      f"{serving.version} {serv:.1f} on {len(rows)} recent labelled rows: "
-                      f"{verdict} (bar {bar:.1f})")
+    name, fmt = ("log loss", ".3f") if classifier else ("RMSE", ".1f")
+    return GateResult(promote, cand_rmse, serv_rmse, len(rows),
+                      f"candidate {candidate.version} {name} {cand:{fmt}} vs serving "
+                      f"{serving.version} {serv:{fmt}} on {len(rows)} recent labelled rows: "
+                      f"{verdict} (bar {bar:{fmt}})", metric, cand, serv)

@@ -9,6 +9,10 @@ trees from lists takes ~13 µs.
 Stages: stage 0 is a gradient-boosted sum of trees; each further stage is a multiplicative
 correction, ``prediction = max(prediction, floor) * exp(stage)`` (see RecalibratedRegressor).
 Trees are summed in scikit-learn's order, so results are bit-identical to its ``predict``.
+
+A binary classifier (``link`` 1, logistic) is served as a probability: its boosted sum is a
+log-odds, and the prediction is ``1 / (1 + exp(-sum))``, P(classes[1]). Files written before
+the link existed have none: identity.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from typing import BinaryIO
 import numpy as np
 
 FORMAT = 1
+IDENTITY, LOGISTIC = 0, 1
+"""Links from the boosted sum to the prediction (``link`` in ``predictor.npz``)."""
 FIELDS = ("feature", "threshold", "left", "right", "is_leaf", "value")
 CHUNK_ROWS = 1024
 """Rows per vectorised batch: larger batches spill the per-tree node arrays out of cache
@@ -83,9 +89,10 @@ class Stage:
 class TreePredictor:
     """A model exported by ``driftkeeper.model.export``: stages of boosted trees."""
 
-    def __init__(self, stages: list[Stage], floor: float) -> None:
+    def __init__(self, stages: list[Stage], floor: float, link: int = IDENTITY) -> None:
         self.stages = stages
         self.floor = floor
+        self.link = link
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> TreePredictor:
@@ -104,7 +111,10 @@ class TreePredictor:
                               a["value"][lo:hi].tolist()))
             a["is_leaf"] = a["is_leaf"].astype(bool)
             stages.append(Stage(float(arrays[f"s{s}_baseline"][0]), trees, a))
-        return cls(stages, float(arrays["floor"][0]))
+        link = int(arrays["link"][0]) if "link" in arrays else IDENTITY
+        if link not in (IDENTITY, LOGISTIC):
+            raise ValueError(f"predictor link {link} is not {IDENTITY} or {LOGISTIC}")
+        return cls(stages, float(arrays["floor"][0]), link)
 
     @classmethod
     def load(cls, path: str | Path | BinaryIO) -> TreePredictor:
@@ -116,6 +126,8 @@ class TreePredictor:
         prediction = self.stages[0].predict_row(row)
         for stage in self.stages[1:]:
             prediction = max(prediction, self.floor) * math.exp(stage.predict_row(row))
+        if self.link == LOGISTIC:
+            return float(_expit(np.array([prediction]))[0])
         return prediction
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -127,4 +139,10 @@ class TreePredictor:
         prediction = self.stages[0].predict(X)
         for stage in self.stages[1:]:
             prediction = np.maximum(prediction, self.floor) * np.exp(stage.predict(X))
-        return prediction
+        return _expit(prediction) if self.link == LOGISTIC else prediction
+
+
+def _expit(x: np.ndarray) -> np.ndarray:
+    """The logistic function without overflow: exp of a non-positive number only."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))

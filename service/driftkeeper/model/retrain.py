@@ -58,6 +58,9 @@ class RetrainOutcome:
     serving_rmse: float | None = None
     rows: dict[str, int] = field(default_factory=dict)  # train, judge
     strategy: str | None = None
+    metric: str | None = None  # what the gate judged: rmse, or log_loss for a classifier
+    candidate_score: float | None = None  # the metric's values
+    serving_score: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
 
@@ -156,7 +159,9 @@ def retrain(model_dir: str | Path, policy: DriftPolicy, since: float | None = No
     measured = {"candidate": candidate.version, "candidate_rmse": _finite(verdict.candidate_rmse),
                 "serving_rmse": _finite(verdict.serving_rmse),
                 "rows": {**rows, "judge": verdict.rows},
-                "strategy": result.metrics.get("strategy")}
+                "strategy": result.metrics.get("strategy"), "metric": verdict.metric,
+                "candidate_score": _finite(verdict.candidate_score, 4),
+                "serving_score": _finite(verdict.serving_score, 4)}
     if not verdict.promote:
         return done(REJECTED, f"{serving.version} stays: {verdict.reason}", **measured)
     try:
@@ -166,5 +171,5 @@ def retrain(model_dir: str | Path, policy: DriftPolicy, since: float | None = No
     return done(PROMOTED, f"{candidate.version} promoted: {verdict.reason}", **measured)
 
 
-def _finite(value: float) -> float | None:
-    return None if value != value else round(value, 3)  # NaN when the gate had no rows
+def _finite(value: float, digits: int = 3) -> float | None:
+    return None if value != value else round(value, digits)  # NaN when the gate had no rows

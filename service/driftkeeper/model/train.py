@@ -18,18 +18,33 @@ import numpy as np
 import pandas as pd
 import scipy
 import sklearn
-from sklearn.metrics import mean_absolute_error, r2_score
+from sklearn.metrics import (
+    accuracy_score,
+    brier_score_loss,
+    log_loss,
+    mean_absolute_error,
+    r2_score,
+    roc_auc_score,
+)
 from sklearn.model_selection import train_test_split
 
 from .. import __version__
 from ..data import bundled_diamonds, frame_hash, load_diamonds, load_table
 from ..drift.impact import reference_sample
+from ..drift.probability import log_losses
 from ..drift.profile import build_profile
 from ..errors import TrainingError
 from ..files import write_json
 from ..schema import DIAMONDS_SCHEMA, FeatureSchema
 from .config import TrainingConfig
-from .estimators import RecalibratedRegressor, build_estimator, fit_params, model_kind
+from .estimators import (
+    ProbabilityClassifier,
+    RecalibratedClassifier,
+    RecalibratedRegressor,
+    build_estimator,
+    fit_params,
+    model_kind,
+)
 from .export import verified_export
 from .feedback import FeedbackStore
 from .loss import export_loss_model, fit_loss_model, loss_inputs
@@ -78,6 +93,7 @@ class _Fitted:
     strategy: str
     candidates_rmse: dict[str, float]
     evaluation: str
+    candidates_log_loss: dict[str, float] | None = None  # a classifier's out-of-fold scores
 
 
 def _load(config: TrainingConfig, schema: FeatureSchema) -> _Data:
@@ -110,9 +126,9 @@ def _load(config: TrainingConfig, schema: FeatureSchema) -> _Data:
         hashes["feedback"] = frame_hash(recent)
     return _Data(
         base_X=None if base is None else schema.encode(base),
-        base_y=None if base is None else base[target].to_numpy(np.float64),
+        base_y=None if base is None else schema.encode_target(base[target]),
         recent_X=None if recent is None else schema.encode(recent),
-        recent_y=None if recent is None else recent[target].to_numpy(np.float64),
+        recent_y=None if recent is None else schema.encode_target(recent[target]),
         rows={"base": 0 if base is None else len(base),
               "feedback": 0 if recent is None else len(recent)},
         hashes=hashes,
@@ -166,10 +182,15 @@ def _fit_with_feedback(config: TrainingConfig, schema: FeatureSchema, data: _Dat
             residuals[test_idx] = y[test_idx] - recipe(train_idx).predict(X[test_idx])
         oof[name] = residuals
     scores = {name: _rmse(r) for name, r in oof.items()}
-    strategy = min(scores, key=scores.__getitem__)
+    # A classifier is judged by its log loss (RMSE, the Brier score's root, would reward
+    # hedged probabilities less), as the gate does.
+    chosen = ({name: float(log_losses(r).mean()) for name, r in oof.items()}
+              if schema.target.is_classification else scores)
+    strategy = min(chosen, key=chosen.__getitem__)
     estimator = recipes[strategy](np.arange(len(y)))
     return _Fitted(estimator, oof[strategy], y, X, X, strategy, scores,
-                   f"{config.folds}-fold cross-validation on {len(y)} recent labels")
+                   f"{config.folds}-fold cross-validation on {len(y)} recent labels",
+                   chosen if schema.target.is_classification else None)
 
 
 def _recipes(config: TrainingConfig, schema: FeatureSchema, data: _Data,
@@ -193,6 +214,8 @@ def _recipes(config: TrainingConfig, schema: FeatureSchema, data: _Data,
                              **fit_params(config.model, weight))
 
     def recalibrate(idx: np.ndarray) -> Any:
+        if schema.target.is_classification:
+            return RecalibratedClassifier(parent_model).fit(X[idx], y[idx])
         return RecalibratedRegressor(parent_model, random_state=config.seed).fit(X[idx], y[idx])
 
     if config.strategy in ("auto", "refit"):
@@ -211,10 +234,7 @@ def train(model_dir: str | Path, config: TrainingConfig | None = None,
     """Train a new model version into ``model_dir`` and, if ``config.promote``, make it
     current. Nothing in the store changes unless every artefact was written."""
     config = config or TrainingConfig()
-    if schema.target.task != "regression":
-        raise TrainingError(f"target {schema.target.name}: {schema.target.task} is not "
-                            f"supported yet, only regression (--task regression for a "
-                            f"numeric target)")
+    _check_task(schema, config)
     started = time.time()
     store = ModelStore(model_dir)
     parent = store.current_version()
@@ -230,15 +250,16 @@ def train(model_dir: str | Path, config: TrainingConfig | None = None,
     estimator, residuals = fitted.estimator, fitted.residuals
     predicted = fitted.actual - residuals
     metrics = {
-        "rmse": _rmse(residuals),
-        "mae": float(mean_absolute_error(fitted.actual, predicted)),
-        "r2": float(r2_score(fitted.actual, predicted)),
+        **_heldout_metrics(schema, fitted.actual, predicted),
         "holdout_rows": len(residuals),
         "evaluation": fitted.evaluation,
         "fit_seconds": round(fit_seconds, 3),
         "strategy": fitted.strategy,
         "candidates_rmse": {k: round(v, 3) for k, v in fitted.candidates_rmse.items()},
     }
+    if fitted.candidates_log_loss is not None:
+        metrics["candidates_log_loss"] = {k: round(v, 4)
+                                          for k, v in fitted.candidates_log_loss.items()}
     # Predictions on the held-out rows are the reference of prediction drift, as their
     # residuals are of concept drift; their squared errors teach the loss model that
     # estimates performance before labels arrive.
@@ -288,6 +309,46 @@ def train(model_dir: str | Path, config: TrainingConfig | None = None,
     return TrainingResult(version, config.promote, metrics, store.path(version))
 
 
+def _check_task(schema: FeatureSchema, config: TrainingConfig) -> None:
+    """Refuse what cannot be trained yet, naming the target: only binary classification."""
+    target = schema.target
+    if not target.is_classification:
+        return
+    if len(target.classes) != 2:
+        raise TrainingError(f"target {target.name}: binary classification only for now: "
+                            f"{len(target.classes)} classes ({', '.join(target.classes[:5])}"
+                            f"{', ...' if len(target.classes) > 5 else ''})")
+    if config.model != "hgb":
+        raise TrainingError(f"--model {config.model} is for regression only; a "
+                            f"classification (target {target.name}) trains 'hgb'")
+
+
+def _heldout_metrics(schema: FeatureSchema, actual: np.ndarray,
+                     predicted: np.ndarray) -> dict[str, Any]:
+    """The task's held-out measures. A classifier's also include ``rmse`` (the Brier
+    score's root): the drift reference and older readers of metrics.json use it."""
+    if not schema.target.is_classification:
+        return {"task": "regression", "rmse": _rmse(actual - predicted),
+                "mae": float(mean_absolute_error(actual, predicted)),
+                "r2": float(r2_score(actual, predicted))}
+    both = len(np.unique(actual)) == 2
+    return {"task": "classification", "rmse": _rmse(actual - predicted),
+            "log_loss": float(log_loss(actual, predicted, labels=[0.0, 1.0])),
+            "accuracy": float(accuracy_score(actual, predicted > 0.5)),
+            "brier": float(brier_score_loss(actual, predicted)),
+            "auc": float(roc_auc_score(actual, predicted)) if both else None,
+            "positive_class": schema.target.classes[1]}
+
+
+def describe_metrics(m: dict[str, Any]) -> str:
+    """The task's held-out measures in a line, as `train` and the demo print them."""
+    if m.get("task") == "classification":
+        auc = "n/a" if m.get("auc") is None else f"{m['auc']:.4f}"
+        return (f"log loss {m['log_loss']:.4f}  accuracy {m['accuracy']:.4f}  "
+                f"Brier {m['brier']:.4f}  AUC {auc}")
+    return f"RMSE {m['rmse']:.4g}  MAE {m['mae']:.4g}  R² {m['r2']:.4f}"
+
+
 STRATEGIES = ("auto", "refit", "recalibrate")
 
 MAX_RECALIBRATION_DEPTH = 3
@@ -296,7 +357,8 @@ trees to every prediction)."""
 
 
 def _depth(estimator: Any) -> int:
-    return 1 + _depth(estimator.base) if isinstance(estimator, RecalibratedRegressor) else 0
+    recalibrated = isinstance(estimator, (RecalibratedRegressor, RecalibratedClassifier))
+    return 1 + _depth(estimator.base) if recalibrated else 0
 
 
 def _group_folds(X: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -319,5 +381,7 @@ def _rmse(residuals: np.ndarray) -> float:
 
 
 def _params(estimator: Any) -> dict[str, Any]:
+    if isinstance(estimator, ProbabilityClassifier):  # the classifier's, not the wrapper's
+        estimator = estimator.classifier
     params = estimator.get_params(deep=False)
     return {k: v for k, v in params.items() if isinstance(v, (int, float, str, bool, type(None)))}

@@ -48,7 +48,8 @@ class ServiceError(DriftkeeperError):
 def model_summary(bundle: ModelBundle, note: str | None = None) -> dict[str, Any]:
     """The ``model`` dict of :func:`render_report`: what a reader needs to judge the model,
     without the bundle's estimator or profile."""
-    metrics = {k: bundle.metrics[k] for k in ("rmse", "mae", "r2", "holdout_rows")
+    metrics = {k: bundle.metrics[k] for k in ("task", "rmse", "mae", "r2", "log_loss",
+                                              "accuracy", "auc", "holdout_rows")
                if k in bundle.metrics}
     summary: dict[str, Any] = {"version": bundle.version,
                                "created_at": bundle.metadata.get("created_at"),
@@ -64,7 +65,7 @@ def model_summary(bundle: ModelBundle, note: str | None = None) -> dict[str, Any
 
 def _residuals(bundle: ModelBundle, X: np.ndarray, target: pd.Series) -> np.ndarray:
     """actual - predicted for the rows with a valid input and a finite target."""
-    actual = pd.to_numeric(target, errors="coerce").to_numpy(dtype=np.float64)
+    actual = bundle.schema.encode_target(target)  # a classifier's: class indices
     rows = bundle.schema.complete_rows(X) & np.isfinite(actual)
     if not rows.any():
         return np.empty(0)
@@ -75,7 +76,7 @@ def _residuals(bundle: ModelBundle, X: np.ndarray, target: pd.Series) -> np.ndar
 def _locate(bundle: ModelBundle, X: np.ndarray, actual: pd.Series,
             settings: SegmentSettings) -> SegmentVerdict | None:
     """Where concept drift lives, from the rows that have a label and can be scored."""
-    y = pd.to_numeric(actual, errors="coerce").to_numpy(np.float64)
+    y = bundle.schema.encode_target(actual)
     rows = bundle.schema.complete_rows(X) & np.isfinite(y)
     predicted = np.asarray(bundle.model.predict(X[rows]), dtype=np.float64)
     return locate_concept_drift(bundle.profile, X[rows], y[rows] - predicted, predicted,

@@ -288,6 +288,9 @@ def _concept_section(report: Doc, figures: list[tuple[str, Path]]) -> str:
                 "cannot be measured, so only data drift is reported.")
         return (f'<section id="concept"><h2>Concept drift</h2>'
                 f'<p class="note">{esc(note)}</p></section>')
+    if concept.get("log_loss_reference") is not None:
+        return _figures("concept", "Concept drift", figures,
+                        f"<p>{esc(_classifier_intro(concept))}</p>")
     limit = concept["rmse_reference"] * (1 + concept["threshold"])
     intro = (f"RMSE on {number(concept['samples'])} labelled rows is "
              f"{number(concept.get('rmse'))} against {number(concept['rmse_reference'])} on "
@@ -295,6 +298,18 @@ def _concept_section(report: Doc, figures: list[tuple[str, Path]]) -> str:
              f"moved by {number(concept.get('bias'))}. Verdict: "
              f"{verdict(concept.get('drift'))}.")
     return _figures("concept", "Concept drift", figures, f"<p>{esc(intro)}</p>")
+
+
+def _classifier_intro(concept: Doc) -> str:
+    """A classifier's concept drift in its own measures (the residual is the class index
+    minus the predicted probability: RMSE is the Brier score's root)."""
+    return (f"On {number(concept['samples'])} labelled rows the log loss is "
+            f"{number(concept.get('log_loss'))} against {number(concept['log_loss_reference'])} "
+            f"on held-out rows at training time, accuracy {number(concept.get('accuracy'))} "
+            f"against {number(concept.get('accuracy_reference'))}, and calibration (observed "
+            f"minus predicted rate of the positive class) {number(concept.get('calibration'))}"
+            f"; RMSE (the Brier score's root) {number(concept.get('rmse'))} against "
+            f"{number(concept['rmse_reference'])}. Verdict: {verdict(concept.get('drift'))}.")
 
 
 def _model_section(model: Doc) -> str:
@@ -305,6 +320,9 @@ def _model_section(model: Doc) -> str:
             ("estimator", model.get("kind")), ("held-out RMSE", number(metrics.get("rmse"))),
             ("held-out MAE", number(metrics.get("mae"))),
             ("held-out R²", number(metrics.get("r2"))),
+            ("held-out log loss", number(metrics.get("log_loss"))),
+            ("held-out accuracy", number(metrics.get("accuracy"))),
+            ("held-out AUC", number(metrics.get("auc"))),
             ("held-out rows", number(metrics.get("holdout_rows")))]
     body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows
                    if v not in (None, "—"))

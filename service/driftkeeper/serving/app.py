@@ -20,6 +20,7 @@ from ..drift.histograms import histograms
 from ..errors import InvalidInputError
 from ..model.feedback import FeedbackStore
 from ..model.store import ModelStore
+from ..schema import Target
 from . import metrics, monitor
 from .config import ServiceConfig
 from .openapi import openapi_document
@@ -179,6 +180,19 @@ def _timestamps(now: float, n: int) -> np.ndarray:
     return now + np.arange(n) * 1e-6
 
 
+def _predictions(target: Target, p: np.ndarray, batch: bool) -> dict[str, Any]:
+    """The response's predictions: a regression's numbers; a classifier's labels (classes[1]
+    when its probability is over 0.5) with the probability of each class."""
+    if not target.is_classification:
+        return {"predictions": p.tolist()} if batch else {"prediction": float(p[0])}
+    negative, positive = target.classes
+    labels = [positive if x > 0.5 else negative for x in p.tolist()]
+    probabilities = [{negative: 1.0 - x, positive: x} for x in p.tolist()]
+    if batch:
+        return {"predictions": labels, "probabilities": probabilities}
+    return {"prediction": labels[0], "probabilities": probabilities[0]}
+
+
 def create_app(config: ServiceConfig, start_background: bool = True) -> Flask:
     """Build the app for one worker; with ``start_background`` the monitor thread runs."""
     app = Flask("driftkeeper")
@@ -257,10 +271,7 @@ def create_app(config: ServiceConfig, start_background: bool = True) -> Flask:
                              predictions]))
         metrics.PREDICTIONS.inc(len(X))
         body: dict[str, Any] = {"model_version": model.version, "request_id": g.request_id}
-        if batch:
-            body["predictions"] = predictions.tolist()
-        else:
-            body["prediction"] = float(predictions[0])
+        body.update(_predictions(model.bundle.schema.target, predictions, batch))
         return _json(body)
 
     @app.post("/feedback")
@@ -348,7 +359,8 @@ def create_app(config: ServiceConfig, start_background: bool = True) -> Flask:
             "model_version": model.version if model else None,
             "endpoints": {
                 "predict": "/predict (POST) one row, or {\"instances\": [rows]}",
-                "feedback": "/feedback (POST) rows with the actual target value",
+                "feedback": "/feedback (POST) rows with the actual value (or class) of "
+                            f"{model.bundle.schema.target.name if model else 'the target'}",
                 "drift": "/drift (GET) the latest drift report; ?histograms=1 adds the "
                          "reference and current distributions",
                 "metrics": "/metrics (GET) Prometheus metrics",

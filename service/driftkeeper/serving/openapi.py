@@ -21,8 +21,10 @@ def _row_schema(schema: FeatureSchema, with_target: bool) -> dict[str, Any]:
     required = list(schema.names)
     if with_target:
         t = schema.target
-        props[t.name] = {"type": "number", "exclusiveMinimum": t.exclusive_minimum,
-                         "maximum": t.maximum, "description": "the actual (observed) value"}
+        props[t.name] = ({**_levels_schema(t.classes), "description": "the actual class"}
+                         if t.is_classification else
+                         {"type": "number", "exclusiveMinimum": t.exclusive_minimum,
+                          "maximum": t.maximum, "description": "the actual (observed) value"})
         required.append(t.name)
     return {"type": "object", "properties": props, "required": required,
             "additionalProperties": False}
@@ -47,6 +49,26 @@ def _as_number(level: str) -> float | int | None:
     if not math.isfinite(value) or level_text(value) != level:
         return None
     return int(value) if value.is_integer() else value
+
+
+def _predictions_schema(schema: FeatureSchema | None) -> dict[str, Any]:
+    """A regression answers numbers; a binary classifier the predicted class (classes[1]
+    when its probability is over 0.5) and each class's probability."""
+    value: dict[str, Any] = {"type": "number"}
+    props: dict[str, Any] = {}
+    if schema is not None and schema.target.is_classification:
+        classes = list(schema.target.classes)
+        value = {"type": "string", "enum": classes}
+        per_class = {"type": "object", "required": classes, "additionalProperties": False,
+                     "properties": {c: {"type": "number", "minimum": 0, "maximum": 1}
+                                    for c in classes}}
+        props = {"probabilities": {"oneOf": [per_class,
+                                             {"type": "array", "items": per_class}]}}
+    return {"type": "object", "required": ["model_version", "request_id"],
+            "properties": {"prediction": value,
+                           "predictions": {"type": "array", "items": value}, **props,
+                           "model_version": {"type": "string"},
+                           "request_id": {"type": "string"}}}
 
 
 def _unknown_rows() -> dict[str, Any]:
@@ -86,13 +108,8 @@ def openapi_document(schema: FeatureSchema | None, max_rows: int) -> dict[str, A
             "/predict": {"post": {
                 "summary": "Predict one row or a batch",
                 "requestBody": _body("#/components/schemas/Row", max_rows),
-                "responses": {"200": _ok("prediction(s)", {
-                    "type": "object", "required": ["model_version", "request_id"],
-                    "properties": {"prediction": {"type": "number"},
-                                   "predictions": {"type": "array",
-                                                   "items": {"type": "number"}},
-                                   "model_version": {"type": "string"},
-                                   "request_id": {"type": "string"}}}), **bad_input}}},
+                "responses": {"200": _ok("prediction(s)", _predictions_schema(schema)),
+                              **bad_input}}},
             "/feedback": {"post": {
                 "summary": "Report actual values for rows (labels), at any later time",
                 "requestBody": _body("#/components/schemas/LabelledRow", max_rows),

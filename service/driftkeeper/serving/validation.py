@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..schema import Feature, FeatureSchema, level_text
+from ..schema import Feature, FeatureSchema, Target, level_text
 
 
 class UnknownCategoryError(InvalidInputError):
@@ -151,6 +151,26 @@ def _compile(feature: Feature) -> Callable[[Any, int, bool], float]:
     return check_category
 
 
+def _compile_target(target: Target) -> Callable[[Any, int, bool], float]:
+    """A regression label is a number within the target's bounds; a classification label
+    names a class (text, or a number or boolean read as text, as a category) and becomes
+    its class index. An unknown class is the client's error, not a drift signal."""
+    if not target.is_classification:
+        return lambda v, row, batch: _check_number(
+            v, target.name, target.exclusive_minimum, target.maximum, row, batch)
+    check = _compile(Feature(target.name, "categorical", levels=target.classes))
+
+    def check_class(value: Any, row: int, batch: bool) -> float:
+        try:
+            return check(value, row, batch)
+        except UnknownCategoryError as exc:
+            raise InvalidInputError(str(exc).replace(f"unknown {target.name}",
+                                                     f"unknown class of {target.name}"),
+                                    field=exc.field, row=exc.row,
+                                    reason="unknown_class") from None
+    return check_class
+
+
 class RowValidator:
     """Turns validated rows into the encoded matrix the model and the monitor use."""
 
@@ -160,9 +180,7 @@ class RowValidator:
         self.names = schema.names
         self.expected = set(self.names) | ({schema.target.name} if with_target else set())
         self.checks = [_compile(f) for f in schema.features]
-        t = schema.target
-        self.target_check = lambda v, row, batch: _check_number(
-            v, t.name, t.exclusive_minimum, t.maximum, row, batch)
+        self.target_check = _compile_target(schema.target)
 
     def encode(self, rows: list[dict[str, Any]], batch: bool
                ) -> tuple[np.ndarray, np.ndarray | None]:
