@@ -129,12 +129,37 @@ def test_a_target_that_is_not_positive_shifts_by_a_quarter_sd(diabetes) -> None:
     assert world.concept_offset == pytest.approx(0.25 * centred["target"].std(ddof=0))
 
 
-def test_a_classification_target_is_refused(diabetes) -> None:
+def test_a_binary_classifier_gets_its_classes_and_flipped_labels(diabetes) -> None:
+    """Labels are class indices inside the world and classes on the wire; the concept flips
+    30 % of the labels in its segment, none outside, and the lab's noise leaves labels be."""
     _, table = diabetes
-    frame = table.assign(target=np.where(table["target"] > 140, "high", "low"))
-    labels = infer_schema(frame, "target")
-    with pytest.raises(SimulationError, match="regression"):
-        World.infer(labels, frame)
+    frame = pd.DataFrame(table).assign(
+        target=np.where(table["target"] > 140, "high", "low"))
+    schema = infer_schema(frame, "target")
+    world = World.infer(schema, canonicalize(frame, schema))
+    assert world.classes == ("high", "low") and world.concept is not None
+    assert world.describe_shift().startswith("target 30% flipped where ")
+    assert set(world.table["target"]) == {0.0, 1.0}
+    assert (world.label(0.0), world.label(1.0)) == ("high", "low")
+    before = _batch("concept", world, 0.0, n=20000, seed=4)
+    after = _batch("concept", world, 1.0, n=20000, seed=4)
+    inside = world.concept.mask(after.rows).astype(bool)
+    assert before.labels.tolist() == world.table["target"].iloc[
+        np.random.default_rng(4).choice(len(world.table), 20000)].tolist()
+    flipped = after.labels != _batch("none", world, 1.0, n=20000, seed=4).labels
+    assert not flipped[~inside].any()
+    assert flipped[inside].mean() == pytest.approx(0.3, abs=0.02)
+    noisy = _batch("lab", world, 1.0, n=500, seed=5)
+    assert set(noisy.labels) <= {0.0, 1.0}
+
+
+def test_a_multiclass_target_is_refused(diabetes) -> None:
+    _, table = diabetes
+    frame = pd.DataFrame(table).assign(
+        target=pd.cut(table["target"], 3, labels=["low", "mid", "high"]).astype(str))
+    schema = infer_schema(frame, "target")
+    with pytest.raises(SimulationError, match="binary classifiers; target has 3 classes"):
+        World.infer(schema, canonicalize(frame, schema))
 
 
 # -- every scenario on diabetes does what it says, and only that ---------------------------

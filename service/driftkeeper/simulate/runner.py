@@ -178,7 +178,7 @@ def simulate(config: SimulationConfig, on_progress: Callable[[Progress], None] |
         if post("/predict", body):
             progress.sent += 1
             progress.rows += len(rows)
-            labelled = [{**row, world.target: float(y)} for row, y in zip(rows, batch.labels,
+            labelled = [{**row, world.target: world.label(y)} for row, y in zip(rows, batch.labels,
                                                                           strict=True)]
             pending.append((time.monotonic() + config.label_delay, labelled))
         flush_labels(time.monotonic())

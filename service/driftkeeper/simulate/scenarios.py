@@ -90,7 +90,7 @@ def _concept(rng: np.random.Generator, world: World, t: float, n: int) -> Batch:
     frame = _resample(rng, world.table, n)
     rows, labels = world.split(frame)
     if on:
-        labels = world.shifted_labels(frame)
+        labels = world.shifted_labels(frame, rng)
     return Batch(rows, labels, world.describe_shift() if on else "normal")
 
 
@@ -99,7 +99,7 @@ def _mixed(rng: np.random.Generator, world: World, t: float, n: int) -> Batch:
     frame = _resample(rng, world.table, n, world.tilt_weights(1.0) if on else None)
     rows, labels = world.split(frame)
     if on:
-        labels = world.shifted_labels(frame)
+        labels = world.shifted_labels(frame, rng)
     return Batch(rows, labels, f"larger {world.tilt_feature}, {world.describe_shift()}"
                  if on else "normal")
 

@@ -51,6 +51,11 @@ MIN_BAND_SHARE = 0.1
 """A numerical band (the upper quartile) is a usable segment only with at least this share
 of rows: a column whose quartile is its maximum (a flag, a few values) has no band."""
 
+CONCEPT_FLIP = 0.3
+"""`concept` on a binary classification target: in the segment, each label is the other
+class with this probability (P(classes[1] | x) moves towards the other class by 30 % of the
+way), which a classifier's log loss and calibration see within one window."""
+
 LAB_NOISE = 0.01
 """An inferred world's lab noise: every numerical feature times U(0.99, 1.01) per request,
 the target plus N(0, 1 % of its magnitude) per row."""
@@ -105,6 +110,8 @@ class World:
     concept_offset: float = 0.0
     noise: tuple[tuple[str, float, float], ...] = ()  # (feature, low, high) factor ranges
     target_noise: float = LAB_NOISE
+    classes: tuple[str, ...] = ()  # a classifier's: the table's target holds class indices
+    concept_flip: float = 0.0  # a classifier's concept: labels flipped in the segment
 
     # -- construction ----------------------------------------------------------------
 
@@ -130,9 +137,8 @@ class World:
         - concept shift: x1.25 on a strictly positive target, else +0.25 standard deviations.
         """
         target = schema.target.name
-        if schema.target.task != "regression":
-            raise SimulationError(f"the simulator labels regression targets; {target} is a "
-                                  f"{schema.target.task} target")
+        if schema.target.is_classification:
+            return cls._infer_classifier(schema, table)
         y = table[target].to_numpy(np.float64)
         positive = bool((y > 0).all())
         tilt = _most_correlated(schema, table, y)
@@ -143,6 +149,26 @@ class World:
                    0.0 if positive else CONCEPT_STDS * float(np.std(y)),
                    tuple((f.name, 1 - LAB_NOISE, 1 + LAB_NOISE) for f in schema.features
                          if f.kind == "numerical"), LAB_NOISE)
+
+    @classmethod
+    def _infer_classifier(cls, schema: FeatureSchema, table: pd.DataFrame) -> World:
+        """A binary classifier's world: the table's labels become class indices (so the
+        tilt can be ranked by correlation with them), the concept flips labels in the
+        segment, and the lab's noise leaves labels alone."""
+        target, classes = schema.target.name, schema.target.classes
+        if len(classes) != 2:
+            raise SimulationError(f"the simulator labels binary classifiers; {target} has "
+                                  f"{len(classes)} classes")
+        y = schema.encode_target(table[target])
+        if np.isnan(y).any():
+            raise SimulationError(f"{target} has labels outside its classes {list(classes)}")
+        table = table.assign(**{target: y})
+        tilt = _most_correlated(schema, table, y)
+        mix = _first_mix(schema, table)
+        return cls(table, target, tilt, *(mix or (None, None)),
+                   _segment(schema, table, tilt, mix[0] if mix else None), 1.0, 0.0,
+                   tuple((f.name, 1 - LAB_NOISE, 1 + LAB_NOISE) for f in schema.features
+                         if f.kind == "numerical"), 0.0, classes, CONCEPT_FLIP)
 
     @classmethod
     def for_schema(cls, schema: FeatureSchema, table: pd.DataFrame,
@@ -208,23 +234,37 @@ class World:
         """Features and labels of sampled rows."""
         return frame.drop(columns=self.target), frame[self.target].to_numpy(np.float64)
 
-    def shifted_labels(self, frame: pd.DataFrame) -> np.ndarray:
-        """The labels after the concept shift: changed in the segment only."""
+    def shifted_labels(self, frame: pd.DataFrame,
+                       rng: np.random.Generator | None = None) -> np.ndarray:
+        """The labels after the concept shift: changed in the segment only (a classifier's
+        flipped there with probability ``concept_flip``, drawn from ``rng``)."""
         assert self.concept is not None
         y = frame[self.target].to_numpy(np.float64)
-        return np.where(self.concept.mask(frame), y * self.concept_factor + self.concept_offset,
-                        y)
+        inside = self.concept.mask(frame)
+        if self.classes:
+            assert rng is not None, "flipping labels needs the scenario's generator"
+            flip = inside & (rng.random(len(y)) < self.concept_flip)
+            return np.where(flip, 1.0 - y, y)
+        return np.where(inside, y * self.concept_factor + self.concept_offset, y)
+
+    def label(self, y: float) -> float | str:
+        """A label as the service takes it: the number, or a classifier's class."""
+        return self.classes[int(y)] if self.classes else float(y)
 
     def add_lab_noise(self, rng: np.random.Generator, frame: pd.DataFrame) -> None:
         """One noise factor per feature for the whole request, per-row noise on the target."""
         for name, low, high in self.noise:
             frame[name] *= rng.uniform(low, high)
-        frame[self.target] += rng.normal(0.0, frame[self.target].abs() * self.target_noise)
+        if not self.classes:
+            frame[self.target] += rng.normal(0.0, frame[self.target].abs() * self.target_noise)
 
     def describe_shift(self) -> str:
         """The concept shift in words, for progress lines: "price x1.25 where color in D..."."""
-        shift = (f"x{self.concept_factor:g}" if self.concept_offset == 0.0
-                 else f"+{self.concept_offset:.4g}")
+        if self.classes:
+            shift = f"{self.concept_flip:.0%} flipped"
+        else:
+            shift = (f"x{self.concept_factor:g}" if self.concept_offset == 0.0
+                     else f"+{self.concept_offset:.4g}")
         return f"{self.target} {shift} where {self.concept}"
 
     def words(self) -> Mapping[str, str]:
