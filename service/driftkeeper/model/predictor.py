@@ -6,9 +6,15 @@ scikit-learn (and the scipy and pandas it pulls in) costs a worker ~120 MB of it
 its ``predict`` spends ~350 µs on validation and per-tree calls for one row, where walking the
 trees from lists takes ~13 µs.
 
-Stages: stage 0 is a gradient-boosted sum of trees; each further stage is a multiplicative
-correction, ``prediction = max(prediction, floor) * exp(stage)`` (see RecalibratedRegressor).
-Trees are summed in scikit-learn's order, so results are bit-identical to its ``predict``.
+Stages: stage 0 is a gradient-boosted sum of trees; each further stage is a correction
+(see RecalibratedRegressor), multiplicative, ``prediction = max(prediction, floor) *
+exp(stage)``, or, where ``additive`` marks it, ``prediction + stage``. Trees are summed in
+scikit-learn's order, so results are bit-identical to its ``predict``.
+
+Format 1 has multiplicative corrections only (files written before additive ones existed
+have no ``additive`` array); format 2 adds ``additive`` (one flag per stage) and is written
+only when a stage is additive, so an older reader refuses such a file instead of
+mispredicting.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from typing import BinaryIO
 import numpy as np
 
 FORMAT = 1
+ADDITIVE_FORMAT = 2  # at least one additive correction: older readers must refuse it
+FORMATS = (FORMAT, ADDITIVE_FORMAT)
 FIELDS = ("feature", "threshold", "left", "right", "is_leaf", "value")
 CHUNK_ROWS = 1024
 """Rows per vectorised batch: larger batches spill the per-tree node arrays out of cache
@@ -83,14 +91,17 @@ class Stage:
 class TreePredictor:
     """A model exported by ``driftkeeper.model.export``: stages of boosted trees."""
 
-    def __init__(self, stages: list[Stage], floor: float) -> None:
+    def __init__(self, stages: list[Stage], floor: float,
+                 additive: list[bool] | None = None) -> None:
         self.stages = stages
         self.floor = floor
+        self.additive = additive or [False] * len(stages)  # per stage; stage 0 unused
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> TreePredictor:
-        if int(arrays["format"][0]) != FORMAT:
-            raise ValueError(f"predictor format {int(arrays['format'][0])} is not {FORMAT}")
+        if int(arrays["format"][0]) not in FORMATS:
+            raise ValueError(f"predictor format {int(arrays['format'][0])} is not one of "
+                             f"{FORMATS}")
         stages = []
         for s in range(int(arrays["stages"][0])):
             a = {f: arrays[f"s{s}_{f}"] for f in (*FIELDS, "offsets", "depth")}
@@ -104,7 +115,9 @@ class TreePredictor:
                               a["value"][lo:hi].tolist()))
             a["is_leaf"] = a["is_leaf"].astype(bool)
             stages.append(Stage(float(arrays[f"s{s}_baseline"][0]), trees, a))
-        return cls(stages, float(arrays["floor"][0]))
+        additive = (arrays["additive"].astype(bool).tolist() if "additive" in arrays
+                    else [False] * len(stages))
+        return cls(stages, float(arrays["floor"][0]), additive)
 
     @classmethod
     def load(cls, path: str | Path | BinaryIO) -> TreePredictor:
@@ -114,8 +127,11 @@ class TreePredictor:
 
     def predict_row(self, row: list[float]) -> float:
         prediction = self.stages[0].predict_row(row)
-        for stage in self.stages[1:]:
-            prediction = max(prediction, self.floor) * math.exp(stage.predict_row(row))
+        for stage, additive in zip(self.stages[1:], self.additive[1:], strict=True):
+            if additive:
+                prediction = prediction + stage.predict_row(row)
+            else:
+                prediction = max(prediction, self.floor) * math.exp(stage.predict_row(row))
         return prediction
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -125,6 +141,9 @@ class TreePredictor:
             return np.concatenate([self.predict(X[i:i + CHUNK_ROWS])
                                    for i in range(0, len(X), CHUNK_ROWS)])
         prediction = self.stages[0].predict(X)
-        for stage in self.stages[1:]:
-            prediction = np.maximum(prediction, self.floor) * np.exp(stage.predict(X))
+        for stage, additive in zip(self.stages[1:], self.additive[1:], strict=True):
+            if additive:
+                prediction = prediction + stage.predict(X)
+            else:
+                prediction = np.maximum(prediction, self.floor) * np.exp(stage.predict(X))
         return prediction
