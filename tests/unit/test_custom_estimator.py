@@ -329,3 +329,18 @@ def test_a_positive_target_keeps_the_ratio_correction_and_format_one(diamonds) -
     np.testing.assert_allclose(predictor.predict(X), model.predict(X), rtol=1e-12)
     del model.mode_  # a correction pickled before modes existed is a ratio
     np.testing.assert_array_equal(model.predict(X), expected)
+
+
+def test_a_served_users_model_predicts_on_one_thread(table: pd.DataFrame, schema) -> None:
+    from sklearn.neighbors import KNeighborsRegressor
+
+    from driftkeeper.model.estimators import for_serving
+
+    X, y = schema.encode(table), table["target"]
+    piped = TableModel(ce.knn_pipeline().set_params(knn__n_jobs=-1), schema).fit(X, y)
+    assert for_serving(piped).estimator_.steps[-1][1].n_jobs == 1
+    numbers = table.drop(columns=["sex"])
+    only_numbers = infer_schema(numbers, "target")
+    bare = TableModel(KNeighborsRegressor(n_jobs=-1), only_numbers).fit(
+        only_numbers.encode(numbers), y)
+    assert for_serving(bare).estimator_.n_jobs == 1

@@ -127,7 +127,9 @@ def for_serving(estimator: Any) -> Any:
     if isinstance(estimator, RecalibratedRegressor):
         for_serving(estimator.base)
     if isinstance(estimator, TableModel):
-        for_serving(getattr(estimator, "estimator_", None))
+        inner = for_serving(getattr(estimator, "estimator_", None))
+        if hasattr(inner, "n_jobs") and not isinstance(inner, Pipeline):
+            inner.n_jobs = 1  # a user's bare forest or neighbours model
     if isinstance(estimator, Pipeline):
         reg = estimator.steps[-1][1]
         if hasattr(reg, "n_jobs"):

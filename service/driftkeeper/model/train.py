@@ -245,16 +245,16 @@ def _recipes(config: TrainingConfig, schema: FeatureSchema, data: _Data,
     def recalibrate(idx: np.ndarray) -> Any:
         return RecalibratedRegressor(parent_model, random_state=config.seed).fit(X[idx], y[idx])
 
-    can_refit = not config.clone_current or _fresh_estimator(config, schema,
-                                                              parent_model) is not None
-    if config.strategy == "refit" and not can_refit:
-        raise TrainingError("strategy 'refit' needs a fresh copy of the current model's "
-                            "estimator, and sklearn.base.clone cannot make one: only "
-                            "'recalibrate' (or 'auto') can update this model")
-    if config.strategy in ("auto", "refit") and can_refit:
-        recipes["refit"] = refit
-    elif config.strategy == "auto":
-        log.warning("the current model's estimator cannot be cloned: only recalibrating it")
+    if config.strategy in ("auto", "refit"):
+        if _can_refit(config, schema, parent_model):
+            recipes["refit"] = refit
+        elif config.strategy == "refit":
+            raise TrainingError("strategy 'refit' needs a fresh copy of the current model's "
+                                "estimator, and sklearn.base.clone cannot make one: only "
+                                "'recalibrate' (or 'auto') can update this model")
+        else:
+            log.warning("the current model's estimator cannot be cloned: only "
+                        "recalibrating it")
     can_recalibrate = parent_model is not None and _depth(parent_model) < MAX_RECALIBRATION_DEPTH
     if config.strategy in ("auto", "recalibrate") and can_recalibrate:
         recipes["recalibrate"] = recalibrate
@@ -362,6 +362,13 @@ trees to every prediction)."""
 
 def _depth(estimator: Any) -> int:
     return 1 + _depth(estimator.base) if isinstance(estimator, RecalibratedRegressor) else 0
+
+
+def _can_refit(config: TrainingConfig, schema: FeatureSchema,
+               parent_model: Any | None) -> bool:
+    """False only for a user's estimator from a file that scikit-learn cannot clone."""
+    return not config.clone_current or _fresh_estimator(config, schema,
+                                                        parent_model) is not None
 
 
 def _innermost(estimator: Any) -> Any:
