@@ -30,8 +30,21 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                        description="Fit the model, evaluate it on a held-out split, profile "
                        "the reference and write DIR/versions/<id>/ atomically.")
     p.add_argument("--output", required=True, type=Path, metavar="DIR", help="model directory")
-    p.add_argument("--model", choices=("hgb", "rf"), default=D.model,
-                   help="hgb: gradient boosting (default); rf: the lab's random forest")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--model", choices=("hgb", "rf"), default=D.model,
+                        help="hgb: gradient boosting (default); rf: the lab's random forest")
+    source.add_argument("--estimator", metavar="MODULE:FACTORY",
+                        help="your own scikit-learn regressor or Pipeline: a callable "
+                        "(package.module:factory, importable here and in the service) "
+                        "returning it unfitted; it is fitted on a DataFrame with the "
+                        "table's columns, and called again for every refit (it receives "
+                        "schema= and seed= or random_state= if it names them)")
+    source.add_argument("--model-file", metavar="PATH",
+                        help="a FITTED regressor or Pipeline saved with joblib/pickle, "
+                        "trained by you on a DataFrame with the table's columns; it is "
+                        "evaluated on the held-out split of --data, not refitted. "
+                        "Loading a pickle runs code from the file: give only a file you "
+                        "trust")
     p.add_argument("--data", metavar="CSV", help="base training data: any table with "
                    "--target, else one with the diamonds columns (default: the shipped "
                    "diamonds table)")
@@ -90,7 +103,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .model.train import TrainingConfig, describe_metrics, train
 
     schema = _inferred_schema(args)
-    config = TrainingConfig(model=args.model, seed=args.seed, data=args.data,
+    config = TrainingConfig(model=args.model, estimator=args.estimator,
+                            model_file=args.model_file, seed=args.seed, data=args.data,
                             include_base=not args.no_base, feedback_dir=args.feedback,
                             feedback_since=args.feedback_since,
                             feedback_until=args.feedback_until,

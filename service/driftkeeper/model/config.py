@@ -21,6 +21,15 @@ class TrainingConfig:
     of the total sample weight)."""
 
     model: str = "hgb"
+    # A user's estimator instead of a built-in kind (model/custom.py): a factory called for
+    # every fit, "package.module:factory" ...
+    estimator: str | None = None
+    # ... or a fitted, pickled estimator, evaluated on the held-out split, not refitted
+    # (unpickling runs code from the file: trusted files only) ...
+    model_file: str | None = None
+    # ... or, for a refit on labels, a clone of the current model's own estimator (how a
+    # version that came from a file is retrained: there is no factory to call).
+    clone_current: bool = False
     seed: int = 42
     test_size: float = 0.2
     data: str | None = None  # base data CSV; None = the shipped diamonds table

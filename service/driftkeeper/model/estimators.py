@@ -23,6 +23,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from ..schema import FeatureSchema
+from .custom import TableModel, sample_weight_kwargs
 
 MODEL_KINDS = ("hgb", "rf")
 
@@ -36,18 +37,25 @@ HGB_PARAMS: dict[str, Any] = {
 enough trees for fast single-row predictions."""
 
 
-PRICE_FLOOR = 1.0
-"""Smallest base prediction a correction multiplies (prices are positive; logs need it)."""
+RATIO_FLOOR = 1.0
+"""Smallest base prediction a multiplicative correction multiplies (logs need a positive
+base; for prices, a unit of currency)."""
+
+RATIO, DIFFERENCE = "ratio", "difference"
 
 
 class RecalibratedRegressor(RegressorMixin, BaseEstimator):
-    """A fitted model times a correction learned from recent labels.
+    """A fitted model corrected by a small model learned from recent labels.
 
     When the world changes but only a thousand fresh labels exist, refitting from scratch
     learns little (on the diamonds 'D/E/F 25% dearer' shift: RMSE ~920 from 800 rows), while
     keeping the serving model and learning ``log(actual / predicted)`` with a small boosted
     model recovers almost all of it (RMSE ~600, the oracle's). The correction is a function
-    of the features, so it can express any smooth multiplicative change.
+    of the features, so it can express any smooth change.
+
+    The correction is multiplicative (``mode_ = "ratio"``) when every label is strictly
+    positive, as prices are; a target that can be zero or negative gets an additive one
+    (``"difference"``: ``y - predicted``), where a ratio has no meaning.
     """
 
     def __init__(self, base: Any = None, max_iter: int = 30, learning_rate: float = 0.1,
@@ -62,8 +70,13 @@ class RecalibratedRegressor(RegressorMixin, BaseEstimator):
 
     def fit(self, X: np.ndarray, y: np.ndarray,
             sample_weight: np.ndarray | None = None) -> RecalibratedRegressor:
-        base_pred = np.maximum(self.base.predict(X), PRICE_FLOOR)
-        target = np.log(np.maximum(np.asarray(y, dtype=np.float64), PRICE_FLOOR) / base_pred)
+        y = np.asarray(y, dtype=np.float64)
+        self.mode_ = RATIO if bool(np.all(y > 0)) else DIFFERENCE
+        if self.mode_ == RATIO:
+            base_pred = np.maximum(self.base.predict(X), RATIO_FLOOR)
+            target = np.log(np.maximum(y, RATIO_FLOOR) / base_pred)
+        else:
+            target = y - self.base.predict(X)
         self.correction_ = HistGradientBoostingRegressor(
             max_iter=self.max_iter, learning_rate=self.learning_rate,
             max_leaf_nodes=self.max_leaf_nodes, min_samples_leaf=self.min_samples_leaf,
@@ -71,8 +84,15 @@ class RecalibratedRegressor(RegressorMixin, BaseEstimator):
         ).fit(X, target, sample_weight=sample_weight)
         return self
 
+    @property
+    def additive(self) -> bool:
+        """True for a difference correction (models pickled before modes were ratios)."""
+        return getattr(self, "mode_", RATIO) == DIFFERENCE
+
     def predict(self, X: np.ndarray) -> np.ndarray:
-        base_pred = np.maximum(self.base.predict(X), PRICE_FLOOR)
+        if self.additive:
+            return self.base.predict(X) + self.correction_.predict(X)
+        base_pred = np.maximum(self.base.predict(X), RATIO_FLOOR)
         return base_pred * np.exp(self.correction_.predict(X))
 
 
@@ -163,12 +183,12 @@ def _build_classifier(kind: str, seed: int) -> ProbabilityClassifier:
                                                                 **HGB_PARAMS))
 
 
-def fit_params(kind: str, sample_weight: Any) -> dict[str, Any]:
-    """The keyword that passes sample weights to ``fit`` for this kind of estimator."""
-    if sample_weight is None:
-        return {}
-    return {"sample_weight": sample_weight} if kind == "hgb" else {
-        "regressor__sample_weight": sample_weight}
+def fit_params(estimator: Any, sample_weight: Any) -> dict[str, Any]:
+    """The keyword that passes sample weights to this estimator's ``fit`` (a user's
+    ``TableModel`` takes ``sample_weight`` and passes it on only where it is accepted)."""
+    if isinstance(estimator, TableModel):
+        return {} if sample_weight is None else {"sample_weight": sample_weight}
+    return sample_weight_kwargs(estimator, sample_weight)
 
 
 def for_serving(estimator: Any) -> Any:
@@ -176,6 +196,10 @@ def for_serving(estimator: Any) -> Any:
     thread pools per request only add latency."""
     if isinstance(estimator, (RecalibratedRegressor, RecalibratedClassifier)):
         for_serving(estimator.base)
+    if isinstance(estimator, TableModel):
+        inner = for_serving(getattr(estimator, "estimator_", None))
+        if hasattr(inner, "n_jobs") and not isinstance(inner, Pipeline):
+            inner.n_jobs = 1  # a user's bare forest or neighbours model
     if isinstance(estimator, Pipeline):
         reg = estimator.steps[-1][1]
         if hasattr(reg, "n_jobs"):
@@ -184,9 +208,12 @@ def for_serving(estimator: Any) -> Any:
 
 
 def model_kind(estimator: Any) -> str:
-    """A short description for metadata and logs, e.g. 'hgb' or 'hgb+recalibrated'."""
+    """A short description for metadata and logs, e.g. 'hgb', 'hgb+recalibrated' or
+    'custom' (a user's estimator)."""
     if isinstance(estimator, (RecalibratedRegressor, RecalibratedClassifier)):
         return f"{model_kind(estimator.base)}+recalibrated"
+    if isinstance(estimator, TableModel):
+        return "custom"
     if isinstance(estimator, Pipeline):
         return "rf"
     return "hgb"

@@ -1,6 +1,7 @@
 """Export a fitted model to plain arrays for the service (``predictor.npz``).
 
-Supported: HistGradientBoostingRegressor with squared error and numeric splits, and
+Supported: HistGradientBoostingRegressor with squared error and numeric splits (also a
+user's, wrapped in ``TableModel``, when its input is the encoded matrix), and
 RecalibratedRegressor chains over it; a binary HistGradientBoostingClassifier (as a
 ProbabilityClassifier) with the logistic link. Anything else (the lab's forest) is not
 exported and the service falls back to loading the scikit-learn model. An export is only
@@ -14,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from .estimators import PRICE_FLOOR, ProbabilityClassifier, RecalibratedRegressor
-from .predictor import FIELDS, FORMAT, IDENTITY, LOGISTIC, TreePredictor
+from .estimators import RATIO_FLOOR, ProbabilityClassifier, RecalibratedRegressor
+from .predictor import ADDITIVE_FORMAT, FIELDS, FORMAT, IDENTITY, LOGISTIC, TreePredictor
 
 log = logging.getLogger("driftkeeper.train")
 
@@ -58,20 +59,36 @@ def _hgb_arrays(model: Any, prefix: str) -> dict[str, np.ndarray] | None:
     return out
 
 
+def _exportable_base(estimator: Any) -> Any:
+    """The model whose trees read the encoded matrix: a user's estimator (``TableModel``)
+    exports only when it is a bare gradient-boosting model on all-numerical columns in
+    schema order, whose input then equals the encoded matrix (the verification checks)."""
+    from .custom import TableModel
+
+    if isinstance(estimator, TableModel):
+        return estimator.encoded_input_model()
+    return estimator
+
+
 def export_trees(estimator: Any) -> dict[str, np.ndarray] | None:
     """The arrays of ``predictor.npz``, or None if the estimator is not supported."""
     link = IDENTITY
     if isinstance(estimator, ProbabilityClassifier):
         estimator, link = estimator.classifier_, LOGISTIC
-    stages = []
+    stages, additive = [], []
     while isinstance(estimator, RecalibratedRegressor):
         stages.insert(0, estimator.correction_)
+        additive.insert(0, estimator.additive)
         estimator = estimator.base
-    stages.insert(0, estimator)
+    stages.insert(0, _exportable_base(estimator))
+    additive.insert(0, False)
     arrays: dict[str, np.ndarray] = {"format": np.asarray([FORMAT]),
-                                     "floor": np.asarray([PRICE_FLOOR]),
+                                     "floor": np.asarray([RATIO_FLOOR]),
                                      "stages": np.asarray([len(stages)]),
                                      "link": np.asarray([link])}
+    if any(additive):  # format 1 stays what it was
+        arrays["format"] = np.asarray([ADDITIVE_FORMAT])
+        arrays["additive"] = np.asarray(additive, dtype=np.uint8)
     for i, model in enumerate(stages):
         part = _hgb_arrays(model, f"s{i}_")
         if part is None:

@@ -6,9 +6,15 @@ scikit-learn (and the scipy and pandas it pulls in) costs a worker ~120 MB of it
 its ``predict`` spends ~350 µs on validation and per-tree calls for one row, where walking the
 trees from lists takes ~13 µs.
 
-Stages: stage 0 is a gradient-boosted sum of trees; each further stage is a multiplicative
-correction, ``prediction = max(prediction, floor) * exp(stage)`` (see RecalibratedRegressor).
-Trees are summed in scikit-learn's order, so results are bit-identical to its ``predict``.
+Stages: stage 0 is a gradient-boosted sum of trees; each further stage is a correction
+(see RecalibratedRegressor), multiplicative, ``prediction = max(prediction, floor) *
+exp(stage)``, or, where ``additive`` marks it, ``prediction + stage``. Trees are summed in
+scikit-learn's order, so results are bit-identical to its ``predict``.
+
+Format 1 has multiplicative corrections only (files written before additive ones existed
+have no ``additive`` array); format 2 adds ``additive`` (one flag per stage) and is written
+only when a stage is additive, so an older reader refuses such a file instead of
+mispredicting.
 
 A binary classifier (``link`` 1, logistic) is served as a probability: its boosted sum is a
 log-odds, and the prediction is ``1 / (1 + exp(-sum))``, P(classes[1]). Files written before
@@ -28,6 +34,8 @@ import numpy as np
 FORMAT = 1
 IDENTITY, LOGISTIC = 0, 1
 """Links from the boosted sum to the prediction (``link`` in ``predictor.npz``)."""
+ADDITIVE_FORMAT = 2  # at least one additive correction: older readers must refuse it
+FORMATS = (FORMAT, ADDITIVE_FORMAT)
 FIELDS = ("feature", "threshold", "left", "right", "is_leaf", "value")
 CHUNK_ROWS = 1024
 """Rows per vectorised batch: larger batches spill the per-tree node arrays out of cache
@@ -89,15 +97,18 @@ class Stage:
 class TreePredictor:
     """A model exported by ``driftkeeper.model.export``: stages of boosted trees."""
 
-    def __init__(self, stages: list[Stage], floor: float, link: int = IDENTITY) -> None:
+    def __init__(self, stages: list[Stage], floor: float,
+                 additive: list[bool] | None = None, link: int = IDENTITY) -> None:
         self.stages = stages
         self.floor = floor
+        self.additive = additive or [False] * len(stages)  # per stage; stage 0 unused
         self.link = link
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> TreePredictor:
-        if int(arrays["format"][0]) != FORMAT:
-            raise ValueError(f"predictor format {int(arrays['format'][0])} is not {FORMAT}")
+        if int(arrays["format"][0]) not in FORMATS:
+            raise ValueError(f"predictor format {int(arrays['format'][0])} is not one of "
+                             f"{FORMATS}")
         stages = []
         for s in range(int(arrays["stages"][0])):
             a = {f: arrays[f"s{s}_{f}"] for f in (*FIELDS, "offsets", "depth")}
@@ -111,10 +122,12 @@ class TreePredictor:
                               a["value"][lo:hi].tolist()))
             a["is_leaf"] = a["is_leaf"].astype(bool)
             stages.append(Stage(float(arrays[f"s{s}_baseline"][0]), trees, a))
+        additive = (arrays["additive"].astype(bool).tolist() if "additive" in arrays
+                    else [False] * len(stages))
         link = int(arrays["link"][0]) if "link" in arrays else IDENTITY
         if link not in (IDENTITY, LOGISTIC):
             raise ValueError(f"predictor link {link} is not {IDENTITY} or {LOGISTIC}")
-        return cls(stages, float(arrays["floor"][0]), link)
+        return cls(stages, float(arrays["floor"][0]), additive, link)
 
     @classmethod
     def load(cls, path: str | Path | BinaryIO) -> TreePredictor:
@@ -124,8 +137,11 @@ class TreePredictor:
 
     def predict_row(self, row: list[float]) -> float:
         prediction = self.stages[0].predict_row(row)
-        for stage in self.stages[1:]:
-            prediction = max(prediction, self.floor) * math.exp(stage.predict_row(row))
+        for stage, additive in zip(self.stages[1:], self.additive[1:], strict=True):
+            if additive:
+                prediction = prediction + stage.predict_row(row)
+            else:
+                prediction = max(prediction, self.floor) * math.exp(stage.predict_row(row))
         if self.link == LOGISTIC:
             return float(_expit(np.array([prediction]))[0])
         return prediction
@@ -137,8 +153,11 @@ class TreePredictor:
             return np.concatenate([self.predict(X[i:i + CHUNK_ROWS])
                                    for i in range(0, len(X), CHUNK_ROWS)])
         prediction = self.stages[0].predict(X)
-        for stage in self.stages[1:]:
-            prediction = np.maximum(prediction, self.floor) * np.exp(stage.predict(X))
+        for stage, additive in zip(self.stages[1:], self.additive[1:], strict=True):
+            if additive:
+                prediction = prediction + stage.predict(X)
+            else:
+                prediction = np.maximum(prediction, self.floor) * np.exp(stage.predict(X))
         return _expit(prediction) if self.link == LOGISTIC else prediction
 
 

@@ -90,14 +90,31 @@ class RetrainOutcome:
 
 
 def training_config(settings: RetrainingSettings, *, feedback_dir: Path, since: float,
-                    until: float, data: str | None = None) -> TrainingConfig:
-    """The policy's retraining settings as a training configuration (the one mapping)."""
+                    until: float, data: str | None = None,
+                    serving_model: dict[str, Any] | None = None) -> TrainingConfig:
+    """The policy's retraining settings as a training configuration (the one mapping).
+
+    ``serving_model`` is the serving version's ``metadata["model"]``: a user's estimator
+    travels with the model, whatever the policy's ``model`` (which picks among the
+    built-in kinds)."""
     return TrainingConfig(model=settings.model, strategy=settings.strategy, data=data,
                           include_base=settings.include_base, feedback_dir=str(feedback_dir),
                           feedback_since=since, feedback_until=until,
                           feedback_rows=settings.feedback_rows,
                           min_feedback_rows=settings.min_feedback_rows,
-                          feedback_share=settings.feedback_share, promote=False)
+                          feedback_share=settings.feedback_share, promote=False,
+                          **_estimator_settings(serving_model or {}))
+
+
+def _estimator_settings(serving_model: dict[str, Any]) -> dict[str, Any]:
+    """How to build the serving model's estimator again: its factory, or (a model given
+    as a file, which has none) a clone of its own estimator."""
+    source = serving_model.get("source")
+    if source == "factory":
+        return {"estimator": serving_model["estimator"]}
+    if source == "file":
+        return {"clone_current": True}
+    return {}
 
 
 def plan_retrain(feedback: FeedbackStore, policy: DriftPolicy, since: float) -> RetrainPlan:
@@ -146,7 +163,8 @@ def retrain(model_dir: str | Path, policy: DriftPolicy, since: float | None = No
         result = train(model_dir, training_config(policy.retraining,
                                                   feedback_dir=feedback.directory,
                                                   since=plan.since, until=plan.cutoff,
-                                                  data=data),
+                                                  data=data,
+                                                  serving_model=serving.metadata.get("model")),
                        schema=serving.schema)
         candidate = store.load(result.version)
     except DriftkeeperError as exc:

@@ -7,8 +7,10 @@ concept drift on unchanged data).
 
 from __future__ import annotations
 
+import logging
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,9 +36,10 @@ from ..drift.impact import reference_sample
 from ..drift.probability import log_losses
 from ..drift.profile import build_profile
 from ..errors import TrainingError
-from ..files import write_json
+from ..files import sha256_file, write_json
 from ..schema import DIAMONDS_SCHEMA, FeatureSchema
 from .config import TrainingConfig
+from .custom import TableModel, build_from_factory, load_factory, load_model_file
 from .estimators import (
     ProbabilityClassifier,
     RecalibratedClassifier,
@@ -57,6 +60,8 @@ from .store import (
     PROFILE_FILE,
     ModelStore,
 )
+
+log = logging.getLogger("driftkeeper.train")
 
 
 @dataclass(frozen=True)
@@ -135,34 +140,101 @@ def _load(config: TrainingConfig, schema: FeatureSchema) -> _Data:
         feedback_until=float(feedback["ts"].max()) if use_feedback else None)
 
 
-def _fit_base_only(config: TrainingConfig, schema: FeatureSchema, data: _Data) -> _Fitted:
+def _check_sources(config: TrainingConfig) -> None:
+    """Refuse contradictory model sources before any data is read; import the factory
+    early, so a typo fails in a second, not after loading the table."""
+    if config.estimator and config.model_file:
+        raise TrainingError("--estimator and --model-file exclude each other: a factory "
+                            "to fit, or a model already fitted")
+    if config.model_file and (config.feedback_dir or not config.include_base):
+        raise TrainingError(f"--model-file {config.model_file} is evaluated on the held-out "
+                            f"split of the base data (--data), not refitted: it cannot be "
+                            f"combined with --feedback or --no-base (`driftkeeper retrain` "
+                            f"learns from labels later)")
+    if config.estimator:
+        load_factory(config.estimator)
+
+
+def _fresh_estimator(config: TrainingConfig, schema: FeatureSchema,
+                     parent_model: Any | None) -> Any | None:
+    """A new, unfitted estimator for a refit: from the user's factory, as a clone of the
+    current model's own estimator (a version that came from a file), or of a built-in
+    kind. None when the current model's estimator cannot be cloned."""
+    if config.estimator:
+        return build_from_factory(config.estimator, schema, config.seed)
+    if config.clone_current:
+        user_model = _innermost(parent_model)
+        if not isinstance(user_model, TableModel):
+            raise TrainingError("clone_current: the current model has no user's estimator "
+                                "to clone (it was not trained with --estimator or "
+                                "--model-file)")
+        return user_model.refit_copy()
+    return build_estimator(config.model, schema, config.seed)
+
+
+def _fit_base_only(config: TrainingConfig, schema: FeatureSchema, data: _Data,
+                   parent_model: Any | None) -> _Fitted:
     """No fresh labels: the classic split (the lab's 80/20, random_state 42); the model is
     the one fitted on the 80%, so its held-out error is honest. A small table is
     cross-validated instead (see ``TrainingConfig.small_table_rows``)."""
     assert data.base_X is not None and data.base_y is not None
+
+    def fresh() -> Any:
+        estimator = _fresh_estimator(config, schema, parent_model)
+        if estimator is None:
+            raise TrainingError("the current model's estimator cannot be cloned "
+                                "(sklearn.base.clone failed), so it cannot be refitted: "
+                                "only --strategy recalibrate on recent labels can update it")
+        return estimator
+
     if len(data.base_y) < config.small_table_rows:
-        return _fit_small_table(config, schema, data.base_X, data.base_y)
+        return _fit_small_table(config, fresh, data.base_X, data.base_y)
     X_train, X_hold, y_train, y_hold = train_test_split(
         data.base_X, data.base_y, test_size=config.test_size, random_state=config.seed)
-    estimator = build_estimator(config.model, schema, config.seed).fit(X_train, y_train)
+    estimator = fresh().fit(X_train, y_train)
     residuals = y_hold - estimator.predict(X_hold)
     return _Fitted(estimator, residuals, y_hold, X_train, X_hold, "refit",
                    {"refit": _rmse(residuals)}, f"{config.test_size:.0%} held out")
 
 
-def _fit_small_table(config: TrainingConfig, schema: FeatureSchema, X: np.ndarray,
+def _fit_small_table(config: TrainingConfig, fresh: Callable[[], Any], X: np.ndarray,
                      y: np.ndarray) -> _Fitted:
     """Every row held out once (K folds), the model fitted on all of them: a few hundred
     rows split 80/20 leave a concept reference of a few dozen residuals, whose own noise
     then hides any shift short of a third of the RMSE."""
     residuals = np.empty(len(y))
     for train_idx, test_idx in _group_folds(X, config.folds, config.seed):
-        fold = build_estimator(config.model, schema, config.seed).fit(X[train_idx],
-                                                                      y[train_idx])
+        fold = fresh().fit(X[train_idx], y[train_idx])
         residuals[test_idx] = y[test_idx] - fold.predict(X[test_idx])
-    estimator = build_estimator(config.model, schema, config.seed).fit(X, y)
+    estimator = fresh().fit(X, y)
     return _Fitted(estimator, residuals, y, X, X, "refit", {"refit": _rmse(residuals)},
                    f"{config.folds}-fold cross-validation on {len(y)} rows")
+
+
+def _fit_from_file(config: TrainingConfig, schema: FeatureSchema, data: _Data,
+                   user_model: Any) -> _Fitted:
+    """A model the user fitted: not refitted, only evaluated on the held-out split of the
+    base data, which gives the residuals, the profile and the loss model as usual."""
+    assert data.base_X is not None and data.base_y is not None
+    X_train, X_hold, _, y_hold = train_test_split(
+        data.base_X, data.base_y, test_size=config.test_size, random_state=config.seed)
+    estimator = TableModel.fitted(user_model, schema)
+    try:
+        predicted = estimator.predict(X_hold)
+    except Exception as exc:  # the user's model on our frame: say what it expects
+        raise TrainingError(f"--model-file {config.model_file}: the model cannot predict "
+                            f"the table's rows ({type(exc).__name__}: {exc}); it must be "
+                            f"fitted on a DataFrame with the table's columns") from exc
+    if predicted.shape != y_hold.shape or not np.isfinite(predicted).all():
+        raise TrainingError(f"--model-file {config.model_file}: expected one finite "
+                            f"prediction per row, got shape {predicted.shape} with "
+                            f"{int((~np.isfinite(predicted)).sum())} non-finite values")
+    residuals = y_hold - predicted
+    return _Fitted(estimator, residuals, y_hold, X_train, X_hold, "file",
+                   {"file": _rmse(residuals)},
+                   f"{config.test_size:.0%} held out of the base data; the model was "
+                   f"fitted by its owner, so these rows may have been in its training data "
+                   f"(the error may be optimistic)")
 
 
 def _fit_with_feedback(config: TrainingConfig, schema: FeatureSchema, data: _Data,
@@ -203,7 +275,7 @@ def _recipes(config: TrainingConfig, schema: FeatureSchema, data: _Data,
     recipes: dict[str, Any] = {}
 
     def refit(idx: np.ndarray) -> Any:
-        estimator = build_estimator(config.model, schema, config.seed)
+        estimator = _fresh_estimator(config, schema, parent_model)
         if data.base_X is None or data.base_y is None:
             return estimator.fit(X[idx], y[idx])
         share = config.feedback_share
@@ -211,7 +283,7 @@ def _recipes(config: TrainingConfig, schema: FeatureSchema, data: _Data,
         weight = np.concatenate([np.ones(len(data.base_X)), np.full(len(idx), w_recent)])
         return estimator.fit(np.vstack([data.base_X, X[idx]]),
                              np.concatenate([data.base_y, y[idx]]),
-                             **fit_params(config.model, weight))
+                             **fit_params(estimator, weight))
 
     def recalibrate(idx: np.ndarray) -> Any:
         if schema.target.is_classification:
@@ -219,7 +291,15 @@ def _recipes(config: TrainingConfig, schema: FeatureSchema, data: _Data,
         return RecalibratedRegressor(parent_model, random_state=config.seed).fit(X[idx], y[idx])
 
     if config.strategy in ("auto", "refit"):
-        recipes["refit"] = refit
+        if _can_refit(config, schema, parent_model):
+            recipes["refit"] = refit
+        elif config.strategy == "refit":
+            raise TrainingError("strategy 'refit' needs a fresh copy of the current model's "
+                                "estimator, and sklearn.base.clone cannot make one: only "
+                                "'recalibrate' (or 'auto') can update this model")
+        else:
+            log.warning("the current model's estimator cannot be cloned: only "
+                        "recalibrating it")
     can_recalibrate = parent_model is not None and _depth(parent_model) < MAX_RECALIBRATION_DEPTH
     if config.strategy in ("auto", "recalibrate") and can_recalibrate:
         recipes["recalibrate"] = recalibrate
@@ -236,15 +316,21 @@ def train(model_dir: str | Path, config: TrainingConfig | None = None,
     config = config or TrainingConfig()
     _check_task(schema, config)
     started = time.time()
+    _check_sources(config)
+    user_model = load_model_file(config.model_file) if config.model_file else None
     store = ModelStore(model_dir)
     parent = store.current_version()
     data = _load(config, schema)
 
     fit_started = time.perf_counter()
-    if data.recent_X is None:
-        fitted = _fit_base_only(config, schema, data)
+    parent_bundle = (store.load(parent) if parent and (
+        data.recent_X is not None or config.clone_current) else None)
+    parent_model = parent_bundle.model if parent_bundle else None
+    if user_model is not None:
+        fitted = _fit_from_file(config, schema, data, user_model)
+    elif data.recent_X is None:
+        fitted = _fit_base_only(config, schema, data, parent_model)
     else:
-        parent_model = store.load(parent).model if parent else None
         fitted = _fit_with_feedback(config, schema, data, parent_model)
     fit_seconds = time.perf_counter() - fit_started
     estimator, residuals = fitted.estimator, fitted.residuals
@@ -278,7 +364,8 @@ def train(model_dir: str | Path, config: TrainingConfig | None = None,
     metadata = {
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "parent": parent,
-        "model": {"kind": model_kind(estimator), "params": _params(estimator)},
+        "model": {"kind": model_kind(estimator), "params": _params(estimator),
+                  **_origin(config, fitted, parent_bundle.metadata if parent_bundle else {})},
         "schema": schema.to_dict(),
         "training": {**{k: v for k, v in asdict(config).items() if k != "promote"},
                      "rows": {**data.rows, "holdout": len(residuals)},
@@ -374,6 +461,48 @@ def _group_folds(X: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.
                             f"cross-validation needs at least {k}")
     fold_of = np.random.default_rng(seed).permutation(n_groups)[groups] % k
     return [(np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)) for f in range(k)]
+
+
+def _can_refit(config: TrainingConfig, schema: FeatureSchema,
+               parent_model: Any | None) -> bool:
+    """False only for a user's estimator from a file that scikit-learn cannot clone."""
+    return not config.clone_current or _fresh_estimator(config, schema,
+                                                        parent_model) is not None
+
+
+def _innermost(estimator: Any) -> Any:
+    """The model under any stacked corrections."""
+    while isinstance(estimator, RecalibratedRegressor):
+        estimator = estimator.base
+    return estimator
+
+
+ORIGIN_KEYS = ("source", "estimator", "file", "file_sha256", "refit")
+"""What ``metadata["model"]`` records of where the model came from, so that
+``driftkeeper retrain`` builds the same kind of estimator again (model/retrain.py)."""
+
+
+def _origin(config: TrainingConfig, fitted: _Fitted,
+            parent_metadata: dict[str, Any]) -> dict[str, Any]:
+    """Where the stored model's (innermost) estimator came from: a recalibration keeps its
+    parent's origin; a refit has the origin it was built from."""
+    inherited = {k: v for k, v in (parent_metadata.get("model") or {}).items()
+                 if k in ORIGIN_KEYS}
+    if fitted.strategy == "recalibrate" or config.clone_current:
+        origin = inherited or {"source": "builtin"}
+    elif config.estimator:
+        origin = {"source": "factory", "estimator": config.estimator}
+    elif config.model_file:
+        origin = {"source": "file", "file": str(Path(config.model_file).resolve()),
+                  "file_sha256": sha256_file(config.model_file)}
+    else:
+        origin = {"source": "builtin"}
+    user_model = _innermost(fitted.estimator)
+    if isinstance(user_model, TableModel):
+        origin["estimator_class"] = type(user_model.estimator).__name__
+        if origin.get("source") == "file":
+            origin["refit"] = user_model.refit_copy() is not None
+    return origin
 
 
 def _rmse(residuals: np.ndarray) -> float:
