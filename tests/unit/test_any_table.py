@@ -154,3 +154,16 @@ def test_a_small_table_is_cross_validated_not_split(trained: Path, table) -> Non
     in_sample = frame["progression"].to_numpy() - bundle.model.predict(X)
     # Out-of-fold errors are honest: far above the model's error on rows it trained on.
     assert bundle.metrics["rmse"] > 1.5 * float(np.sqrt(np.mean(in_sample**2)))
+
+
+def test_the_base_table_is_recorded_by_its_absolute_path(table, tmp_path: Path,
+                                                          monkeypatch) -> None:
+    """Retraining reads the base table again, from another directory (the driver's, a
+    Job's): a relative path given to `train` is stored resolved."""
+    path, frame = table
+    monkeypatch.chdir(path.parent)
+    schema = infer_schema(frame, "progression", categorical=["sex"])
+    train(tmp_path / "m", TrainingConfig(data=path.name, calibration_trials=300),
+          schema=schema)
+    stored = ModelStore(tmp_path / "m").load(with_estimator=False).metadata["training"]
+    assert stored["data"] == str(path.resolve())

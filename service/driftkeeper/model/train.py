@@ -368,6 +368,8 @@ def train(model_dir: str | Path, config: TrainingConfig | None = None,
                   **_origin(config, fitted, parent_bundle.metadata if parent_bundle else {})},
         "schema": schema.to_dict(),
         "training": {**{k: v for k, v in asdict(config).items() if k != "promote"},
+                     # Absolute: retraining reads the base table again, from wherever it runs.
+                     "data": str(Path(config.data).resolve()) if config.data else None,
                      "rows": {**data.rows, "holdout": len(residuals)},
                      "data_hash": data.hashes, "feedback_until": data.feedback_until,
                      "seconds": None},
