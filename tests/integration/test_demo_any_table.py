@@ -41,10 +41,10 @@ def _cancer(path: Path) -> list[str]:
 
 
 CASES = {
-    "diabetes": (_diabetes, 70, r"\n\s+sex\s+categorical\s+2 levels: 1, 2\n",
+    "diabetes": (_diabetes, 100, r"\n\s+sex\s+categorical\s+2 levels: 1, 2\n",
                  r"progression x1\.25 where", "where: sex 2: progression",
                  ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]),
-    "cancer": (_cancer, 90, r"\n\s+diagnosis\s+classification target\s+2 classes",
+    "cancer": (_cancer, 100, r"\n\s+diagnosis\s+classification target\s+2 classes",
                r"diagnosis 30% flipped where", "concept drift", CANCER),
 }
 
