@@ -1,11 +1,15 @@
-"""A pod's window counters as /metrics exposes them, for tests that parse that text."""
+"""A pod's window counters as /metrics exposes them, for tests that parse that text (and a
+classifier's profile for them)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
 
+from driftkeeper.drift.profile import ReferenceProfile, build_residual_profile
 from driftkeeper.serving.metrics import TallyCollector
 from driftkeeper.serving.tally import Tally
 
@@ -17,3 +21,19 @@ def tally_exposition(tally: Tally, directory: Path) -> str:
     registry = CollectorRegistry()
     registry.register(TallyCollector(path))
     return generate_latest(registry).decode()
+
+
+def classifier_residuals(n: int, seed: int) -> np.ndarray:
+    """Residuals y - p of a binary classifier: p from a Beta, y drawn with probability p
+    (a calibrated model), so |r| < 1 and some rows are misclassified."""
+    rng = np.random.default_rng(seed)
+    p = rng.beta(0.6, 0.6, n)
+    return (rng.random(n) < p).astype(np.float64) - p
+
+
+def as_classifier(profile: ReferenceProfile) -> ReferenceProfile:
+    """``profile`` with a classifier's held-out residuals (log loss and accuracy): all the
+    window counters need of a classifier, without training one."""
+    residuals = build_residual_profile(classifier_residuals(2000, 0), np.random.default_rng(0),
+                                       trials=500, classification=True)
+    return replace(profile, residuals=residuals)

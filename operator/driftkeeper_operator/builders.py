@@ -232,6 +232,8 @@ def retrain_record(job: str, started: float, outcome: RetrainOutcome | None = No
         record.update(outcome=outcome.outcome, message=outcome.reason[:1024],
                       candidate=outcome.candidate, serving=outcome.serving,
                       candidateRmse=outcome.candidate_rmse, servingRmse=outcome.serving_rmse,
+                      metric=outcome.metric, candidateScore=outcome.candidate_score,
+                      servingScore=outcome.serving_score,
                       trainRows=outcome.rows.get("train"), judgeRows=outcome.rows.get("judge"))
     return record
 

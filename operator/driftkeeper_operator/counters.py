@@ -1,7 +1,8 @@
 """A replica's window counters, read from its /metrics, and windows made from them.
 
 Every model pod exports cumulative counters of what its windows saw (``serving/tally.py``):
-rows per reference bin and feature, labelled rows per residual bin, residual sums. The
+rows per reference bin and feature, labelled rows per residual bin, residual sums (and a
+classifier's summed log loss and correct rows). The
 difference of two readings of one replica is that replica's window between them, and the
 windows of all replicas add up (the drift engine's mergeable windows), so the operator
 judges the whole Deployment as one.
@@ -44,6 +45,9 @@ class Counters:
     estimate_rows: float = 0.0
     # Labelled rows' sums per segment: (feature, sum name) -> value by segment number.
     segments: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    # A classifier's summed log loss and correct rows (None: not exported, a regression).
+    log_loss_sum: float | None = None
+    correct: float | None = None
 
     def same_series(self, other: Counters) -> bool:
         """Both readings continue the same counters (no promotion, no restart between)."""
@@ -73,7 +77,18 @@ class Counters:
             self.prediction_rows - older.prediction_rows,
             max(self.estimate_sum - older.estimate_sum, 0.0),
             max(self.estimate_rows - older.estimate_rows, 0.0),
-            {k: _sub(v, older.segments.get(k)) for k, v in self.segments.items()})
+            {k: _sub(v, older.segments.get(k)) for k, v in self.segments.items()},
+            _since(self.log_loss_sum, older.log_loss_sum), _since(self.correct, older.correct))
+
+
+def _since(new: float | None, old: float | None) -> float | None:
+    """A counter's increase, unknown (None) unless both readings have it."""
+    return None if new is None or old is None else max(new - old, 0.0)
+
+
+def _sum(values: list[float | None]) -> float | None:
+    """A sum over replicas, unknown (None) unless every replica has it."""
+    return None if not values or any(v is None for v in values) else sum(values)  # type: ignore[misc]
 
 
 SEGMENT_RESIDUALS = "driftkeeper_segment_residual_sum_total"
@@ -116,6 +131,7 @@ def parse_counters(text: str) -> Counters:
     rows: dict[str, float] = {}
     version = started = None
     squares = labels = estimates = 0.0
+    log_loss = correct = None
     segments: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
     for family in text_string_to_metric_families(text):
         for s in family.samples:
@@ -134,6 +150,10 @@ def parse_counters(text: str) -> Counters:
                 sums[lab["sign"]] = value
             elif name == "driftkeeper_residual_squares_total":
                 squares = value
+            elif name == "driftkeeper_residual_log_loss_total":
+                log_loss = value
+            elif name == "driftkeeper_residual_correct_total":
+                correct = value
             elif name == "driftkeeper_prediction_bin_total":
                 prediction_bins[int(lab["bin"])] = value
             elif name == "driftkeeper_estimated_squared_error_total":
@@ -153,7 +173,7 @@ def parse_counters(text: str) -> Counters:
                     sums["positive"], sums["negative"], squares, rows.get("data", 0.0),
                     rows.get("concept", 0.0), labels, bins_array(prediction_bins),
                     rows.get("prediction", 0.0), estimates, rows.get("performance", 0.0),
-                    {k: bins_array(v) for k, v in segments.items()})
+                    {k: bins_array(v) for k, v in segments.items()}, log_loss, correct)
 
 
 def total(parts: list[Counters]) -> Counters:
@@ -184,7 +204,8 @@ def total(parts: list[Counters]) -> Counters:
                     sum(p.concept_rows for p in parts), sum(p.labels for p in parts),
                     prediction_bins, sum(p.prediction_rows for p in parts),
                     sum(p.estimate_sum for p in parts), sum(p.estimate_rows for p in parts),
-                    segments)
+                    segments, _sum([p.log_loss_sum for p in parts]),
+                    _sum([p.correct for p in parts]))
 
 
 def _dense(bins: np.ndarray | None, size: int) -> np.ndarray:
@@ -216,13 +237,18 @@ def data_window_of(profile: ReferenceProfile, counts: Counters) -> DataWindow:
 
 
 def residual_window_of(profile: ReferenceProfile, counts: Counters) -> ResidualWindow:
-    """The drift engine's labelled window from summed counters."""
+    """The drift engine's labelled window from summed counters (a classifier's log loss
+    and correct rows too, when every replica exported them)."""
     if profile.residuals is None:
         raise ValueError("the reference profile has no held-out residuals")
     dense = _dense(counts.residual_bins, len(profile.residuals.bins.edges) + 1)
+    classifier = profile.residuals.log_loss is not None
     return ResidualWindow(stats.NumericCounts(dense), round(dense.sum()),
                           counts.residual_positive - counts.residual_negative,
-                          counts.residual_squares)
+                          counts.residual_squares,
+                          counts.log_loss_sum if classifier else None,
+                          None if not classifier or counts.correct is None
+                          else round(counts.correct))
 
 
 def prediction_window_of(profile: ReferenceProfile,

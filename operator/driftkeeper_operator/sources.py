@@ -182,6 +182,9 @@ class PrometheusSource:
             "driftkeeper_residual_sum_total", "sign", v, window, now)}
         squares = sum(value for _, value in self._by("driftkeeper_residual_squares_total",
                                                      "model_version", v, window, now))
+        # A classifier's sums (no series: a regression, the window has none).
+        log_loss, correct = (self._total_or_none(metric, v, window, now) for metric in (
+            "driftkeeper_residual_log_loss_total", "driftkeeper_residual_correct_total"))
         segments: dict[tuple[str, str], dict[int, float]] = {}
         for metric, key in SEGMENT_SERIES.items():
             by = "feature, segment, sign" if metric == SEGMENT_RESIDUALS else "feature, segment"
@@ -192,4 +195,9 @@ class PrometheusSource:
                         residual_positive=sums.get("positive", 0.0),
                         residual_negative=sums.get("negative", 0.0), residual_squares=squares,
                         concept_rows=sum(bins.values()),
-                        segments={k: bins_array(v) for k, v in segments.items()})
+                        segments={k: bins_array(v) for k, v in segments.items()},
+                        log_loss_sum=log_loss, correct=correct)
+
+    def _total_or_none(self, metric: str, v: str, window: str, now: float) -> float | None:
+        values = [value for _, value in self._by(metric, "model_version", v, window, now)]
+        return sum(values) if values else None

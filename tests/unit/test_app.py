@@ -139,6 +139,9 @@ def test_drift_report_after_an_evaluation(served, diamonds) -> None:
     assert "\ndata_drift " in metrics
     assert 'driftkeeper_feature_drift{feature="carat",method="psi"}' in metrics
     assert 'driftkeeper_feature_bin_total{bin="' in metrics
+    assert 'driftkeeper_residual_squares_total{model_version="v1"}' in metrics
+    assert "driftkeeper_residual_log_loss_total" not in metrics  # a classifier's only
+    assert "driftkeeper_residual_correct_total" not in metrics
 
 
 def test_reference_serves_the_versions_profile(served, model_dir: Path) -> None:

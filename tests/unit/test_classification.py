@@ -15,6 +15,7 @@ import jsonschema
 import numpy as np
 import pandas as pd
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sklearn.datasets import load_breast_cancer, load_iris
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import accuracy_score, brier_score_loss, log_loss, roc_auc_score
@@ -329,6 +330,14 @@ def test_the_service_reports_a_classifiers_measures(served, cancer: pd.DataFrame
     assert concept["accuracy"] > 0.9 and concept["log_loss"] < concept["log_loss_reference"] * 3
     assert concept["accuracy_reference"] == state_of(app).models.model.bundle.metrics[
         "accuracy"]
+    # The fleet's counters carry the same measures: summed log loss and correct rows.
+    metrics = {s.name: s.value for f in text_string_to_metric_families(
+        client.get("/metrics").get_data(as_text=True)) for s in f.samples}
+    rows = 250
+    assert metrics["driftkeeper_residual_log_loss_total"] / rows == pytest.approx(
+        concept["log_loss"])
+    assert metrics["driftkeeper_residual_correct_total"] / rows == pytest.approx(
+        concept["accuracy"])
 
 
 # -- retraining and the gate ---------------------------------------------------------------

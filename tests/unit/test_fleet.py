@@ -3,6 +3,7 @@ summed, equal the windows of all the rows the replicas saw."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ from driftkeeper_operator.counters import (
     total,
 )
 from driftkeeper_operator.fleet import FleetHistory, Reading
-from exposition import tally_exposition
+from exposition import as_classifier, classifier_residuals, tally_exposition
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +136,47 @@ def test_summed_replica_counters_equal_one_window_of_all_rows(tmp_path, profile,
                                [r.shift for r in rows.segments], rtol=1e-9, atol=1e-12)
     assert [loc.message for loc in fleet.locations] == [loc.message for loc in rows.locations]
     assert concept_got.residual_ks.score == pytest.approx(concept_exp.residual_ks.score)
+
+
+def test_a_classifiers_fleet_window_has_the_pods_log_loss_and_accuracy(tmp_path, profile,
+                                                                      encoded) -> None:
+    """Summed log loss and correct rows are differenced per replica (a restarted replica
+    counting since its counters began) and summed: the fleet's concept verdict of a
+    classifier has the log loss and accuracy its rows give in one pod's window."""
+    classifier = as_classifier(profile)
+    residuals = classifier_residuals(850, 2)
+    X = encoded[:850]
+    a, b = Replica(tmp_path / "a", classifier), Replica(tmp_path / "b", classifier)
+    history = FleetHistory(horizon=3600)
+    history.add(Reading(1.0, {"a": a.serve(X[:300], residuals[:300], 1.0),
+                              "b": b.serve(X[300:500], residuals[300:500], 1.0)}))
+    restarted = Replica(tmp_path / "b2", classifier)  # b's pod restarted: counters anew
+    history.add(Reading(2.0, {"a": a.serve(X[500:700], residuals[500:700], 2.0),
+                              "b": restarted.serve(X[700:], residuals[700:], 2.0)}))
+    window = history.window("concept", "v1", size=300, max_age=3600)
+    assert window.since == 1.0 and window.counts.concept_rows == 350
+    fleet = evaluate_concept(classifier, residual_window_of(classifier, window.counts),
+                             ConceptSettings())
+    pod = evaluate_concept(classifier, residual_window(classifier, residuals[500:]),
+                           ConceptSettings())
+    assert pod.log_loss is not None and pod.accuracy is not None
+    assert fleet.log_loss == pytest.approx(pod.log_loss)
+    assert fleet.accuracy == pod.accuracy
+    assert fleet.calibration == pytest.approx(pod.calibration)
+    assert fleet.score == pytest.approx(pod.score)
+
+
+def test_classifier_sums_are_unknown_unless_every_replica_has_them() -> None:
+    """A replica that does not export them (a regression, or an older pod) makes the
+    fleet's log loss and accuracy unknown rather than a partial sum."""
+    with_sums = replace(_counters(100.0), log_loss_sum=30.0, correct=80.0)
+    assert total([with_sums, with_sums]).log_loss_sum == 60.0
+    assert total([with_sums, _counters(100.0)]).log_loss_sum is None
+    assert total([with_sums, _counters(100.0)]).correct is None
+    later = replace(_counters(150.0), log_loss_sum=40.0, correct=120.0)
+    assert (later.minus(with_sums).log_loss_sum, later.minus(with_sums).correct) == (10.0, 40.0)
+    assert later.minus(_counters(100.0)).log_loss_sum is None
+    assert total([]).log_loss_sum is None
 
 
 def _counters(rows: float, started: float = 0.0, version: str = "v1") -> Counters:

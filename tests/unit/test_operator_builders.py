@@ -21,6 +21,7 @@ from driftkeeper.policy import parse_policy
 from driftkeeper.policy.engine import Condition
 from driftkeeper_operator import builders
 from driftkeeper_operator.config import OperatorConfig
+from driftkeeper_operator.crd import status_schema
 from driftkeeper_operator.worker import parse_for_cluster
 
 SPEC = {"target": {"service": "diamonds"},
@@ -114,6 +115,28 @@ def test_job_outcome_from_the_termination_message() -> None:
     assert failed.outcome == "failed" and "MemoryError" in failed.reason
     silent = builders.job_outcome(builders.SUCCEEDED, "the Job completed", [])
     assert silent.outcome == "failed" and "no outcome" in silent.reason
+
+
+def test_last_retrain_records_what_the_gate_judged_by() -> None:
+    """A classifier's gate judges log loss: status.lastRetrain says so next to the RMSEs,
+    and every field it writes is in the status schema (the API server prunes the rest)."""
+    done = RetrainOutcome("promoted", "v2 promoted", serving="v1", candidate="v2",
+                          candidate_rmse=0.21, serving_rmse=0.3, rows={"train": 400, "judge": 100},
+                          metric="log_loss", candidate_score=0.1423, serving_score=0.2817)
+    outcome = builders.job_outcome(builders.SUCCEEDED, "ok", [done.to_json()])
+    record = builders.retrain_record("p-retrain-1", 100.0, outcome, 160.0)
+    assert (record["metric"], record["candidateScore"], record["servingScore"]) == \
+        ("log_loss", 0.1423, 0.2817)
+    assert (record["candidateRmse"], record["servingRmse"]) == (0.21, 0.3)
+    declared = status_schema()["properties"]["lastRetrain"]["properties"]
+    assert set(record) <= set(declared)
+    assert declared["metric"]["nullable"] and declared["candidateScore"]["type"] == "number"
+    running = builders.retrain_record("p-retrain-2", 200.0)
+    assert "metric" not in running and set(running) <= set(declared)
+    failed = builders.retrain_record("p-retrain-3", 200.0,
+                                     RetrainOutcome("failed", "MemoryError"), 210.0)
+    assert (failed["metric"], failed["candidateScore"], failed["servingScore"]) == \
+        (None, None, None)
 
 
 def test_conditions_keep_their_transition_time_until_the_status_changes() -> None:

@@ -15,7 +15,7 @@ from driftkeeper.model.store import ModelStore
 from driftkeeper.serving.monitor import input_columns
 from driftkeeper.serving.rings import RingWriter, feedback_columns, read_ring_tail
 from driftkeeper.serving.tally import Tally, load_tally, update_tally
-from exposition import tally_exposition
+from exposition import as_classifier, classifier_residuals, tally_exposition
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +188,66 @@ def test_unreadable_or_foreign_tally_file_is_no_tally(tmp_path: Path, profile) -
     assert load_tally(tmp_path / "tally.json") is None
     Tally.empty(profile, "v1", 5.0).save(tmp_path / "tally.json")
     assert load_tally(tmp_path / "tally.json").started == 5.0
+
+
+def _counter_values(tally: Tally, directory: Path) -> dict[str, float]:
+    return {s.name: s.value
+            for family in text_string_to_metric_families(tally_exposition(tally, directory))
+            for s in family.samples}
+
+
+def test_a_classifiers_log_loss_and_correct_rows_are_counted(tmp_path: Path, profile,
+                                                             encoded) -> None:
+    """A classifier's labelled rows are also counted as summed log loss and correct rows,
+    exactly as its window sums them, and exported only for a classifier."""
+    classifier = as_classifier(profile)
+    residuals = classifier_residuals(400, 1)
+    fb = RingWriter(tmp_path / "feedback-1.ring", feedback_columns(6), 1000)
+    fb.append(_feedback(residuals[:250], 1, encoded[:250]))
+    tally, _ = update_tally(None, classifier, "v1", 1, tmp_path, now=1.0)
+    fb.append(_feedback(residuals[250:], 1, encoded[250:400]))
+    tally, _ = update_tally(tally, classifier, "v1", 1, tmp_path, now=2.0)
+    window = residual_window(classifier, residuals)
+    assert window.log_loss_sum is not None and 0 < window.correct < 400
+    assert tally.log_loss_sum == pytest.approx(window.log_loss_sum)
+    assert tally.correct == window.correct
+    exported = _counter_values(tally, tmp_path)
+    assert exported["driftkeeper_residual_log_loss_total"] == pytest.approx(window.log_loss_sum)
+    assert exported["driftkeeper_residual_correct_total"] == window.correct
+    again = Tally.from_dict(json.loads(json.dumps(tally.to_dict())))
+    assert (again.log_loss_sum, again.correct) == (tally.log_loss_sum, tally.correct)
+    # A regression's tally has neither.
+    fb2 = tmp_path / "regression"
+    fb2.mkdir()
+    RingWriter(fb2 / "feedback-1.ring", feedback_columns(6), 1000).append(
+        _feedback(np.random.default_rng(0).normal(0, 500, 50), 1, encoded[:50]))
+    regression, _ = update_tally(None, profile, "v1", 1, fb2, now=1.0)
+    assert regression.concept_rows == 50 and regression.log_loss_sum is None
+    assert not {"driftkeeper_residual_log_loss_total",
+                "driftkeeper_residual_correct_total"} & set(_counter_values(regression, fb2))
+
+
+def test_a_format_4_tally_still_loads(tmp_path: Path, profile, encoded) -> None:
+    """Files written before the classifier sums load: a regression's counts continue, a
+    classifier's restart (their counters must all cover the same rows)."""
+    fb = RingWriter(tmp_path / "feedback-1.ring", feedback_columns(6), 1000)
+    fb.append(_feedback(np.random.default_rng(0).normal(0, 500, 60), 1, encoded[:60]))
+    tally, _ = update_tally(None, profile, "v1", 1, tmp_path, now=1.0)
+    old = tally.to_dict()
+    old["format"] = 4
+    for key in ("log_loss", "correct"):
+        del old["residuals"][key]
+    (tmp_path / "tally.json").write_text(json.dumps(old))
+    loaded = load_tally(tmp_path / "tally.json")
+    assert loaded is not None and loaded.concept_rows == 60 and loaded.log_loss_sum is None
+    continued, changed = update_tally(loaded, profile, "v1", 1, tmp_path, now=2.0)
+    assert not changed and continued.started == 1.0
+    classifier = as_classifier(profile)
+    restarted, changed = update_tally(load_tally(tmp_path / "tally.json"), classifier, "v1",
+                                      1, tmp_path, now=3.0)
+    assert changed and restarted.started == 3.0
+    assert (restarted.concept_rows, restarted.log_loss_sum, restarted.correct) == (0, 0.0, 0)
+    assert restarted.positions == loaded.positions  # rows already counted stay counted
 
 
 def test_rows_binned_one_at_a_time_equal_the_batch(profile, encoded) -> None:

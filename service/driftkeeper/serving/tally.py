@@ -23,13 +23,16 @@ from typing import Any
 import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from ..drift.probability import correct, log_losses
 from ..drift.profile import NumericalProfile, ReferenceProfile
 from ..drift.segments import SegmentSums, segment_sums
 from ..drift.stats import NumericBins
 from ..files import write_atomic
 from .rings import feedback_columns, input_columns, read_ring_tail
 
-FORMAT = 4  # 2: prediction counts; 3: estimated squared errors; 4: segment sums
+FORMAT = 5  # 2: prediction counts; 3: estimated squared errors; 4: segment sums;
+# 5: a classifier's summed log loss and correct count
+READABLE = (4, 5)  # a format-4 file has no classifier sums (a classifier's restarts)
 
 Estimator = Callable[[np.ndarray, np.ndarray], np.ndarray | None]
 """The loss model of the serving version: (features, predictions) -> estimated squared errors."""
@@ -71,6 +74,10 @@ class Tally:
     estimate_rows: int = 0
     # Labelled rows' residual sums per segment (None: the version has no segment reference).
     segments: SegmentSums | None = None
+    # A classifier's labelled rows: summed log loss and rows correctly classified (None: a
+    # regression, or a file written before they were counted).
+    log_loss_sum: float | None = None
+    correct: int | None = None
 
     @classmethod
     def empty(cls, profile: ReferenceProfile, version: str, started: float) -> Tally:
@@ -86,7 +93,9 @@ class Tally:
         return cls(version, started, features, np.zeros(residual_bins),
                    prediction_counts=np.zeros(prediction_bins),
                    segments=(None if profile.segments is None
-                             else SegmentSums.empty(profile.segments.layout)))
+                             else SegmentSums.empty(profile.segments.layout)),
+                   log_loss_sum=0.0 if _classifier(profile) else None,
+                   correct=0 if _classifier(profile) else None)
 
     def add_inputs(self, profile: ReferenceProfile, encoded: np.ndarray) -> None:
         """Count encoded input rows (rows x schema features)."""
@@ -138,6 +147,9 @@ class Tally:
         self.residual_positive += float(r[r > 0].sum())
         self.residual_negative += float(-r[r < 0].sum())
         self.residual_squares += float((r * r).sum())
+        if self.log_loss_sum is not None and self.correct is not None:
+            self.log_loss_sum += float(log_losses(r).sum())
+            self.correct += int(correct(r).sum())
         self.concept_rows += len(r)
 
     # -- persistence: the evaluator writes it, every worker exports it ------------------
@@ -153,7 +165,8 @@ class Tally:
             "residuals": {"counts": self.residual_counts.astype(int).tolist(),
                           "positive": self.residual_positive,
                           "negative": self.residual_negative,
-                          "squares": self.residual_squares},
+                          "squares": self.residual_squares,
+                          "log_loss": self.log_loss_sum, "correct": self.correct},
             "rows": {"data": self.data_rows, "concept": self.concept_rows,
                      "dropped": self.dropped_rows, "prediction": self.prediction_rows},
             "positions": self.positions,
@@ -164,8 +177,8 @@ class Tally:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Tally:
-        if d.get("format") != FORMAT:
-            raise ValueError(f"tally format {d.get('format')} is not {FORMAT}")
+        if d.get("format") not in READABLE:
+            raise ValueError(f"tally format {d.get('format')} is not one of {READABLE}")
         features = {n: FeatureTally(np.asarray(f["counts"], dtype=np.float64), f["numeric"],
                                     f["unseen"], f["under_distance"], f["over_distance"])
                     for n, f in d["features"].items()}
@@ -176,12 +189,19 @@ class Tally:
                    d["rows"]["dropped"], {k: list(v) for k, v in d["positions"].items()},
                    np.asarray(d["predictions"], dtype=np.float64), d["rows"]["prediction"],
                    float(d["estimates"]["sum"]), int(d["estimates"]["rows"]),
-                   SegmentSums.from_dict(d["segments"]) if d.get("segments") else None)
+                   SegmentSums.from_dict(d["segments"]) if d.get("segments") else None,
+                   None if r.get("log_loss") is None else float(r["log_loss"]),
+                   None if r.get("correct") is None else int(r["correct"]))
 
     def save(self, path: Path) -> None:
         """Atomically: counts and ring positions always change together (not fsynced: the
         pod's state directory does not outlive the pod)."""
         write_atomic(path, json.dumps(self.to_dict(), separators=(",", ":")), durable=False)
+
+
+def _classifier(profile: ReferenceProfile) -> bool:
+    """A classifier's version: its held-out residuals carry a log loss."""
+    return profile.residuals is not None and profile.residuals.log_loss is not None
 
 
 def _bin_counts(bins: NumericBins, values: np.ndarray, size: int) -> np.ndarray:
@@ -210,7 +230,10 @@ def update_tally(tally: Tally | None, profile: ReferenceProfile, version: str,
     tally and whether anything changed.
     """
     changed = False
-    if tally is None or tally.model_version != version:
+    if (tally is None or tally.model_version != version
+            or (_classifier(profile) and tally.log_loss_sum is None)):
+        # A new version, or a classifier's counts from a file without its sums (format 4):
+        # start from zero, so every counter covers the same rows.
         positions = tally.positions if tally is not None else {}
         tally = Tally.empty(profile, version, now)
         tally.positions = positions
@@ -296,6 +319,18 @@ def tally_metrics(tally: Tally) -> Iterator[CounterMetricFamily | GaugeMetricFam
                                   "of labelled rows.", labels=["model_version"])
     squares.add_metric([v], tally.residual_squares)
     yield squares
+    if tally.log_loss_sum is not None and tally.correct is not None:  # a classifier
+        log_loss = CounterMetricFamily(
+            "driftkeeper_residual_log_loss", "A classifier's summed log loss of labelled "
+            "rows, -log(1 - |residual|) each (divided by window_rows{kind=\"concept\"}: "
+            "the window's log loss).", labels=["model_version"])
+        log_loss.add_metric([v], tally.log_loss_sum)
+        yield log_loss
+        right = CounterMetricFamily(
+            "driftkeeper_residual_correct", "A classifier's labelled rows whose predicted "
+            "class (classes[1] when p > 0.5) was right.", labels=["model_version"])
+        right.add_metric([v], float(tally.correct))
+        yield right
     rows = CounterMetricFamily("driftkeeper_window_rows", "Rows counted into the windows' "
                                "counters, by kind (data: inputs; concept: labelled rows "
                                "scored by this version).", labels=["kind", "model_version"])
