@@ -120,10 +120,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise DataError(f"{exc} (without --target, --data must have the diamonds "
                             f"columns; --target COLUMN trains on any table)") from None
         raise
-    from .schema import DIAMONDS_SCHEMA
-
+    stored = ModelStore(args.output).load(result.version, with_estimator=False).schema
     out = {"version": result.version, "promoted": result.promoted, "path": str(result.path),
-           "metrics": result.metrics, "schema": (schema or DIAMONDS_SCHEMA).to_dict()}
+           "metrics": result.metrics, "schema": stored.to_dict()}
     if args.json:
         print(json.dumps(out))
     else:
