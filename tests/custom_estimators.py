@@ -60,3 +60,11 @@ class MeanOfColumn:
 
     def predict(self, frame: Any) -> np.ndarray:
         return self.scale * frame[self.column].to_numpy(dtype=float) + self.offset_
+
+
+def logistic_pipeline() -> Pipeline:
+    """A user's classifier: scaled numerics, then logistic regression."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    return Pipeline([("scale", StandardScaler()), ("logistic", LogisticRegression())])

@@ -344,3 +344,31 @@ def test_a_served_users_model_predicts_on_one_thread(table: pd.DataFrame, schema
     bare = TableModel(KNeighborsRegressor(n_jobs=-1), only_numbers).fit(
         only_numbers.encode(numbers), y)
     assert for_serving(bare).estimator_.n_jobs == 1
+
+
+def test_a_users_classifier_learns_the_classes_and_serves_their_probability(
+        tmp_path: Path) -> None:
+    """A binary target: the factory's classifier is fitted on the class labels themselves
+    and the model's prediction is its predict_proba of classes[1], found by name."""
+    from sklearn.datasets import load_breast_cancer
+
+    from driftkeeper.inference import infer_schema
+
+    data = load_breast_cancer(as_frame=True)
+    frame = data.frame.rename(columns=lambda c: c.replace(" ", "_"))
+    frame["diagnosis"] = [data.target_names[t] for t in data.target]
+    frame = frame.drop(columns="target")
+    path = tmp_path / "cancer.csv"
+    frame.to_csv(path, index=False)
+    schema = infer_schema(frame, "diagnosis")
+    train(tmp_path / "m", TrainingConfig(estimator="custom_estimators:logistic_pipeline",
+                                         data=str(path), **FAST), schema=schema)
+    bundle = ModelStore(tmp_path / "m").load()
+    assert bundle.metadata["model"]["source"] == "factory"
+    fitted = bundle.model.estimator_
+    assert list(fitted.classes_) == ["benign", "malignant"]
+    fit_rows, _ = _split(frame.rename(columns={"diagnosis": "target"}), schema)
+    own = ce.logistic_pipeline().fit(fit_rows, frame.loc[fit_rows.index, "diagnosis"])
+    p = bundle.model.predict(schema.encode(frame))
+    np.testing.assert_allclose(p, own.predict_proba(frame[schema.names])[:, 1], rtol=1e-9)
+    assert bundle.metrics["task"] == "classification" and bundle.metrics["accuracy"] > 0.9

@@ -26,7 +26,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import has_fit_parameter
 
 from ..errors import TrainingError
-from ..schema import FeatureSchema
+from ..schema import FeatureSchema, level_text
 
 log = logging.getLogger("driftkeeper.train")
 
@@ -41,6 +41,10 @@ class TableModel(RegressorMixin, BaseEstimator):
     (columns = the schema's names; numericals as floats; categoricals as their level text,
     NaN where missing or unknown) and call the user's estimator, which is fitted as a copy:
     ``estimator`` stays unfitted, so a refit (``sklearn.base.clone``) starts afresh.
+
+    For a binary classification target the user's classifier is fitted on the class labels
+    (the schema's text) and ``predict`` returns its ``predict_proba`` of ``classes[1]``,
+    the probability every other part of Driftkeeper calls a classifier's prediction.
     """
 
     def __init__(self, estimator: Any = None, schema: FeatureSchema | None = None) -> None:
@@ -81,6 +85,7 @@ class TableModel(RegressorMixin, BaseEstimator):
         if sample_weight is not None and not kwargs:
             log.warning("%s.fit takes no sample_weight: fitted without weights (recent "
                         "labels count as much as base rows)", type(estimator).__name__)
+        y = self._labels(y)
         try:
             estimator.fit(frame, y, **kwargs)
         except TypeError as exc:
@@ -94,7 +99,30 @@ class TableModel(RegressorMixin, BaseEstimator):
         self.n_features_in_ = np.asarray(X).shape[1]
         return self
 
+    def _labels(self, y: np.ndarray) -> np.ndarray:
+        """A classifier learns the class labels themselves (its ``classes_`` then name
+        them); a regressor its numbers."""
+        if self.schema is None or not self.schema.target.is_classification:
+            return y
+        return np.asarray(self.schema.target.classes, dtype=object)[
+            np.asarray(y, dtype=np.float64).astype(np.intp)]
+
+    def _positive_probability(self, frame: Any) -> np.ndarray:
+        """P(classes[1]) from the user's classifier, found by name among its ``classes_``
+        (compared as text; a model fitted on class indices 0/1 has it second)."""
+        assert self.schema is not None
+        model = self.estimator_
+        if not hasattr(model, "predict_proba"):
+            raise TrainingError(f"{type(model).__name__} has no predict_proba: a classifier "
+                                f"of {self.schema.target.name} must give probabilities")
+        proba = np.asarray(model.predict_proba(frame), dtype=np.float64)
+        names = [level_text(c) for c in getattr(model, "classes_", ())]
+        positive = self.schema.target.classes[1]
+        return proba[:, names.index(positive) if positive in names else 1]
+
     def predict(self, X: np.ndarray) -> np.ndarray:
+        if self.schema is not None and self.schema.target.is_classification:
+            return self._positive_probability(self.frame(X))
         predicted = np.asarray(self.estimator_.predict(self.frame(X)), dtype=np.float64)
         if predicted.ndim == 2 and predicted.shape[1] == 1:  # a one-column target
             return predicted[:, 0]
