@@ -203,7 +203,8 @@ def report_status(report: DriftReport) -> dict[str, Any]:
             "drift": concept.drift, "samples": concept.samples, "rmse": _round(concept.rmse),
             "rmseReference": _round(concept.rmse_reference), "tests": list(concept.reasons),
             **({"where": [loc.message for loc in concept.segments.locations]}
-               if concept.segments and concept.segments.locations else {})}
+               if concept.segments and concept.segments.locations else {}),
+            **_classifier_measures(concept)}
     if report.prediction is not None:
         p = report.prediction
         out["prediction"] = {"method": p.method, "score": _round(p.score),
@@ -216,6 +217,18 @@ def report_status(report: DriftReport) -> dict[str, Any]:
                               "rmseEstimated": _round(e.rmse_estimated),
                               "rmseReference": _round(e.rmse_reference)}
     return out
+
+
+def _classifier_measures(concept: Any) -> dict[str, Any]:
+    """A classifier's log loss, accuracy and calibration beside their held-out values
+    (absent for a regression, whose verdict has no log loss reference)."""
+    if concept.log_loss_reference is None:
+        return {}
+    return {"logLoss": _round(concept.log_loss),
+            "logLossReference": _round(concept.log_loss_reference),
+            "accuracy": _round(concept.accuracy),
+            "accuracyReference": _round(concept.accuracy_reference),
+            "calibration": _round(concept.calibration)}
 
 
 def _round(value: float | None) -> float | None:

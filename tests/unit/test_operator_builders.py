@@ -165,6 +165,31 @@ def test_report_status_shape(trained_model_dir) -> None:
     assert status["concept"]["rmseReference"] == pytest.approx(profile.residuals.rmse)
 
 
+def test_report_status_of_a_classifier_has_its_measures(trained_model_dir) -> None:
+    """Log loss, accuracy and calibration beside their held-out values, all declared in
+    the status schema; a regression's concept status has none of them."""
+    from exposition import as_classifier, classifier_residuals
+
+    regression = ModelStore(trained_model_dir).load(with_estimator=False).profile
+    profile = as_classifier(regression)
+    residuals = classifier_residuals(600, 7)
+    concept = evaluate_concept(profile, residual_window(profile, residuals), ConceptSettings())
+    report = DriftReport(evaluate_data(profile, data_window(profile, np.empty((0, 6))),
+                                       DataSettings()), concept, "v1", 5.0)
+    status = builders.report_status(report)["concept"]
+    assert status["logLoss"] == pytest.approx(concept.log_loss, abs=1e-6)
+    assert status["accuracy"] == pytest.approx(float(np.mean(np.abs(residuals) < 0.5)),
+                                               abs=1e-6)
+    assert status["logLossReference"] == pytest.approx(profile.residuals.log_loss, abs=1e-6)
+    assert status["calibration"] == pytest.approx(float(residuals.mean()), abs=1e-6)
+    declared = status_schema()["properties"]["concept"]["properties"]
+    assert set(status) <= set(declared)
+    plain = builders.report_status(DriftReport(report.data, evaluate_concept(
+        regression, residual_window(regression, np.zeros(300)), ConceptSettings()),
+        "v1", 5.0))["concept"]
+    assert "logLoss" not in plain and "accuracy" not in plain
+
+
 def test_cluster_policies_need_a_target() -> None:
     with pytest.raises(PolicyError) as info:
         parse_for_cluster("p", {"window": {"size": 500}})
