@@ -3,6 +3,7 @@ the DriftPolicy status. No I/O here, so each is tested as a plain function."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import time
 from dataclasses import dataclass
@@ -14,6 +15,10 @@ from driftkeeper.drift.report import DriftReport
 from driftkeeper.model.retrain import RetrainOutcome
 from driftkeeper.policy import DriftPolicy
 from driftkeeper.policy.engine import Condition
+from driftkeeper.policy.reconcile import RetrainRequest
+
+from .job_guard import ModelVolume
+from .jobsettings import JobSettings
 
 POLICY_KEY = "policy.yaml"
 POLICY_MOUNT = "/etc/driftkeeper"
@@ -22,7 +27,6 @@ RETRAIN_CONTAINER = "retrain"
 POLICY_LABEL = "driftkeeper.io/policy"
 COMMON_LABELS = {"app.kubernetes.io/name": "driftkeeper",
                  "app.kubernetes.io/managed-by": "driftkeeper-operator"}
-RUN_AS = 10001  # the image's numeric non-root user
 MAX_NAME = 63  # a Job's name becomes its pods' job-name label value
 
 
@@ -38,11 +42,45 @@ def config_map_name(policy_name: str) -> str:
     return _trim(f"driftpolicy-{policy_name}", 253)
 
 
-def job_name(policy_name: str, number: int) -> str:
-    """Deterministic: the n-th retrain of a policy always has the same name, so a retried
-    create finds the Job it already made (409) instead of making a second."""
-    suffix = f"-retrain-{number}"
+def job_name(policy_name: str, request: RetrainRequest) -> str:
+    """Deterministic from what the retrain is for: the policy's generation and the drift
+    episode's start. A retried create finds the Job it already made (409) instead of
+    making a second, and a Job of another episode or spec never has this name."""
+    suffix = f"-retrain-g{request.generation}-{_base36(int(request.since))}"
     return _trim(policy_name, MAX_NAME - len(suffix)) + suffix
+
+
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        number, rest = divmod(number, 36)
+        out = digits[rest] + out
+        if number == 0:
+            return out
+
+
+SINCE = "driftkeeper.io/since"
+GENERATION = "driftkeeper.io/generation"
+NUMBER = "driftkeeper.io/retrain"
+STARTED = "driftkeeper.io/started"
+
+
+def request_annotations(request: RetrainRequest) -> dict[str, str]:
+    """What a Job was made for, on the Job: checked before a Job is adopted."""
+    return {SINCE: repr(float(request.since)), GENERATION: str(request.generation),
+            NUMBER: str(request.number), STARTED: repr(float(request.started))}
+
+
+def request_of(job: dict[str, Any]) -> RetrainRequest | None:
+    """The retrain a Job was made for, from its annotations (None: not one of ours, or
+    made before Jobs carried them)."""
+    notes = (job.get("metadata") or {}).get("annotations") or {}
+    try:
+        return RetrainRequest(int(notes[NUMBER]), float(notes[SINCE]), notes[GENERATION],
+                              float(notes[STARTED]))
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -80,53 +118,71 @@ def policy_config_map(policy: DriftPolicy, namespace: str) -> dict[str, Any]:
     }
 
 
-def retrain_job(policy: DriftPolicy, namespace: str, number: int, since: float,
-                image: str, service_account: str | None = None) -> dict[str, Any]:
+def retrain_job(policy: DriftPolicy, namespace: str, request: RetrainRequest,
+                settings: JobSettings, volume: ModelVolume | None = None,
+                affinity: dict[str, Any] | None = None) -> dict[str, Any]:
     """The Job that runs ``driftkeeper retrain`` against the model volume. It needs no API
-    access: its outcome goes to the termination message, which the operator reads."""
+    access: its outcome goes to the termination message, which the operator reads.
+
+    What the pod runs as (image, ServiceAccount, pull secrets, security contexts,
+    resources, scheduling) comes from the operator's ``settings`` only; the policy gives
+    what to retrain (the claim and path its Deployment mounts, as checked in
+    ``job_guard.model_volume``) and how (timeout, retries, TTL)."""
     target = Target.from_spec(policy.spec)
+    claim, model_dir = ((volume.claim, volume.path) if volume is not None
+                        else (target.model_claim, target.model_dir))
     job = policy.spec["retraining"].get("job", {})
     labels = {**COMMON_LABELS, "app.kubernetes.io/component": "retrain",
               POLICY_LABEL: policy.name}
-    command = ["driftkeeper", "retrain", "--model-dir", target.model_dir,
-               "--policy", f"{POLICY_MOUNT}/{POLICY_KEY}", "--since", repr(float(since)),
+    command = ["driftkeeper", "retrain", "--model-dir", model_dir,
+               "--policy", f"{POLICY_MOUNT}/{POLICY_KEY}",
+               "--since", repr(float(request.since)),
                "--termination-log", TERMINATION_LOG]
+    container: dict[str, Any] = {
+        "name": RETRAIN_CONTAINER,
+        # The policy's image only when the settings allow it (job_guard.check_job_fields).
+        "image": (job.get("image") if job.get("image")
+                  and settings.image_allowed(job["image"]) else settings.image),
+        "command": command,
+        # One OpenMP thread: a retrain shares nodes with the service it retrains for.
+        "env": [{"name": "OMP_NUM_THREADS", "value": "1"}],
+        "resources": copy.deepcopy(settings.resources),
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": copy.deepcopy(settings.security_context),
+        "volumeMounts": [
+            {"name": "models", "mountPath": model_dir},
+            {"name": "policy", "mountPath": POLICY_MOUNT, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    if settings.image_pull_policy:
+        container["imagePullPolicy"] = settings.image_pull_policy
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
-        "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS,
-                            "fsGroup": RUN_AS, "seccompProfile": {"type": "RuntimeDefault"}},
-        "containers": [{
-            "name": RETRAIN_CONTAINER,
-            "image": job.get("image") or image,
-            "command": command,
-            # One OpenMP thread: a retrain shares nodes with the service it retrains for.
-            "env": [{"name": "OMP_NUM_THREADS", "value": "1"}],
-            "resources": job.get("resources", {}),
-            "terminationMessagePath": TERMINATION_LOG,
-            "terminationMessagePolicy": "FallbackToLogsOnError",
-            "securityContext": {"allowPrivilegeEscalation": False,
-                                "readOnlyRootFilesystem": True,
-                                "capabilities": {"drop": ["ALL"]}},
-            "volumeMounts": [
-                {"name": "models", "mountPath": target.model_dir},
-                {"name": "policy", "mountPath": POLICY_MOUNT, "readOnly": True},
-                {"name": "tmp", "mountPath": "/tmp"},
-            ],
-        }],
+        "securityContext": copy.deepcopy(settings.pod_security_context),
+        "containers": [container],
         "volumes": [
-            {"name": "models", "persistentVolumeClaim": {"claimName": target.model_claim}},
+            {"name": "models", "persistentVolumeClaim": {"claimName": claim}},
             {"name": "policy", "configMap": {"name": config_map_name(policy.name)}},
             {"name": "tmp", "emptyDir": {}},
         ],
     }
-    if job.get("serviceAccountName") or service_account:
-        pod_spec["serviceAccountName"] = job.get("serviceAccountName") or service_account
+    if settings.service_account:
+        pod_spec["serviceAccountName"] = settings.service_account
+    if settings.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": n} for n in settings.image_pull_secrets]
+    if settings.node_selector:
+        pod_spec["nodeSelector"] = copy.deepcopy(settings.node_selector)
+    if settings.tolerations:
+        pod_spec["tolerations"] = copy.deepcopy(list(settings.tolerations))
+    if affinity:
+        pod_spec["affinity"] = copy.deepcopy(affinity)
     return {
         "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"name": job_name(policy.name, number), "namespace": namespace,
-                     "labels": labels,
-                     "annotations": {"driftkeeper.io/since": repr(float(since))}},
+        "metadata": {"name": job_name(policy.name, request), "namespace": namespace,
+                     "labels": labels, "annotations": request_annotations(request)},
         "spec": {
             "backoffLimit": job.get("backoffLimit", 0),
             "activeDeadlineSeconds": max(int(policy.retraining.timeout), 1),

@@ -20,8 +20,15 @@ from driftkeeper.model.store import version_number
 
 from .counters import Counters, total
 
-MAX_READINGS = 1000
-"""Readings kept per policy (with one every interval, enough for an hour at 4 s)."""
+DENSE_READINGS = 60
+"""The newest readings, all kept: a window of the next few minutes starts at any of them."""
+THINNING = 32
+"""Older readings are thinned so that their spacing grows with their age (a reading
+stays while it is at least age / THINNING after the one kept before it): a window reaching
+back ``age`` starts within a few percent of where an unthinned history would start it, and
+a 6 h look-back at a 5 s interval holds about 160 readings instead of 4,320."""
+MAX_READINGS = 2000
+"""A hard cap whatever the interval and horizon (the thinning keeps far fewer)."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +49,8 @@ class Window:
 
 
 class FleetHistory:
-    """Readings of one policy's replicas, newest last, bounded by age and number."""
+    """Readings of one policy's replicas, newest last: every reading up to ``horizon``
+    (the policy's largest maxAge) back, the older ones thinned (see ``THINNING``)."""
 
     def __init__(self, horizon: float, max_readings: int = MAX_READINGS) -> None:
         self.horizon = horizon
@@ -50,8 +58,24 @@ class FleetHistory:
 
     def add(self, reading: Reading) -> None:
         self.readings.append(reading)
-        while len(self.readings) > 1 and self.readings[0].at < reading.at - self.horizon:
+        # Keep one reading at or beyond the horizon: the window of "everything within
+        # maxAge" starts from it.
+        while len(self.readings) > 1 and self.readings[1].at <= reading.at - self.horizon:
             self.readings.popleft()
+        if len(self.readings) > DENSE_READINGS:
+            self._thin(reading.at)
+
+    def _thin(self, now: float) -> None:
+        """Drop older readings that sit closer than age / THINNING to the older reading
+        kept before them (the oldest, which bounds the horizon, always stays)."""
+        readings = list(self.readings)
+        sparse, dense = readings[:-DENSE_READINGS], readings[-DENSE_READINGS:]
+        kept = [sparse[0]]
+        for r in sparse[1:]:
+            if r.at - kept[-1].at >= (now - r.at) / THINNING:
+                kept.append(r)
+        if len(kept) < len(sparse):
+            self.readings = deque([*kept, *dense], maxlen=self.readings.maxlen)
 
     @property
     def latest(self) -> Reading | None:
@@ -66,11 +90,6 @@ class FleetHistory:
         if not votes:
             return None
         return max(votes, key=lambda v: (votes[v], version_order(v)))
-
-    def labels(self) -> float:
-        """Labelled rows the fleet accepted, summed over the replicas' counters."""
-        latest = self.latest
-        return sum(c.labels for c in latest.replicas.values()) if latest else 0.0
 
     def window(self, kind: str, version: str, size: int, max_age: float) -> Window:
         """The newest window of ``kind`` ("data" or "concept") with at least ``size`` rows,

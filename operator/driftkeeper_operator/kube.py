@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +35,11 @@ def _json(response: Any) -> dict[str, Any]:
     return json.loads(response.data)
 
 
+def _host() -> str:
+    """Which operator posted an event: the pod's name (HOSTNAME), else the host's."""
+    return os.environ.get("HOSTNAME") or socket.gethostname()
+
+
 class Kube:
     """Namespaced reads and writes of the objects the operator manages."""
 
@@ -41,6 +49,7 @@ class Kube:
         self.batch = client.BatchV1Api(api)
         self.discovery = client.DiscoveryV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        self.apps = client.AppsV1Api(api)
 
     # -- the model Service's replicas ------------------------------------------------------
 
@@ -63,6 +72,24 @@ class Kube:
                 name = (e.get("targetRef") or {}).get("name") or f"{address}:{number}"
                 found[name] = Endpoint(name, f"http://{host}:{number}")
         return sorted(found.values(), key=lambda e: e.name)
+
+    # -- the model Deployment and its claim --------------------------------------------------
+
+    def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The target Deployment, to check the claim a policy retrains on (None: absent)."""
+        return self._get(self.apps.read_namespaced_deployment, name, namespace)
+
+    def get_claim(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A PersistentVolumeClaim, for its access modes (None: absent)."""
+        return self._get(self.core.read_namespaced_persistent_volume_claim, name, namespace)
+
+    def _get(self, call: Any, name: str, namespace: str) -> dict[str, Any] | None:
+        try:
+            return _json(call(name, namespace, _preload_content=False))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
 
     # -- the policy ConfigMap ---------------------------------------------------------------
 
@@ -95,7 +122,8 @@ class Kube:
     # -- retraining Jobs ------------------------------------------------------------------------
 
     def create_job(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        """Create the Job, or return the one that already has its (deterministic) name."""
+        """Create the Job, or return the one that already has its (deterministic) name;
+        the caller decides from its annotations whether that one is the same retrain."""
         namespace = manifest["metadata"]["namespace"]
         try:
             return _json(self.batch.create_namespaced_job(namespace, manifest,
@@ -109,13 +137,11 @@ class Kube:
         return existing
 
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return _json(self.batch.read_namespaced_job(name, namespace,
-                                                        _preload_content=False))
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return self._get(self.batch.read_namespaced_job, name, namespace)
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        self._delete(self.batch.delete_namespaced_job, name, namespace,
+                     propagation_policy="Background")
 
     def policy_jobs(self, namespace: str, policy: str) -> list[dict[str, Any]]:
         """The policy's retraining Jobs, oldest first."""
@@ -152,10 +178,32 @@ class Kube:
 
     # -- the DriftPolicy itself -----------------------------------------------------------------
 
+    def post_event(self, body: dict[str, Any], type_: str, reason: str, message: str,
+                   now: float) -> None:
+        """A core/v1 Event about the policy (what ``kubectl describe dp`` lists). Posted
+        here rather than through Kopf, whose event queue exists only inside handlers."""
+        meta = body.get("metadata") or {}
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+        self.core.create_namespaced_event(meta["namespace"], {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
+                               "name": meta["name"], "namespace": meta["namespace"],
+                               "uid": meta.get("uid")},
+            "type": type_, "reason": reason[:128], "message": message[:1024],
+            "source": {"component": "driftkeeper-operator"},
+            "reportingComponent": "driftkeeper-operator", "reportingInstance": _host(),
+            "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1})
+
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        """A merge patch of ``status`` through the status subresource."""
-        self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PLURAL, name, {"status": status})
+        """A merge patch of ``status`` through the status subresource (a policy deleted
+        meanwhile is not an error: there is nothing left to report on)."""
+        try:
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name, {"status": status})
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
 
     def _delete(self, call: Any, name: str, namespace: str, **kwargs: Any) -> None:
         try:

@@ -13,6 +13,7 @@ from typing import Any
 import requests
 
 from driftkeeper.policy import DriftPolicy
+from driftkeeper.policy.labels import LabelReading
 
 from .counters import (
     SEGMENT_RESIDUALS,
@@ -34,8 +35,19 @@ class FleetView:
     replicas: int  # replicas whose counters were read
     data: Counters  # the data window, summed over replicas
     concept: Counters  # the labelled window, summed over replicas
-    labels: float  # labels the fleet accepted so far (a running count)
+    # Each replica's running count of labelled rows, with its counters' identity, to be
+    # differenced per replica (policy/labels.py); replicas that did not answer are absent.
+    labels: dict[str, LabelReading] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)  # replicas that could not be read
+
+
+def label_reading(counters: Counters) -> LabelReading:
+    """A replica's labelled rows as its tally counted them (``window_rows_total{kind=
+    "concept"}``), identified like every window counter by version and start: they restart
+    on a promotion and on a pod restart without persistent state, and a restart is then
+    seen rather than read as fewer labels."""
+    return LabelReading(counters.concept_rows, f"{counters.version}@{counters.started!r}",
+                        counters.started)
 
 
 class ScrapeSource:
@@ -59,15 +71,15 @@ class ScrapeSource:
                 errors.append(f"{endpoint.name}: {exc}")
         self.history.add(Reading(now, replicas))
         version = self.history.serving_version()
+        labels = {r: label_reading(c) for r, c in replicas.items() if c.version is not None}
         if version is None:
             empty = total([])
-            return FleetView(None, len(replicas), empty, empty, self.history.labels(), errors)
+            return FleetView(None, len(replicas), empty, empty, labels, errors)
         data = self.history.window("data", version, policy.data_window.size,
                                    policy.data_window.max_age)
         concept = self.history.window("concept", version, policy.concept_window.size,
                                       policy.concept_window.max_age)
-        return FleetView(version, data.replicas, data.counts, concept.counts,
-                         self.history.labels(), errors)
+        return FleetView(version, data.replicas, data.counts, concept.counts, labels, errors)
 
 
 class PrometheusError(Exception):
@@ -116,7 +128,7 @@ class PrometheusSource:
         data_series = self._sel('kind="data"')
         versions = self.query(f"count by (model_version) "
                               f"(driftkeeper_window_rows_total{data_series})", now)
-        labels = self._scalar(f"sum(driftkeeper_feedback_total{self._sel()})", now)
+        labels = self._labels(now)
         if not versions:
             empty = total([])
             return FleetView(None, 0, empty, empty, labels)
@@ -130,6 +142,27 @@ class PrometheusSource:
                                     policy.concept_window.max_age, now)
         return FleetView(version, replicas, self._data(v, version, data_range, now),
                          self._concept(v, version, concept_range, now), labels)
+
+    def _labels(self, now: float) -> dict[str, LabelReading]:
+        """Each replica's labelled-row counter and its start, as :func:`label_reading`
+        makes them from a scrape (a replica is its ``pod`` label, else its ``instance``)."""
+        def replica(metric: dict[str, str]) -> str:
+            return metric.get("pod") or metric.get("instance") or repr(sorted(metric.items()))
+
+        starts = {(replica(r["metric"]), r["metric"].get("model_version")): float(r["value"][1])
+                  for r in self.query(f"driftkeeper_counters_start_timestamp_seconds"
+                                      f"{self._sel()}", now)}
+        concept = self._sel('kind="concept"')
+        readings: dict[str, LabelReading] = {}
+        for r in self.query(f"driftkeeper_window_rows_total{concept}", now):
+            name, version = replica(r["metric"]), r["metric"].get("model_version")
+            started = starts.get((name, version))
+            before = readings.get(name)
+            if before is not None and (before.started or 0.0) > (started or 0.0):
+                continue  # a replica exports one version's counters; keep the newest
+            readings[name] = LabelReading(float(r["value"][1]), f"{version}@{started!r}",
+                                          started)
+        return readings
 
     def _range(self, kind: str, v: str, size: int, max_age: float, now: float) -> str:
         """A PromQL range holding about ``size`` rows at the current rate, within maxAge."""

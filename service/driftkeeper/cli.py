@@ -120,9 +120,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise DataError(f"{exc} (without --target, --data must have the diamonds "
                             f"columns; --target COLUMN trains on any table)") from None
         raise
-    stored = ModelStore(args.output).load(result.version, with_estimator=False).schema
+    from .drift.segments import MAX_SEGMENTS, capped
+
+    bundle = ModelStore(args.output).load(result.version, with_estimator=False)
+    segments = bundle.profile.segments
+    pooled = capped(segments.layout) if segments else {}
     out = {"version": result.version, "promoted": result.promoted, "path": str(result.path),
-           "metrics": result.metrics, "schema": stored.to_dict()}
+           "metrics": result.metrics, "schema": bundle.schema.to_dict(),
+           "segments_pooled": pooled}
     if args.json:
         print(json.dumps(out))
     else:
@@ -131,6 +136,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
               f"{' (current)' if result.promoted else ' (not promoted)'}\n"
               f"  held-out {describe_metrics(m)}  "
               f"({m['holdout_rows']} rows), model {m['model_bytes'] / 1e6:.2f} MB")
+        for name, n in pooled.items():  # where concept drift lives: bounded segments
+            print(f"  segments of {name}: its {MAX_SEGMENTS - 1} most frequent levels, and "
+                  f"{n} rare levels pooled into one \"other\"")
     return EXIT_OK
 
 
@@ -171,15 +179,22 @@ def _add_retrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--termination-log", type=Path, metavar="FILE",
                    help="also write the outcome here (a Kubernetes Job passes "
                    "/dev/termination-log)")
+    p.add_argument("--keep-versions", type=int, metavar="N",
+                   help="model versions to keep afterwards (default: the policy's "
+                   "spec.retraining.keepVersions); the serving version and the one it "
+                   "replaced are always kept")
 
 
 def _cmd_retrain(args: argparse.Namespace) -> int:
     from .model.retrain import FAILED, RetrainOutcome, retrain
     from .policy import load_policy
 
+    if args.keep_versions is not None and args.keep_versions < 2:
+        raise DriftkeeperError(f"--keep-versions must be at least 2 (the serving version and "
+                               f"the one it replaced), got {args.keep_versions}")
     try:
         outcome = retrain(args.model_dir, load_policy(args.policy), since=args.since,
-                          data=args.data)
+                          data=args.data, keep_versions=args.keep_versions)
     except Exception as exc:  # the boundary: whatever broke, say so in the outcome
         logging.getLogger("driftkeeper.retrain").exception("retrain failed")
         outcome = RetrainOutcome(FAILED, f"{type(exc).__name__}: {exc}")

@@ -139,6 +139,33 @@ class Cluster:
     def reasons(self, namespace: str, name: str) -> list[str]:
         return [e["reason"] for e in self.events(namespace, name)]
 
+    # -- the model Deployment ------------------------------------------------------------------
+
+    def model_deployment(self, namespace: str, name: str, claims: dict[str, str],
+                         access_modes: list[str] | None = None) -> None:
+        """The model Deployment as the operator reads it: which claims its pods mount and
+        where (nothing runs it here: the replicas are local processes). With
+        ``access_modes`` the claims are created too (their access modes decide whether a
+        Job must run beside a model pod)."""
+        labels = {"app.kubernetes.io/name": name}
+        volumes = [{"name": f"v{i}", "persistentVolumeClaim": {"claimName": claim}}
+                   for i, claim in enumerate(claims)]
+        mounts = [{"name": f"v{i}", "mountPath": path}
+                  for i, path in enumerate(claims.values())]
+        client.AppsV1Api(self.api).create_namespaced_deployment(namespace, {
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": 0, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels}, "spec": {
+                         "volumes": volumes,
+                         "containers": [{"name": "model", "image": "driftkeeper:test",
+                                         "volumeMounts": mounts}]}}}})
+        for claim in claims if access_modes else []:
+            self.core.create_namespaced_persistent_volume_claim(namespace, {
+                "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {"name": claim},
+                "spec": {"accessModes": access_modes,
+                         "resources": {"requests": {"storage": "1Gi"}}}})
+
     # -- the model Service's replicas -----------------------------------------------------------
 
     def endpoint_slice(self, namespace: str, service: str, replica: str, port: int,

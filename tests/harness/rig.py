@@ -35,6 +35,7 @@ BIN = Path(sys.executable).parent
 SERVICE = "diamonds"
 CLAIM = "diamonds-models"
 IMAGE = "driftkeeper:test"
+MODEL_DIR = "/models"  # where the Deployment mounts the claim (the Job too)
 
 
 def policy_spec(**overrides: Any) -> dict[str, Any]:
@@ -128,6 +129,10 @@ def operator_rig(cluster: Cluster, model_dir: Path, tmp: Path, replicas: int = 2
                  claims: dict[str, Path] | None = None, policy: str = "diamonds",
                  ) -> Iterator[Rig]:
     namespace = cluster.namespace(f"dk-{uuid.uuid4().hex[:8]}")
+    # The Deployment mounts the model claim (and any other claim, at /<claim>): a Job may
+    # mount only what it mounts.
+    cluster.model_deployment(namespace, SERVICE, {CLAIM: MODEL_DIR, **{
+        c: f"/{c}" for c in claims or {}}}, access_modes=["ReadWriteOnce"])
     policy_file = tmp / "policy.yaml"
     with contextlib.ExitStack() as stack:
         services = [stack.enter_context(running_service(model_dir, tmp, workers=2,

@@ -157,7 +157,12 @@ def test_the_charts_rbac_is_needed_verb_by_verb(admin: Cluster, tmp_path: Path) 
 
 
 @pytest.mark.skipif(tool("helm") is None, reason="helm not installed (make test-tools)")
-def test_helm_installs_upgrades_and_uninstalls_the_chart(admin: Cluster) -> None:
+def test_helm_installs_upgrades_and_uninstalls_the_chart(admin: Cluster, tmp_path: Path
+                                                         ) -> None:
+    """Install, upgrade and uninstall with the operator running (as the chart's
+    ServiceAccount, with the chart's Role): the policy never carries a finalizer, so
+    `helm uninstall`, which removes the operator's RBAC and Deployment in the same pass,
+    leaves no DriftPolicy stuck; a finalizer left by an older operator is removed."""
     namespace = _namespace(admin)
     helm = [tool("helm"), "--kubeconfig", str(admin.kubeconfig), "--namespace", namespace]
 
@@ -173,19 +178,109 @@ def test_helm_installs_upgrades_and_uninstalls_the_chart(admin: Cluster) -> None
     kinds = sorted(d["kind"] for d in manifest)
     assert {"Deployment", "Service", "PersistentVolumeClaim", "ServiceAccount", "Role",
             "RoleBinding", "ConfigMap", "DriftPolicy", "ServiceMonitor",
-            "PrometheusRule"} <= set(kinds)
+            "PrometheusRule", "NetworkPolicy"} <= set(kinds)
     policy = admin.policy(namespace, "dk-driftkeeper")
     assert policy["spec"]["target"]["service"] == "dk-driftkeeper"
     monitors = admin.custom.list_namespaced_custom_object("monitoring.coreos.com", "v1",
                                                           namespace, "servicemonitors")
     assert len(monitors["items"]) == 2
-    # An upgrade changes what it should; an uninstall removes the release (the model
-    # volume's claim is kept on purpose: it holds the models and the labels).
-    run("upgrade", "dk", str(ROOT / "charts" / "driftkeeper"), "--set", "model.replicas=2")
-    deployments = client.AppsV1Api(admin.api)
-    assert deployments.read_namespaced_deployment("dk-driftkeeper", namespace).spec.replicas == 2
-    run("uninstall", "dk")
-    assert not deployments.list_namespaced_deployment(namespace).items
-    assert admin.policy(namespace, "dk-driftkeeper") is None
+
+    # The operator runs as the chart made it: its ServiceAccount, its Role.
+    token = admin.core.create_namespaced_service_account_token(
+        "dk-driftkeeper-operator", namespace, {"spec": {"expirationSeconds": 3600}}).status.token
+    kubeconfig = admin.control_plane.token_kubeconfig(tmp_path / "operator.kubeconfig", token,
+                                                      namespace)
+    log = tmp_path / "operator.log"
+    operator = _run_operator(admin, namespace, kubeconfig, log)
+    try:
+        wait_until(lambda: (admin.policy(namespace, "dk-driftkeeper").get("status")
+                            or {}).get("phase"), 60, "the operator's status")
+        assert not admin.policy(namespace, "dk-driftkeeper")["metadata"].get("finalizers")
+        # An older operator's finalizer (its daemon needed one) is removed.
+        admin.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, "dk-driftkeeper",
+            {"metadata": {"finalizers": ["driftkeeper.io/finalizer"]}})
+        wait_until(lambda: not admin.policy(namespace, "dk-driftkeeper")["metadata"].get(
+            "finalizers"), 60, "the old finalizer to go")
+
+        # An upgrade changes what it should.
+        run("upgrade", "dk", str(ROOT / "charts" / "driftkeeper"), "--set", "model.replicas=2")
+        deployments = client.AppsV1Api(admin.api)
+        model = deployments.read_namespaced_deployment("dk-driftkeeper", namespace)
+        assert model.spec.replicas == 2
+        budgets = client.PolicyV1Api(admin.api).list_namespaced_pod_disruption_budget(namespace)
+        assert [b.metadata.name for b in budgets.items] == ["dk-driftkeeper"]
+
+        # Uninstalled while the operator runs: nothing is left waiting for it.
+        run("uninstall", "dk")
+        wait_until(lambda: admin.policy(namespace, "dk-driftkeeper") is None, 30,
+                   "the DriftPolicy to go")
+        assert not deployments.list_namespaced_deployment(namespace).items
+        assert operator.poll() is None  # it stayed up: it merely lost its permissions
+    finally:
+        stop_process(operator)
+    # The model volume's claim is kept on purpose: it holds the models and the labels.
     claims = admin.core.list_namespaced_persistent_volume_claim(namespace).items
     assert [c.metadata.name for c in claims] == ["dk-driftkeeper-models"]
+
+
+@pytest.mark.skipif(tool("kubectl") is None, reason="kubectl not installed (make test-tools)")
+def test_a_user_who_may_only_edit_driftpolicies_gains_nothing(
+        admin: Cluster, model_dir: Path, tmp_path: Path) -> None:
+    """The security model, end to end on a real API server with the chart's RBAC: a user
+    allowed only DriftPolicies can do nothing else themselves (kubectl auth can-i), and
+    cannot make the operator do it for them: a policy of theirs asking for another image,
+    ServiceAccount or claim is Invalid, with an event, and no Job is made."""
+    from harness.rig import CLAIM, SERVICE, operator_rig, policy_spec
+
+    with operator_rig(admin, model_dir, tmp_path) as rig:
+        ns = rig.namespace
+        rbac = client.RbacAuthorizationV1Api(admin.api)
+        rbac.create_namespaced_role(ns, {
+            "metadata": {"name": "policy-editor"},
+            "rules": [{"apiGroups": [GROUP], "resources": [PLURAL],
+                       "verbs": ["get", "list", "watch", "create", "update", "patch",
+                                 "delete"]}]})
+        rbac.create_namespaced_role_binding(ns, {
+            "metadata": {"name": "policy-editor"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                        "name": "policy-editor"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                          "name": "alice"}]})
+
+        def can(verb: str, resource: str, *more: str) -> str:
+            done = subprocess.run([tool("kubectl"), "--kubeconfig", str(admin.kubeconfig),
+                                   "-n", ns, "auth", "can-i", verb, resource, *more,
+                                   "--as=alice"], capture_output=True, text=True, timeout=60)
+            return done.stdout.strip()
+
+        assert can("create", "driftpolicies.driftkeeper.io") == "yes"
+        for verb, resource in [("create", "pods"), ("create", "jobs.batch"),
+                               ("create", "cronjobs.batch"), ("patch", "deployments.apps"),
+                               ("get", "secrets"), ("create", "serviceaccounts/token"),
+                               ("impersonate", "serviceaccounts"), ("create", "rolebindings"),
+                               ("patch", "configmaps"), ("create", "pods/exec")]:
+            assert can(verb, resource) == "no", (verb, resource)
+        # Nor write the status the operator reports (phase, verdicts, the engine's memory).
+        assert can("patch", "driftpolicies.driftkeeper.io", "--subresource=status") == "no"
+
+        # As alice (impersonated), through the operator: refused, no Job.
+        as_alice = client.ApiClient(admin.api.configuration)
+        as_alice.set_default_header("Impersonate-User", "alice")
+        alice = client.CustomObjectsApi(as_alice)
+        asks = {"image": ({"job": {"image": "attacker/miner:latest"}}, {}),
+                "account": ({"job": {"serviceAccountName": "default"}}, {}),
+                "claim": ({}, {"modelClaim": "another-apps-data"})}
+        for name, (retraining, target) in asks.items():
+            spec = policy_spec(target={"service": SERVICE, "modelClaim": CLAIM, **target})
+            spec["retraining"] = {**spec["retraining"], **retraining}
+            alice.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, {
+                "apiVersion": f"{GROUP}/{VERSION}", "kind": "DriftPolicy",
+                "metadata": {"name": name}, "spec": spec})
+        for name in asks:
+            wait_until(lambda n=name: (admin.policy(ns, n).get("status") or {}).get("phase")
+                       == "Invalid", 60, f"policy {name} Invalid")
+            assert "InvalidPolicy" in admin.reasons(ns, name)
+        time.sleep(5.0)  # several operator ticks
+        assert admin.jobs(ns) == []
+        assert "Traceback" not in rig.operator_log(), rig.operator_log()[-4000:]

@@ -124,28 +124,47 @@ def test_killed_training_changes_nothing(model_dir, tmp_path, diamonds, monkeypa
     assert ModelStore(model_dir).versions() == ["v1"]
 
 
-def test_memory_survives_a_driver_restart(model_dir, tmp_path, diamonds, monkeypatch,
-                                          drivers) -> None:
+def test_a_restarted_driver_adopts_the_running_retrain(model_dir, tmp_path, diamonds,
+                                                       monkeypatch, drivers) -> None:
+    """The driver dies while training runs (no clean-up); a new driver starts from its
+    files, follows that training to its outcome and starts no second one."""
     _labels(model_dir, diamonds)
     policy = _policy(tmp_path)
     driver = _driver(drivers, policy, "http://127.0.0.1:9", model_dir)
     _drifting(driver, monkeypatch)
     _tick_until(driver, lambda: driver.retrain is not None)
     pid = driver.retrain.pid
+    restarted = _driver(drivers, policy, "http://127.0.0.1:9", model_dir)
+    assert restarted.retrain is not None and restarted.retrain.pid == pid
+    assert "RetrainAdopted" in _events(restarted)
+    assert restarted.state.retrains == 1 and restarted.state.retrain_started is not None
+    _drifting(restarted, monkeypatch)
+    _tick_until(restarted, lambda: restarted.retrain is None, timeout=240)
+    ended = [e for e in _events(restarted) if e in ("ModelPromoted", "PromotionRejected",
+                                                     "RetrainFailed")]
+    assert ended in (["ModelPromoted"], ["PromotionRejected"]), _events(restarted)
+    assert restarted.state.retrains == 1 and restarted.state.failures == 0
+    driver.retrain.process.wait(timeout=30)  # the old handle: the same, finished process
+    for _ in range(5):  # the cooldown holds: no new retrain right away
+        restarted.tick()
+    assert restarted.retrain is None and restarted.state.retrains == 1
+
+
+def test_a_retrain_gone_while_the_driver_was_down_is_a_failure(model_dir, tmp_path, diamonds,
+                                                               monkeypatch, drivers) -> None:
+    _labels(model_dir, diamonds)
+    policy = _policy(tmp_path)
+    driver = _driver(drivers, policy, "http://127.0.0.1:9", model_dir)
+    _drifting(driver, monkeypatch)
+    _tick_until(driver, lambda: driver.retrain is not None)
     started = driver.state.retrain_started
-    # The driver dies without cleaning up; a new one starts from its files.
-    os.kill(pid, signal.SIGSTOP)  # the orphaned training is still there...
-    try:
-        restarted = LocalDriver(DriverConfig(policy, "http://127.0.0.1:9", model_dir))
-    finally:
-        os.kill(pid, signal.SIGCONT)
-    # ...the new driver stops it, counts it as failed and remembers when it happened.
+    os.kill(driver.retrain.pid, signal.SIGKILL)
     driver.retrain.process.wait(timeout=30)
-    assert restarted.state.retrains == 1
-    assert restarted.state.failures == 1
+    restarted = _driver(drivers, policy, "http://127.0.0.1:9", model_dir)
+    assert restarted.retrain is None
+    assert restarted.state.retrains == 1 and restarted.state.failures == 1
     assert restarted.state.last_retrain_end is not None
     assert restarted.state.last_retrain_end >= started
-    assert restarted.retrain is None
     assert ModelStore(model_dir).versions() == ["v1"]
     # and its cooldown still holds: no new retrain right away
     _drifting(restarted, monkeypatch)

@@ -143,7 +143,9 @@ def test_policy_lifecycle(cluster, model_dir, tmp_path, diamonds) -> None:
                        "concept drift to clear under v2")
         assert len(cluster.jobs(ns)) == 1
         assert ModelStore(model_dir).current_version() == "v2"
-        assert job["metadata"]["name"] == f"{POLICY}-retrain-1"
+        # Named for the policy's generation (3: two edits) and the drift's start.
+        assert job["metadata"]["name"].startswith(f"{POLICY}-retrain-g3-")
+        assert job["metadata"]["annotations"]["driftkeeper.io/generation"] == "3"
         assert job["metadata"]["ownerReferences"][0]["name"] == POLICY
         spec = job["spec"]
         assert spec["backoffLimit"] == 0 and spec["activeDeadlineSeconds"] == 300
@@ -154,6 +156,9 @@ def test_policy_lifecycle(cluster, model_dir, tmp_path, diamonds) -> None:
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert {v["name"]: v for v in pod["volumes"]}["models"][
             "persistentVolumeClaim"]["claimName"] == CLAIM
+        # The claim is ReadWriteOnce: the Job must run where a model pod runs.
+        (term,) = pod["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        assert term["topologyKey"] == "kubernetes.io/hostname"
         last = _status(rig, "lastRetrain")
         assert last["job"] == job["metadata"]["name"] and last["candidate"] == "v2"
         assert last["candidateRmse"] < last["servingRmse"]
@@ -186,10 +191,13 @@ def test_policy_lifecycle(cluster, model_dir, tmp_path, diamonds) -> None:
 def test_failed_retrains_spend_the_budget_and_change_nothing(cluster, model_dir, tmp_path,
                                                               diamonds) -> None:
     normal = diamonds.sample(3000, random_state=12).reset_index(drop=True)
-    with operator_rig(cluster, model_dir, tmp_path) as rig:
+    with operator_rig(cluster, model_dir, tmp_path,
+                      claims={"empty-claim": tmp_path / "empty"}) as rig:
         ns = rig.namespace
-        # The Job mounts a claim that holds no model store: it fails, as with a wrong volume.
-        spec = policy_spec(target={"service": SERVICE, "modelClaim": "empty-claim"})
+        # The Job mounts a claim (one the Deployment mounts too) that holds no model store:
+        # it fails, as with a wrong volume.
+        spec = policy_spec(target={"service": SERVICE, "modelClaim": "empty-claim",
+                                   "modelDir": "/empty-claim"})
         spec["retraining"] = {**spec["retraining"], "maxFailures": 1}
         cluster.create_policy(ns, POLICY, spec)
         with labels_flowing(rig, dearer(normal)):
@@ -227,7 +235,8 @@ def test_a_restarted_operator_follows_the_running_job(cluster, model_dir, tmp_pa
             wait_until(lambda: _status(rig, "lastRetrain", "outcome") == "promoted", 180,
                        "the promotion")
         assert len(cluster.jobs(ns)) == 1
-        assert rig.kubelet.started_jobs == [f"{POLICY}-retrain-1"]
+        (started,) = rig.kubelet.started_jobs
+        assert started == cluster.jobs(ns)[0]["metadata"]["name"]
         assert ModelStore(model_dir).current_version() == "v2"
         assert cluster.reasons(ns, POLICY).count("RetrainStarted") == 1
 
@@ -255,6 +264,38 @@ def test_invalid_spec_is_reported_and_fixing_it_recovers(cluster, model_dir, tmp
         wait_until(lambda: cluster.config_map(ns, f"driftpolicy-{POLICY}"), 30,
                    "the ConfigMap once valid")
         wait_until(lambda: _status(rig, "phase") not in (None, "Invalid"), 30, "a valid phase")
+        assert "Traceback" not in rig.operator_log(), rig.operator_log()[-4000:]
+
+
+@pytest.mark.parametrize(("retraining_job", "target", "field"), [
+    ({"image": "attacker/miner:latest"}, {}, "spec.retraining.job.image"),
+    ({"serviceAccountName": "admin"}, {}, "spec.retraining.job.serviceAccountName"),
+    ({}, {"modelClaim": "postgres-data"}, "spec.target.modelClaim"),
+])
+def test_a_policy_cannot_choose_what_its_job_runs_as_or_mounts(
+        cluster, model_dir, tmp_path, diamonds, retraining_job: dict, target: dict,
+        field: str) -> None:
+    """Creating a policy grants nothing: another image, ServiceAccount or claim makes it
+    Invalid with a Warning event naming the field, and no Job is ever made for it, even
+    while its model drifts."""
+    normal = diamonds.sample(2000, random_state=15).reset_index(drop=True)
+    with operator_rig(cluster, model_dir, tmp_path) as rig:
+        ns = rig.namespace
+        spec = policy_spec(target={"service": SERVICE, "modelClaim": CLAIM, **target})
+        spec["retraining"] = {**spec["retraining"], "job": retraining_job}
+        cluster.create_policy(ns, POLICY, spec)
+        wait_until(lambda: _status(rig, "phase") == "Invalid", 30, "phase Invalid")
+        ready = _condition(rig, "Ready")
+        assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+        assert field in ready["message"]
+        warning = wait_until(lambda: next((e for e in cluster.events(ns, POLICY)
+                                           if e["reason"] == "InvalidPolicy"), None),
+                             30, "the InvalidPolicy event")
+        assert warning["type"] == "Warning" and field in warning["message"]
+        with labels_flowing(rig, dearer(normal)):
+            time.sleep(8.0)  # a fleet drifting with labels: a valid policy would retrain
+        assert cluster.jobs(ns) == []
+        assert _status(rig, "phase") == "Invalid"
         assert "Traceback" not in rig.operator_log(), rig.operator_log()[-4000:]
 
 

@@ -224,3 +224,31 @@ def test_history_is_bounded_by_its_horizon() -> None:
     for t in range(30):
         history.add(Reading(float(t), {"a": _counters(float(t))}))
     assert len(history.readings) == 5 and history.readings[0].at == 25.0
+    history = FleetHistory(horizon=10)
+    for t in range(30):
+        history.add(Reading(float(t), {"a": _counters(float(t))}))
+    # One reading at (or just past) the horizon stays: "everything within maxAge" starts there.
+    assert [r.at for r in history.readings][:2] == [19.0, 20.0]
+
+
+def test_a_six_hour_window_at_a_five_second_interval() -> None:
+    """A slow fleet (a row every 10 s) read every 5 s for 7 hours: the concept window of
+    maxAge 6 h must reach back 6 h, though that is 4,320 readings; the history keeps a few
+    hundred (thinned with age) and the window starts within a few percent of 6 h back."""
+    interval, horizon = 5.0, 6 * 3600.0
+    history = FleetHistory(horizon=horizon)
+    rows_per_second = 0.1
+    end = 7 * 3600
+    for step in range(int(end / interval) + 1):
+        t = step * interval
+        history.add(Reading(t, {"a": _counters(rows_per_second * t),
+                                "b": _counters(rows_per_second * t)}))
+    assert len(history.readings) <= 300
+    window = history.window("data", "v1", size=100_000, max_age=horizon)  # never enough rows
+    assert window.since is not None
+    reach = end - window.since
+    assert horizon * 0.95 <= reach <= horizon  # within maxAge, and nearly all of it
+    assert window.counts.data_rows == pytest.approx(2 * rows_per_second * reach)
+    # The newest minutes are kept at full resolution: a small window is exact.
+    small = history.window("data", "v1", size=10, max_age=horizon)
+    assert small.counts.data_rows == pytest.approx(10.0) and end - small.since == 50.0

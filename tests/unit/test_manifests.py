@@ -16,6 +16,7 @@ import yaml
 from driftkeeper.policy import parse_policy
 from driftkeeper.schema import DIAMONDS_SCHEMA
 from driftkeeper_operator.builders import config_map_name
+from driftkeeper_operator.job_guard import model_volume
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES_VERSION = "1.30"
@@ -48,7 +49,10 @@ def test_service_mounts_the_operators_policy_configmap() -> None:
     container = pod["containers"][0]
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert "/etc/driftkeeper/policy.yaml" in container["args"]
-    assert mounts["policy"] == "/etc/driftkeeper" and mounts["models"] == target["modelDir"]
+    assert mounts["policy"] == "/etc/driftkeeper"
+    # The operator lets the example's Job mount what this Deployment mounts, where it does.
+    volume = model_volume(docs["Deployment"], target.get("modelClaim"), target.get("modelDir"))
+    assert (volume.claim, volume.path) == (target["modelClaim"], mounts["models"])
     probes = (container["readinessProbe"]["httpGet"]["path"],
               container["livenessProbe"]["httpGet"]["path"])
     assert probes == ("/readyz", "/healthz")

@@ -19,10 +19,13 @@ from driftkeeper.model.retrain import RetrainOutcome
 from driftkeeper.model.store import ModelStore
 from driftkeeper.policy import parse_policy
 from driftkeeper.policy.engine import Condition
+from driftkeeper.policy.reconcile import RetrainRequest
 from driftkeeper_operator import builders
 from driftkeeper_operator.config import OperatorConfig
 from driftkeeper_operator.crd import status_schema
-from driftkeeper_operator.worker import parse_for_cluster
+from driftkeeper_operator.executor import parse_for_cluster
+from driftkeeper_operator.job_guard import ModelVolume
+from driftkeeper_operator.jobsettings import JobSettings
 
 SPEC = {"target": {"service": "diamonds"},
         "retraining": {"timeout": "15m",
@@ -34,13 +37,29 @@ def _policy(name: str = "diamonds", spec: dict | None = None):
                          "metadata": {"name": name}, "spec": spec or SPEC})
 
 
-def test_job_names_are_deterministic_and_fit_a_label() -> None:
-    assert builders.job_name("diamonds", 3) == "diamonds-retrain-3"
+def _request(number: int = 2, since: float = 1795000000.5, generation: str = "3"
+             ) -> RetrainRequest:
+    return RetrainRequest(number, since, generation, since + 60)
+
+
+def test_job_names_carry_the_generation_and_the_drift_start() -> None:
+    """Deterministic from what the retrain is for, so a retried create finds its own Job
+    and a Job of another episode or spec never has the name."""
+    name = builders.job_name("diamonds", _request())
+    assert name == "diamonds-retrain-g3-top2v4"  # 1795000000 in base 36
+    assert builders.job_name("diamonds", _request(number=9)) == name  # same retrain
+    assert builders.job_name("diamonds", _request(generation="4")) != name
+    assert builders.job_name("diamonds", _request(since=1795000100.0)) != name
     long = "x" * 80
-    name = builders.job_name(long, 12)
-    assert len(name) <= 63 and name.endswith("-retrain-12")
-    assert name == builders.job_name(long, 12)
-    assert builders.job_name(long, 12) != builders.job_name("y" * 80, 12)
+    trimmed = builders.job_name(long, _request())
+    assert len(trimmed) <= 63 and trimmed.endswith("-retrain-g3-top2v4")
+    assert trimmed != builders.job_name("y" * 80, _request())
+
+
+def test_a_job_carries_its_request_in_annotations() -> None:
+    job = builders.retrain_job(_policy(), "ml", _request(), JobSettings(image="img:1"))
+    assert builders.request_of(job) == _request()
+    assert builders.request_of({"metadata": {"annotations": {}}}) is None
 
 
 def test_config_map_carries_the_normalised_policy() -> None:
@@ -54,10 +73,10 @@ def test_config_map_carries_the_normalised_policy() -> None:
 
 
 def test_retrain_job_spec() -> None:
-    job = builders.retrain_job(_policy(), "ml", 2, since=1795000000.5, image="img:1",
-                               service_account="trainer")
+    settings = JobSettings(image="img:1", service_account="trainer")
+    job = builders.retrain_job(_policy(), "ml", _request(), settings)
     kubernetes_validate.validate(job, "1.30", strict=True)
-    assert job["metadata"]["name"] == "diamonds-retrain-2"
+    assert job["metadata"]["name"] == "diamonds-retrain-g3-top2v4"
     spec = job["spec"]
     assert (spec["backoffLimit"], spec["activeDeadlineSeconds"],
             spec["ttlSecondsAfterFinished"]) == (0, 900, 86400)
@@ -72,7 +91,9 @@ def test_retrain_job_spec() -> None:
         "driftkeeper", "retrain", "--model-dir", "/models", "--policy",
         "/etc/driftkeeper/policy.yaml", "--since", "1795000000.5", "--termination-log",
         "/dev/termination-log"]
-    assert container["resources"] == {"limits": {"memory": "2Gi"}}
+    # The policy's resources are ignored: the operator's settings decide.
+    assert container["resources"] == {"requests": {"cpu": "500m", "memory": "512Mi"},
+                                      "limits": {"memory": "1Gi"}}
     assert container["securityContext"] == {"allowPrivilegeEscalation": False,
                                             "readOnlyRootFilesystem": True,
                                             "capabilities": {"drop": ["ALL"]}}
@@ -86,11 +107,48 @@ def test_retrain_job_spec() -> None:
     assert labels["app.kubernetes.io/component"] == "retrain"
 
 
-def test_policy_image_wins_over_the_operators() -> None:
+def test_what_the_job_runs_as_comes_from_the_settings() -> None:
+    settings = JobSettings.parse(json.dumps({
+        "image": "registry.example/dk:2", "imagePullPolicy": "Always",
+        "imagePullSecrets": [{"name": "pull"}], "serviceAccountName": "retrainer",
+        "podSecurityContext": {"runAsNonRoot": True, "runAsUser": 2000},
+        "securityContext": {"allowPrivilegeEscalation": False},
+        "resources": {"limits": {"memory": "4Gi"}}, "nodeSelector": {"pool": "train"},
+        "tolerations": [{"key": "train", "operator": "Exists"}],
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "zone", "operator": "In", "values": ["a"]}]}]}}}}))
+    volume = ModelVolume("store", "/data", {"app": "m"})
+    job = builders.retrain_job(_policy(), "ml", _request(), settings, volume,
+                               affinity=settings.affinity)
+    kubernetes_validate.validate(job, "1.30", strict=True)
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert (container["image"], container["imagePullPolicy"]) == (
+        "registry.example/dk:2", "Always")
+    assert pod["imagePullSecrets"] == [{"name": "pull"}]
+    assert pod["serviceAccountName"] == "retrainer"
+    assert pod["securityContext"] == {"runAsNonRoot": True, "runAsUser": 2000}
+    assert container["securityContext"] == {"allowPrivilegeEscalation": False}
+    assert container["resources"] == {"limits": {"memory": "4Gi"}}
+    assert (pod["nodeSelector"], pod["tolerations"]) == (
+        {"pool": "train"}, [{"key": "train", "operator": "Exists"}])
+    assert pod["affinity"] == settings.affinity
+    # The volume is the one the Deployment mounts, at its path.
+    assert container["command"][3] == "/data"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["models"]["persistentVolumeClaim"]["claimName"] == "store"
+
+
+def test_a_policy_image_only_from_the_allowed_list() -> None:
     spec = {**SPEC, "retraining": {"job": {"image": "custom:2"}}}
-    job = builders.retrain_job(_policy(spec=spec), "ml", 1, 0.0, image="img:1")
+    allowed = JobSettings(image="img:1", allowed_images=("custom:2",))
+    job = builders.retrain_job(_policy(spec=spec), "ml", _request(), allowed)
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "custom:2"
     assert "serviceAccountName" not in job["spec"]["template"]["spec"]
+    # Not listed: the builder never uses it (parse_for_cluster refuses such a policy).
+    job = builders.retrain_job(_policy(spec=spec), "ml", _request(), JobSettings(image="i:1"))
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "i:1"
 
 
 @pytest.mark.parametrize(("conditions", "expected"), [

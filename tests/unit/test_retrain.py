@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from driftkeeper.model.retrain import (
     PROMOTED,
     REJECTED,
     TERMINATION_MESSAGE_LIMIT,
+    WAITING,
     RetrainOutcome,
     plan_retrain,
     retrain,
@@ -56,12 +58,18 @@ def test_plan_keeps_the_newest_rows_to_judge(model_dir: Path, diamonds) -> None:
 
 def test_better_candidate_is_promoted(model_dir: Path, diamonds) -> None:
     _dearer_labels(model_dir, diamonds, 1500)
-    outcome = retrain(model_dir, parse_policy(POLICY), since=0.0)
+    store = ModelStore(model_dir)
+    for old in ("v7", "v8", "v9"):  # older candidates on disk, never promoted
+        shutil.copytree(store.path("v1"), store.path(old))
+    outcome = retrain(model_dir, parse_policy(POLICY), since=0.0, keep_versions=2)
     assert outcome.outcome == PROMOTED, outcome.reason
-    assert (outcome.serving, outcome.candidate) == ("v1", "v2")
+    # Retention: the newest 2 (v10, the candidate, and v9) and the one it replaced (v1).
+    assert sorted(outcome.pruned) == ["v7", "v8"]
+    assert store.versions() == ["v1", "v9", "v10"]
+    assert (outcome.serving, outcome.candidate) == ("v1", "v10")
     assert outcome.candidate_rmse < outcome.serving_rmse
     assert outcome.rows == {"train": 1200, "judge": 300}
-    assert ModelStore(model_dir).current_version() == "v2"
+    assert ModelStore(model_dir).current_version() == "v10"
     meta = ModelStore(model_dir).load().metadata["training"]
     assert meta["rows"]["feedback"] == 1200  # the judging rows never trained it
 
@@ -87,11 +95,15 @@ def test_a_candidate_is_not_promoted_over_a_newer_current(model_dir: Path, diamo
     assert store.current_version() == "v9"
 
 
-def test_too_few_labels_fail_without_writing_anything(model_dir: Path, diamonds) -> None:
+def test_too_few_labels_wait_without_writing_anything(model_dir: Path, diamonds) -> None:
+    """Fewer labels on disk than the driver counted is not a failure: the retrain says
+    how many it found and needs, and the driver waits (engine: label_offset)."""
     _dearer_labels(model_dir, diamonds, 500)
     outcome = retrain(model_dir, parse_policy(POLICY), since=0.0)
-    assert outcome.outcome == FAILED
+    assert outcome.outcome == WAITING
     assert "500 labelled rows" in outcome.reason and "need 900" in outcome.reason
+    assert outcome.rows == {"found": 500, "needed": 900}
+    assert RetrainOutcome.from_dict(json.loads(outcome.to_json())) == outcome
     assert ModelStore(model_dir).versions() == ["v1"]
     assert ModelStore(model_dir).current_version() == "v1"
 

@@ -29,6 +29,7 @@ from ..errors import DriftkeeperError
 from ..model.store import ModelStore
 from ..model.train import TrainingConfig, describe_metrics, train
 from ..simulate.catalog import CATALOG, ONSET
+from .driver import read_events
 from .processes import ProcessGroup, driftkeeper_command, free_port, stopped_like_ctrl_c
 
 # The dataset verdict's statistic by rule, as the live table names it.
@@ -115,9 +116,7 @@ class DemoView:
             if resp.status_code == 200:  # 503 until the first report is published
                 self.report = resp.json()
         driver = self.run_dir / "model" / "driver"
-        events_file = driver / "events.jsonl"
-        if events_file.exists():
-            self.events = [json.loads(x) for x in events_file.read_text().splitlines() if x]
+        self.events = read_events(driver)
         with contextlib.suppress(OSError, ValueError):
             self.phase = json.loads((driver / "state.json").read_text()).get("phase", self.phase)
         log = self.run_dir / "simulator.log"

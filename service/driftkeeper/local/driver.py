@@ -1,10 +1,13 @@
 """The local policy driver: the operator's logic on one machine.
 
-Every evaluation interval it reads the service's metrics, asks the policy engine what to do,
-and does it: pushes the policy's thresholds to the service (the policy file the service
-watches) and runs ``driftkeeper retrain`` (``model/retrain.py``: train on recent labels,
-judge on fresh ones, promote only if better) as a subprocess. Its memory and every decision
-survive a restart (``DIR/driver/``).
+Every evaluation interval it reads the service's metrics, counts the fresh labels in the
+feedback files (as the retrain will), asks the shared control step
+(``policy/reconcile.py``, the operator's too) what to do, and does it: pushes the policy's
+thresholds to the service (the policy file the service watches) and runs ``driftkeeper
+retrain`` (``model/retrain.py``: train on recent labels, judge on fresh ones, promote only
+if better) as a subprocess. Its memory and every decision survive a restart
+(``DIR/driver/``); a retrain still running after a crash of the driver is adopted, not
+started twice.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +34,28 @@ from ..model.feedback import FeedbackStore
 from ..model.retrain import RetrainOutcome
 from ..model.store import ModelStore
 from ..policy import DriftPolicy, load_policy
-from ..policy.engine import Decision, EngineState, Event, Observation, retrain_finished, step
+from ..policy.engine import Decision, EngineState, Event, Observation
 from ..policy.metrics import PolicyMetrics
+from ..policy.reconcile import (
+    Memory,
+    RetrainRequest,
+    RetrainSeen,
+    StartRetrain,
+    StopRetrain,
+    follow,
+    reconcile,
+    retrain_failed_to_start,
+)
 from ..schema import FeatureSchema
 from .observe import ServiceUnreachableError, fetch_observation
 
 log = logging.getLogger("driftkeeper.driver")
+
+EVENTS_MAX_BYTES = 1 << 20
+"""events.jsonl is rotated to events.jsonl.1 beyond this (about 5,000 events): the two
+files hold the newest events, and ``read_events`` reads both, oldest first."""
+RETRAIN_RECORDS = 20
+"""Retrains whose outcome and log are kept under ``retrains/`` (the newest)."""
 
 METRICS_NAMESPACE = "local"
 """The ``namespace`` label of the local driver's policy metrics (the operator's: the
@@ -63,7 +82,7 @@ class DriverConfig:
 
 @dataclass
 class RunningRetrain:
-    process: subprocess.Popen | None
+    process: subprocess.Popen | None  # None: adopted after a restart (not our child)
     pid: int
     started: float
     stdout: Path
@@ -80,7 +99,7 @@ class LocalDriver:
         self.policy: DriftPolicy | None = None
         self.policy_error: str | None = None
         self._policy_stamp: tuple[float, int] | None = None
-        self.state = EngineState()
+        self.memory = Memory()
         self.retrain: RunningRetrain | None = None
         self.phase = "Starting"  # the engine's last phase, persisted for `demo` and users
         self._service_down = False
@@ -102,8 +121,13 @@ class LocalDriver:
     def events_file(self) -> Path:
         return self.config.driver_dir / "events.jsonl"
 
+    @property
+    def state(self) -> EngineState:
+        """The policy engine's memory (breaches, episode, cooldown, failure budget)."""
+        return self.memory.engine
+
     def _persist(self) -> None:
-        doc: dict[str, Any] = {"engine": self.state.to_dict(), "retrain": None,
+        doc: dict[str, Any] = {"engine": self.memory.to_dict(), "retrain": None,
                                "phase": self.phase}
         if self.retrain is not None:
             doc["retrain"] = {"pid": self.retrain.pid, "started": self.retrain.started,
@@ -116,22 +140,38 @@ class LocalDriver:
             doc = json.loads(self._state_file.read_text())
         except (OSError, ValueError):
             return
-        self.state = EngineState.from_dict(doc.get("engine", {}))
+        self.memory = Memory.from_dict(doc.get("engine", {}))
         running = doc.get("retrain")
-        if running:  # the training we started died with us, or lives on orphaned: stop it
-            _kill_if_ours(int(running["pid"]))
-        if running or self.state.retrain_started is not None:
-            self._emit(retrain_finished(self.state, time.time(), "failed",
-                                        "the driver restarted while training; the candidate "
-                                        "was discarded"))
+        now = time.time()
+        if running and _is_our_retrain(int(running["pid"])):
+            # The driver died, its training did not: follow it to its end.
+            self.retrain = RunningRetrain(None, int(running["pid"]), float(running["started"]),
+                                          Path(running["stdout"]), Path(running["stderr"]))
+            self._log_events([Event("Normal", "RetrainAdopted", f"following the retrain "
+                                    f"(pid {self.retrain.pid}), which was still running", now)])
+        elif self.memory.retrain is not None or self.memory.engine.retrain_started is not None:
+            gone = ("the driver restarted while training and the training is gone; the "
+                    "candidate was discarded")
+            if self.memory.retrain is None:  # memory from before requests were recorded
+                self.memory = replace(self.memory, retrain=RetrainRequest(
+                    self.memory.engine.retrains, now, "-", now))
+            done = follow(self.memory, RetrainSeen(False, detail=gone), self.policy, now)
+            self.memory = done.memory
+            self._emit(done.decision)
 
     def _emit(self, decision: Decision) -> None:
-        self.state = decision.state
         self.phase = decision.phase
         self._log_events(decision.events)
         self._persist()
 
     def _log_events(self, events: list[Event]) -> None:
+        if not events:
+            return
+        try:
+            if self.events_file.stat().st_size > EVENTS_MAX_BYTES:
+                os.replace(self.events_file, self.events_file.with_name("events.jsonl.1"))
+        except FileNotFoundError:
+            pass
         with open(self.events_file, "a") as fh:
             for event in events:
                 fh.write(json.dumps(event.to_dict()) + "\n")
@@ -199,23 +239,43 @@ class LocalDriver:
     def tick(self, now: float | None = None) -> Decision:
         now = time.time() if now is None else now
         self._load_policy()
-        if self.retrain is not None:
-            self._poll_retrain(now)
+        seen = self._poll_retrain() if self.retrain is not None else None
         obs = self._observe(now)
-        fresh = self.feedback.count(since=self.state.episode_start) if (
-            self.state.episode_start is not None) else 0
-        decision = step(self.policy, self.state, obs, now, policy_error=self.policy_error,
-                        fresh_labels=fresh, serving_version=self.store.current_version())
+        episode = self.memory.engine.episode_start
+        fresh = self.feedback.count(since=episode) if episode is not None else 0
+        done = reconcile(self.memory, obs, seen, self.policy, now,
+                         generation=self.memory.engine.policy_generation or "-",
+                         serving_version=self.store.current_version(),
+                         fresh_labels=fresh, policy_error=self.policy_error, timeout_grace=0.0)
+        self.memory = done.memory
+        for action in done.actions:
+            if isinstance(action, StopRetrain) and self.retrain is not None:
+                _kill_if_ours(self.retrain.pid)
+        if self.retrain is not None and done.memory.retrain is None:
+            self._retrain_ended(done)  # it ended (or overran and was stopped)
+        decision = done.decision
         self._emit(decision)
         self.metrics.record(METRICS_NAMESPACE, self._policy_name, decision.phase,
                             self.state.failures,
                             self.policy.retraining.max_failures if self.policy else None, obs)
-        if decision.start_retrain:
-            try:
-                self._start_retrain(now)
-            except (OSError, DriftkeeperError) as exc:
-                self._finish("failed", f"could not start training: {exc}", now)
+        for action in done.actions:
+            if isinstance(action, StartRetrain):
+                try:
+                    self._start_retrain(now)
+                except (OSError, DriftkeeperError) as exc:
+                    failed = retrain_failed_to_start(self.memory, now,
+                                                     f"could not start training: {exc}")
+                    self.memory = failed.memory
+                    self.metrics.retrain(METRICS_NAMESPACE, self._policy_name, "failed")
+                    self._emit(failed.decision)
         return decision
+
+    def _retrain_ended(self, done: Any) -> None:
+        self.retrain = None
+        finished = done.memory.finished
+        if finished is not None:
+            self.metrics.retrain(METRICS_NAMESPACE, self._policy_name,
+                                 finished.outcome.outcome)
 
     def _observe(self, now: float) -> Observation | None:
         try:
@@ -232,8 +292,8 @@ class LocalDriver:
 
     def _start_retrain(self, now: float) -> None:
         """Run ``driftkeeper retrain`` (plan, train, judge, promote) as a subprocess."""
-        assert self.policy is not None
-        since = self.state.episode_start or now
+        assert self.policy is not None and self.memory.retrain is not None
+        since = self.memory.retrain.since
         logs = self.config.driver_dir / "retrains"
         logs.mkdir(exist_ok=True)
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
@@ -250,37 +310,33 @@ class LocalDriver:
             process = subprocess.Popen(args, stdout=out, stderr=err, start_new_session=True,
                                        env=env)
         self.retrain = RunningRetrain(process, process.pid, now, stdout, stderr)
+        _keep_newest(logs, RETRAIN_RECORDS, keep={stdout, stderr})
+        self.memory = replace(self.memory, retrain=replace(self.memory.retrain,
+                                                           handle=f"pid:{process.pid}"))
         self.metrics.retrain(METRICS_NAMESPACE, self._policy_name, "started")
-        self._persist()  # a restarted driver must find (and stop) this process
+        self._persist()  # a restarted driver must find (and follow) this process
         log.info("retrain started (pid %d): %s", process.pid, " ".join(args[3:]))
 
-    def _poll_retrain(self, now: float) -> None:
-        assert self.retrain is not None and self.policy is not None
+    def _poll_retrain(self) -> RetrainSeen:
+        """The running retrain, as the shared step wants to see it."""
+        assert self.retrain is not None
         running = self.retrain
-        code = running.process.poll() if running.process else None
+        code = running.process.poll() if running.process else (
+            None if _is_our_retrain(running.pid) else -1)
         if code is None:
-            if now - running.started > self.policy.retraining.timeout:
-                _kill_if_ours(running.pid)
-                self._finish("failed", f"retraining exceeded its timeout of "
-                             f"{self.policy.retraining.timeout:.0f}s and was stopped", now)
-            return
+            return RetrainSeen(True)
         try:
-            outcome = RetrainOutcome.from_dict(json.loads(running.stdout.read_text()))
+            return RetrainSeen(False, RetrainOutcome.from_dict(
+                json.loads(running.stdout.read_text())))
         except (OSError, ValueError, TypeError):
             tail = running.stderr.read_text(errors="replace").strip().splitlines()[-3:]
-            self._finish("failed", f"retrain exited with code {code} and no outcome: "
-                         f"{' | '.join(tail)}", now)
-            return
-        self._finish(outcome.outcome, outcome.reason, now)
+            exit_code = f"code {code}" if running.process else "an unknown code"
+            return RetrainSeen(False, detail=f"retrain exited with {exit_code} and no "
+                               f"outcome: {' | '.join(tail)}")
 
     @property
     def _policy_name(self) -> str:
         return self.policy.name if self.policy else self.config.policy_path.stem
-
-    def _finish(self, outcome: str, message: str, now: float) -> None:
-        self.retrain = None
-        self.metrics.retrain(METRICS_NAMESPACE, self._policy_name, outcome)
-        self._emit(retrain_finished(self.state, now, outcome, message))
 
     def shutdown(self, why: str = "stopped") -> None:
         """Stop a running retrain (its candidate is discarded), save the state, and say
@@ -290,8 +346,12 @@ class LocalDriver:
             if self.retrain.process is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     self.retrain.process.wait(timeout=10)
-            self._finish("failed", f"the driver {why} while retraining; the candidate was "
-                         "discarded", time.time())
+            done = follow(self.memory, RetrainSeen(False, detail=(
+                f"the driver {why} while retraining; the candidate was discarded")),
+                self.policy, time.time())
+            self.memory = done.memory
+            self._retrain_ended(done)
+            self._log_events(done.decision.events)
         self._persist()
         log.info("driver %s (phase %s, %d retrains)", why, self.phase, self.state.retrains)
 
@@ -302,12 +362,43 @@ def _schema(store: ModelStore) -> FeatureSchema:
     return store.load(with_estimator=False).schema
 
 
-def _kill_if_ours(pid: int) -> None:
-    """SIGTERM a retrain process by pid, but only if it still is one (pids get reused)."""
+def read_events(driver_dir: Path) -> list[dict[str, Any]]:
+    """Every event still kept (the rotated file, then the current one), oldest first."""
+    out = []
+    for name in ("events.jsonl.1", "events.jsonl"):
+        try:
+            text = (driver_dir / name).read_text()
+        except FileNotFoundError:
+            continue
+        for line in text.splitlines():
+            with contextlib.suppress(ValueError):  # a line cut by a crash is skipped
+                out.append(json.loads(line))
+    return out
+
+
+def _keep_newest(directory: Path, records: int, keep: set[Path]) -> None:
+    """Delete all but the newest ``records`` retrains' files (an outcome and a log each)."""
+    stamps = sorted({p.stem for p in directory.iterdir() if p.suffix in (".json", ".log")},
+                    reverse=True)
+    for stamp in stamps[records:]:
+        for path in (directory / f"{stamp}.json", directory / f"{stamp}.log"):
+            if path not in keep:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+
+
+def _is_our_retrain(pid: int) -> bool:
+    """The pid is a live ``driftkeeper retrain`` (pids get reused; a zombie is dead)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return
-    if b"driftkeeper.cli" in cmdline and b"retrain" in cmdline:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z" and b"driftkeeper.cli" in cmdline and b"retrain" in cmdline
+
+
+def _kill_if_ours(pid: int) -> None:
+    """SIGTERM a retrain process by pid, but only if it still is one."""
+    if _is_our_retrain(pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)

@@ -17,8 +17,9 @@ termination message (4096 bytes).
 from __future__ import annotations
 
 import json
+import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,9 @@ from .store import ModelStore
 from .train import TrainingConfig, train
 
 PROMOTED, REJECTED, FAILED = "promoted", "rejected", "failed"
+WAITING = "waiting"
+"""Fewer fresh labels on disk than the policy needs: not a failure, the driver waits."""
+OUTCOMES = (PROMOTED, REJECTED, FAILED, WAITING)
 
 TERMINATION_MESSAGE_LIMIT = 4096
 """Kubernetes keeps at most this many bytes of a container's termination message."""
@@ -50,13 +54,14 @@ class RetrainPlan:
 class RetrainOutcome:
     """What happened, in the shape both drivers record (status, events, logs)."""
 
-    outcome: str  # promoted | rejected | failed
+    outcome: str  # promoted | rejected | failed | waiting
     reason: str
     serving: str | None = None  # the version the candidate was judged against
     candidate: str | None = None
     candidate_rmse: float | None = None
     serving_rmse: float | None = None
-    rows: dict[str, int] = field(default_factory=dict)  # train, judge
+    rows: dict[str, int] = field(default_factory=dict)  # train, judge (waiting: found, needed)
+    pruned: list[str] = field(default_factory=list)  # versions deleted afterwards (retention)
     strategy: str | None = None
     metric: str | None = None  # what the gate judged: rmse, or log_loss for a classifier
     candidate_score: float | None = None  # the metric's values
@@ -84,7 +89,7 @@ class RetrainOutcome:
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> RetrainOutcome:
         known = {k: v for k, v in doc.items() if k in cls.__dataclass_fields__}
-        if known.get("outcome") not in (PROMOTED, REJECTED, FAILED):
+        if known.get("outcome") not in OUTCOMES:
             raise ValueError(f"not a retrain outcome: {doc!r:.200}")
         return cls(**known)
 
@@ -117,28 +122,53 @@ def _estimator_settings(serving_model: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+class NotEnoughLabelsError(DriftkeeperError):
+    """Fewer fresh labelled rows on disk than the policy needs (the driver's count of
+    labels, from counters, ran ahead of the files: rows pruned, torn or still unwritten)."""
+
+    def __init__(self, message: str, found: int, needed: int) -> None:
+        super().__init__(message)
+        self.found, self.needed = found, needed
+
+
 def plan_retrain(feedback: FeedbackStore, policy: DriftPolicy, since: float) -> RetrainPlan:
     """Split the fresh labels: the newest ``evaluationRows`` judge, the rest train.
 
-    Raises :class:`DriftkeeperError` when there are fewer than the policy requires."""
+    Raises :class:`NotEnoughLabelsError` when there are fewer than the policy requires."""
     recent = feedback.read(since=since)
     judge_rows = policy.promotion.evaluation_rows
     needed = policy.retraining.min_feedback_rows + judge_rows
     if len(recent) < needed:
-        raise DriftkeeperError(f"{len(recent)} labelled rows since {since:.3f}, need {needed} "
-                               f"({policy.retraining.min_feedback_rows} to train, "
-                               f"{judge_rows} to judge the candidate)")
+        raise NotEnoughLabelsError(
+            f"{len(recent)} labelled rows since {since:.3f}, need {needed} "
+            f"({policy.retraining.min_feedback_rows} to train, {judge_rows} to judge the "
+            f"candidate)", len(recent), needed)
     cutoff = float(recent["ts"].iloc[-judge_rows])
     return RetrainPlan(since, cutoff, len(recent) - judge_rows, judge_rows)
 
 
 def retrain(model_dir: str | Path, policy: DriftPolicy, since: float | None = None,
-            data: str | None = None) -> RetrainOutcome:
+            data: str | None = None, keep_versions: int | None = None) -> RetrainOutcome:
     """Run one retrain against ``model_dir``; never raises for an expected failure.
 
     ``since`` defaults to just after the newest label the serving model trained on;
-    ``data`` (the base table) to the one the serving version was trained on.
+    ``data`` (the base table) to the one the serving version was trained on. Afterwards
+    the store keeps ``keep_versions`` versions (default: the policy's ``keepVersions``),
+    always with the serving one and the one it replaced.
     """
+    outcome = _retrain(model_dir, policy, since, data)
+    if outcome.outcome in (PROMOTED, REJECTED):  # a new version was written
+        keep = keep_versions or policy.retraining.keep_versions
+        try:
+            pruned = ModelStore(model_dir).prune(keep)
+            outcome = replace(outcome, pruned=pruned[-50:])  # fits a termination message
+        except (OSError, ValueError) as exc:  # retention is housekeeping: never a failure
+            logging.getLogger("driftkeeper.retrain").warning("pruning versions: %s", exc)
+    return outcome
+
+
+def _retrain(model_dir: str | Path, policy: DriftPolicy, since: float | None,
+             data: str | None) -> RetrainOutcome:
     started = time.time()
     store = ModelStore(model_dir)
     serving_version = store.current_version()
@@ -156,6 +186,9 @@ def retrain(model_dir: str | Path, policy: DriftPolicy, since: float | None = No
         if data is None:
             data = (serving.metadata.get("training") or {}).get("data")
         plan = plan_retrain(feedback, policy, since)
+    except NotEnoughLabelsError as exc:
+        return done(WAITING, f"waiting for labels: {exc}",
+                    rows={"found": exc.found, "needed": exc.needed})
     except DriftkeeperError as exc:
         return done(FAILED, f"cannot plan the retrain: {exc}")
     rows = {"train": plan.train_rows, "judge": plan.judge_rows}

@@ -64,6 +64,7 @@ class RetrainingSettings:
     cooldown: float  # seconds
     max_failures: int
     timeout: float  # seconds
+    keep_versions: int
     model: str
     strategy: str
     include_base: bool
@@ -233,7 +234,8 @@ def _build(name: str, spec: dict[str, Any]) -> DriftPolicy:
     retraining = RetrainingSettings(
         enabled=r["enabled"], suspend=r["suspend"], triggers=tuple(r["triggers"]),
         cooldown=parse_duration(r["cooldown"]), max_failures=r["maxFailures"],
-        timeout=parse_duration(r["timeout"]), model=r["model"], strategy=r["strategy"],
+        keep_versions=r["keepVersions"], timeout=parse_duration(r["timeout"]),
+        model=r["model"], strategy=r["strategy"],
         include_base=td["includeBase"], feedback_rows=td["feedbackRows"],
         min_feedback_rows=td["minFeedbackRows"], feedback_share=float(td["feedbackShare"]))
     p = spec["promotion"]

@@ -141,6 +141,10 @@ class EngineState:
     retrains: int = 0  # retrains started, ever
     policy_generation: str | None = None
     blocked_by: str | None = None  # the reason a due retrain is held back, said once
+    labels_at_start: int | None = None  # fresh labels counted when the retrain started
+    # Labels the driver's count runs ahead of the retrain's (a retrain that found too few
+    # on disk said so): a new retrain waits until the count exceeds the need by this much.
+    label_offset: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -287,7 +291,8 @@ def step(policy: DriftPolicy | None, state: EngineState, obs: Observation | None
         if not any(drifting.values()) and state.retrain_started is None:
             episode_start = None
         state = replace(state, breaches=breaches, drifting=drifting,
-                        last_evaluation=obs.evaluated_at, episode_start=episode_start)
+                        last_evaluation=obs.evaluated_at, episode_start=episode_start,
+                        label_offset=state.label_offset if episode_start is not None else 0)
 
     conditions = [_drift_condition(k, obs.drift.get(k) if obs else None, obs) for k in KINDS]
     conditions.append(Condition("PolicyValid", "True", "Valid", f"policy {policy.name}"))
@@ -339,20 +344,38 @@ def _retrain_decision(policy: DriftPolicy, state: EngineState, now: float, fresh
         left = r.cooldown - (now - state.last_retrain_end)
         return hold(COOLDOWN, "RetrainDeferred", f"{reason}; cooldown, {left:.0f}s left")
     needed = r.min_feedback_rows + policy.promotion.evaluation_rows
-    if fresh_labels < needed:
+    usable = fresh_labels - state.label_offset
+    if usable < needed:
+        behind = (f"; the last retrain found {state.label_offset} fewer on disk than were "
+                  f"counted" if state.label_offset else "")
         return hold(DRIFTING, "WaitingForLabels",
-                    f"{reason}; {fresh_labels} of {needed} labelled rows since the drift began "
-                    f"({r.min_feedback_rows} to train, {policy.promotion.evaluation_rows} to "
-                    f"judge the candidate)")
+                    f"{reason}; {max(usable, 0)} of {needed} labelled rows since the drift "
+                    f"began ({r.min_feedback_rows} to train, {policy.promotion.evaluation_rows} "
+                    f"to judge the candidate){behind}")
     events.append(Event("Normal", "RetrainStarted", reason, now))
     return Decision(replace(state, retrain_started=now, retrain_reason=reason,
-                            retrains=state.retrains + 1, blocked_by=None),
+                            retrains=state.retrains + 1, blocked_by=None,
+                            labels_at_start=fresh_labels),
                     RETRAINING, [], events, start_retrain=True, retrain_reason=reason)
 
 
-def retrain_finished(state: EngineState, now: float, outcome: str, message: str) -> Decision:
+def retrain_finished(state: EngineState, now: float, outcome: str, message: str,
+                     labels_found: int | None = None) -> Decision:
     """Record the end of a retrain: ``promoted``, ``rejected`` (the gate kept the serving
-    model) or ``failed`` (training crashed, was killed or timed out)."""
+    model), ``failed`` (training crashed, was killed or timed out) or ``waiting`` (it found
+    fewer fresh labels on disk, ``labels_found``, than the policy needs).
+
+    ``waiting`` is not a failure and starts no cooldown: the episode goes on, and the next
+    retrain waits until the driver's count of fresh labels is ahead by what the last one
+    found missing, so the two counts cannot disagree into a loop."""
+    if outcome == "waiting":
+        offset = state.label_offset
+        if labels_found is not None and state.labels_at_start is not None:
+            offset = max(state.labels_at_start - labels_found, 0)  # the disagreement seen
+        new = replace(state, retrain_started=None, retrain_reason=None, labels_at_start=None,
+                      label_offset=offset,
+                      blocked_by="WaitingForLabels")
+        return Decision(new, DRIFTING, [], [Event("Normal", "WaitingForLabels", message, now)])
     reasons = {"promoted": ("Normal", "ModelPromoted"),
                "rejected": ("Normal", "PromotionRejected"),
                "failed": ("Warning", "RetrainFailed")}
@@ -361,6 +384,7 @@ def retrain_finished(state: EngineState, now: float, outcome: str, message: str)
     etype, reason = reasons[outcome]
     failures = state.failures + 1 if outcome == "failed" else 0
     new = replace(state, retrain_started=None, retrain_reason=None, last_retrain_end=now,
-                  failures=failures, breaches=dict.fromkeys(KINDS, 0),
+                  failures=failures, breaches=dict.fromkeys(KINDS, 0), labels_at_start=None,
+                  label_offset=state.label_offset if outcome != "promoted" else 0,
                   episode_start=state.episode_start if outcome != "promoted" else None)
     return Decision(new, COOLDOWN, [], [Event(etype, reason, message, now)])
