@@ -117,7 +117,16 @@ def test_concept_drift_from_labelled_feedback(model_dir, tmp_path, fast_policy,
         assert where[0]["feature"] == "color" and where[0]["segments"] == ["D", "E", "F"]
         assert "above the model" in where[0]["message"]
         metrics = requests.get(svc.url + "/metrics", timeout=5).text
-        assert 'driftkeeper_concept_location{feature="color",' in metrics
+        # One bounded series per located segment; the sentence is in /drift only.
+        from prometheus_client.parser import text_string_to_metric_families
+
+        (family,) = [f for f in text_string_to_metric_families(metrics)
+                     if f.name == "driftkeeper_concept_location"]
+        color = {s.labels["segment"]: s.value for s in family.samples
+                 if s.labels["feature"] == "color"}
+        assert set(color) == {"D", "E", "F"}
+        assert all(abs(v - where[0]["shift"]) < 1e-9 for v in color.values())
+        assert all(set(s.labels) == {"feature", "segment"} for s in family.samples)
         assert "driftkeeper_segment_rows_total{feature=\"color\"" in metrics
         stored = list((model_dir / "feedback").glob("*.csv"))
         assert stored, "feedback rows must reach the store for retraining"
@@ -196,3 +205,45 @@ def test_one_evaluator_survives_its_worker_dying(model_dir, tmp_path, fast_polic
                               timeout=40, what="a new evaluator")
         assert report["evaluator_pid"] != leader
         assert report["data"]["samples"] == 300  # the dead worker's rows still count
+
+
+def test_every_acknowledged_label_survives_the_service_being_killed(model_dir, tmp_path,
+                                                                    diamonds) -> None:
+    """Eight clients send labels; the whole pod (gunicorn master and workers) is SIGKILLed
+    mid-traffic. A /feedback answer comes only once its rows are on disk (group commit),
+    so every acknowledged row is in the store; at most the requests in flight when the
+    pod died (one per client) may be stored without an answer."""
+    from driftkeeper.model.feedback import FeedbackStore
+    from driftkeeper.schema import DIAMONDS_SCHEMA
+
+    rows = to_rows(diamonds.sample(2000, random_state=31), with_price=True)
+    acknowledged, failed = [0], [0]
+    lock = threading.Lock()
+    with running_service(model_dir, tmp_path, workers=2) as svc:
+        def client(k: int) -> None:
+            session = requests.Session()
+            i = k
+            while True:
+                batch = [rows[(i + j) % len(rows)] for j in range(5)]
+                i += 8
+                try:
+                    resp = session.post(svc.url + "/feedback", json={"instances": batch},
+                                        timeout=10)
+                except requests.RequestException:
+                    with lock:
+                        failed[0] += 1
+                    return
+                if resp.status_code == 200:
+                    with lock:
+                        acknowledged[0] += resp.json()["accepted"]
+
+        threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(8)]
+        for t in threads:
+            t.start()
+        time.sleep(3.0)
+        os.killpg(svc.process.pid, signal.SIGKILL)  # no goodbye, no flush, no atexit
+        for t in threads:
+            t.join(timeout=30)
+    stored = len(FeedbackStore(model_dir / "feedback", DIAMONDS_SCHEMA).read())
+    assert acknowledged[0] > 100
+    assert acknowledged[0] <= stored <= acknowledged[0] + 5 * 8, (acknowledged, stored)

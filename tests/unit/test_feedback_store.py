@@ -137,3 +137,84 @@ def test_every_row_gets_its_own_increasing_stamp(tmp_path: Path, diamonds) -> No
     assert all(len(s.split(".")[1]) == 6 for s in raw)  # exactly six decimals, as written
     stamps = store.read()["ts"].to_numpy()
     assert np.all(np.diff(stamps) > 0)
+
+
+def test_commit_returns_only_once_the_rows_are_on_disk_and_groups_the_fsyncs(
+        tmp_path: Path, diamonds, monkeypatch) -> None:
+    """Eight threads append and commit at once (as a worker's request threads do): every
+    commit returns after an fsync that covered its rows, and concurrent commits share the
+    fsyncs instead of paying one each."""
+    import threading
+
+    from driftkeeper.model import feedback as module
+
+    store = FeedbackStore(tmp_path / "fb", DIAMONDS_SCHEMA, commit_delay=0.002)
+    calls = [0]
+    real = module._fsync
+    lock = threading.Lock()
+
+    def fsync(item: object) -> None:
+        real(item)
+        with lock:
+            calls[0] += 1
+
+    monkeypatch.setattr(module, "_fsync", fsync)
+    violations: list[int] = []
+    rows = diamonds.head(200)
+
+    def client(part: int) -> None:
+        for i in range(25):
+            batch = rows.iloc[(part * 25 + i) % 190:][:1]
+            ticket = store.append(to_rows(batch, with_price=True), "v1",
+                                  batch["price"].to_numpy())
+            store.commit(ticket)
+            if store._durable < ticket:  # returned before an fsync covered its rows
+                violations.append(ticket)
+
+    threads = [threading.Thread(target=client, args=(p,)) for p in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    store.close()
+    assert not violations
+    assert store._durable == store._written == 200
+    assert calls[0] < 200  # grouped: far fewer fsyncs than commits
+    assert len(store.read()) == 200
+
+
+def test_a_failed_fsync_fails_the_commit_and_a_later_one_retries(
+        tmp_path: Path, diamonds, monkeypatch) -> None:
+    from driftkeeper.model import feedback as module
+
+    store = FeedbackStore(tmp_path / "fb", DIAMONDS_SCHEMA, commit_delay=0)
+    real = module._fsync
+    monkeypatch.setattr(module, "_fsync", lambda item: (_ for _ in ()).throw(
+        OSError("I/O error")))
+    ticket = store.append(to_rows(diamonds.head(2), with_price=True), "v1",
+                          diamonds.head(2)["price"].to_numpy())
+    with pytest.raises(OSError, match="I/O error"):
+        store.commit(ticket)  # the caller must not acknowledge these rows
+    assert store._durable < ticket
+    monkeypatch.setattr(module, "_fsync", real)
+    store.commit(ticket)
+    assert store._durable == ticket
+    store.close()
+
+
+def test_pruning_counts_each_segment_once(tmp_path: Path, diamonds, monkeypatch) -> None:
+    from driftkeeper.model import feedback as module
+
+    counted: list[str] = []
+    real = module._line_count
+    monkeypatch.setattr(module, "_line_count",
+                        lambda path: counted.append(path.name) or real(path))
+    store = FeedbackStore(tmp_path / "fb", DIAMONDS_SCHEMA, max_rows=100, segment_rows=20)
+    for start in range(0, 200, 10):
+        store.append(to_rows(diamonds.iloc[start:start + 10], with_price=True), "v1",
+                     diamonds.iloc[start:start + 10]["price"].to_numpy(), prune=False)
+        if store.prune_due:
+            store.prune()
+    store.close()
+    assert len(counted) == len(set(counted))  # never the same segment twice
+    assert 100 <= store.count() <= 120

@@ -43,7 +43,8 @@ def _both_views(report: DriftReport) -> tuple[Observation | None, Observation]:
 
     registry = CollectorRegistry()
     registry.register(Collector())
-    return parse_metrics(generate_latest(registry).decode()), Observation.from_report(report)
+    return (parse_metrics(generate_latest(registry).decode(), report.to_dict()),
+            Observation.from_report(report))
 
 
 def test_metrics_and_report_give_the_same_observation(trained_model_dir: Path,

@@ -37,6 +37,12 @@ DEFAULT_BANDS = 4
 """Quantile bands per numerical feature: enough to tell small from large diamonds, few
 enough that a 1,000-row window still puts ~250 rows in each."""
 
+MAX_SEGMENTS = 20
+"""Segments of one categorical feature at most: its 19 most frequent levels in the
+reference, and the rest pooled into one "other" segment. Each segment costs five counter
+series per pod, and a feature may have 1,000 levels; a level too rare to be among the 19
+also rarely holds the ``min_rows`` a segment's test needs."""
+
 SUMS = ("n", "positive", "negative", "squares", "predictions")
 """The per-segment sums of a window, in their JSON order."""
 
@@ -86,12 +92,16 @@ class SegmentFeature:
     ``e[i-1] < v <= e[i]`` (``searchsorted(e, v, side="left")``): the first band is
     ``<= e[0]``, the last ``> e[-1]``. Categorical segment ``i`` is level code ``i``; codes
     outside ``0..len(levels)-1``, fractional codes, NaN and infinities belong to no
-    segment."""
+    segment. A capped feature (more than ``MAX_SEGMENTS`` levels) says, per level code,
+    which segment it is in (``members``); ``levels`` are then the segments' names, the last
+    "other (N levels)" pooling the ``pooled`` rare levels."""
 
     name: str
     kind: SegmentKind
     edges: tuple[float, ...] = ()
     levels: tuple[str, ...] = ()
+    members: tuple[int, ...] = ()  # level code -> segment (capped features only)
+    pooled: int = 0  # levels pooled into the last segment
 
     @property
     def size(self) -> int:
@@ -124,9 +134,12 @@ class SegmentFeature:
         if self.kind == "numerical":
             out[finite] = np.searchsorted(np.asarray(self.edges), col[finite], side="left")
         else:
-            ok = finite & (col >= 0) & (col < len(self.levels))
+            codes = len(self.members) if self.members else len(self.levels)
+            ok = finite & (col >= 0) & (col < codes)
             ok[ok] = col[ok] == np.floor(col[ok])
             out[ok] = col[ok].astype(np.int64)
+            if self.members:
+                out[ok] = np.asarray(self.members, dtype=np.int64)[out[ok]]
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -135,12 +148,16 @@ class SegmentFeature:
             out["edges"] = list(self.edges)
         else:
             out["levels"] = list(self.levels)
+        if self.members:
+            out["members"] = list(self.members)
+            out["pooled"] = self.pooled
         return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SegmentFeature:
         return cls(d["name"], d["kind"], tuple(float(e) for e in d.get("edges", ())),
-                   tuple(d.get("levels", ())))
+                   tuple(d.get("levels", ())), tuple(int(m) for m in d.get("members", ())),
+                   int(d.get("pooled", 0)))
 
 
 def _number(value: float, decimals: int) -> str:
@@ -174,7 +191,7 @@ def layout_from_schema(schema: FeatureSchema, X: np.ndarray,
     out = []
     for j, feat in enumerate(schema.features):
         if feat.kind == "categorical":
-            out.append(SegmentFeature(feat.name, "categorical", levels=tuple(feat.levels)))
+            out.append(_categorical(feat.name, tuple(feat.levels), X[:, j]))
             continue
         col = X[:, j][np.isfinite(X[:, j])]
         edges: tuple[float, ...] = ()
@@ -183,6 +200,29 @@ def layout_from_schema(schema: FeatureSchema, X: np.ndarray,
             edges = tuple(float(e) for e in np.unique(inner))
         out.append(SegmentFeature(feat.name, "numerical", edges=edges))
     return tuple(out)
+
+
+def _categorical(name: str, levels: tuple[str, ...], column: np.ndarray,
+                 cap: int = MAX_SEGMENTS) -> SegmentFeature:
+    """One segment per level, or, beyond ``cap`` levels, the ``cap - 1`` most frequent in
+    ``column`` (in level order) and one segment pooling the rest."""
+    if len(levels) <= cap:
+        return SegmentFeature(name, "categorical", levels=levels)
+    col = column[np.isfinite(column)]
+    col = col[(col >= 0) & (col < len(levels)) & (col == np.floor(col))].astype(np.int64)
+    counts = np.bincount(col, minlength=len(levels))
+    order = np.argsort(-counts, kind="stable")  # most frequent first, ties by level order
+    kept = sorted(order[:cap - 1].tolist())
+    segment = {code: i for i, code in enumerate(kept)}
+    pooled = len(levels) - len(kept)
+    members = tuple(segment.get(code, cap - 1) for code in range(len(levels)))
+    labels = (*(levels[c] for c in kept), f"other ({pooled} levels)")
+    return SegmentFeature(name, "categorical", levels=labels, members=members, pooled=pooled)
+
+
+def capped(layout: Iterable[SegmentFeature]) -> dict[str, int]:
+    """Features whose rare levels are pooled, and how many levels each pools."""
+    return {f.name: f.pooled for f in layout if f.pooled}
 
 
 # -- window sums ------------------------------------------------------------------------------

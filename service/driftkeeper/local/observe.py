@@ -19,8 +19,10 @@ class ServiceUnreachableError(DriftkeeperError):
     """The service did not answer; the message says where we looked."""
 
 
-def parse_metrics(text: str) -> Observation | None:
-    """An Observation from /metrics text, or None before the first evaluation."""
+def parse_metrics(text: str, report: dict | None = None) -> Observation | None:
+    """An Observation from /metrics text, or None before the first evaluation; where
+    concept drift lives (a sentence, never a metric label) comes from the ``report``
+    (GET /drift) when given."""
     samples: dict[str, list] = defaultdict(list)
     for family in text_string_to_metric_families(text):
         for s in family.samples:
@@ -68,8 +70,9 @@ def parse_metrics(text: str) -> Observation | None:
         feature_checks=feature_checks, concept_checks=concept_checks,
         statistics={k: s.labels["statistic"] for k, s in judged.items()},
         prediction_shifts=shifts,
-        concept_locations=tuple(s.labels["message"] for s in
-                                samples.get("driftkeeper_concept_location", [])))
+        concept_locations=tuple(
+            loc["message"] for loc in (((report or {}).get("concept") or {}).get(
+                "segments") or {}).get("locations") or []))
 
 
 def fetch_observation(url: str, session: requests.Session | None = None,
@@ -81,4 +84,10 @@ def fetch_observation(url: str, session: requests.Session | None = None,
         resp.raise_for_status()
     except requests.RequestException as exc:
         raise ServiceUnreachableError(f"cannot read metrics from {url}: {exc}") from exc
-    return parse_metrics(resp.text)
+    report = None
+    if "\ndriftkeeper_concept_location{" in resp.text:  # located: the sentences are here
+        try:
+            report = getter.get(url.rstrip("/") + "/drift", timeout=timeout).json()
+        except (requests.RequestException, ValueError):
+            report = None  # the verdict stands; only the sentence is missing
+    return parse_metrics(resp.text, report)

@@ -2,10 +2,17 @@
 
 Each process appends to its own CSV segment (no locks between gunicorn workers, no
 interleaved lines); a segment is closed after ``segment_rows`` rows and the oldest segments
-are deleted once the store holds more than ``max_rows``, counted row by row. CSV keeps it
-readable with any tool; each row ends with a CRC-32 of its fields, so a row cut short by a
-crash (a price of 1500 written as 15) is recognised and skipped, never learned from.
-Files in the directory that are not segments are ignored.
+are deleted once the store holds more than ``max_rows``, counted row by row (each closed
+segment once, then remembered; the service prunes from its background loop, never on the
+request path). CSV keeps it readable with any tool; each row ends with a CRC-32 of its
+fields, so a row cut short by a crash (a price of 1500 written as 15) is recognised and
+skipped, never learned from. Files in the directory that are not segments are ignored.
+
+Durability is a group commit: :meth:`FeedbackStore.append` returns a sequence number and
+:meth:`FeedbackStore.commit` waits until the rows up to it are on disk. One caller fsyncs
+for every row written so far while the others wait for it (after a pause of
+``commit_delay`` to let concurrent requests join), so a request is answered only once its
+rows are durable, at the cost of one fsync per group rather than per request.
 """
 
 from __future__ import annotations
@@ -48,7 +55,7 @@ class FeedbackStore:
     """Bounded, append-only store of labelled rows, safe for several writer processes."""
 
     def __init__(self, directory: str | Path, schema: FeatureSchema, max_rows: int = 200_000,
-                 segment_rows: int = 10_000) -> None:
+                 segment_rows: int = 10_000, commit_delay: float = 0.001) -> None:
         self.directory = Path(directory)
         self.schema = schema
         self.max_rows = max_rows
@@ -63,12 +70,23 @@ class FeedbackStore:
         self._rows_in_segment = 0
         self._pid = 0
         self._last_stamp_us = 0
+        self.commit_delay = commit_delay
+        self._written = 0  # sequence number of the last row written (to the OS)
+        self._durable = 0  # ... and of the last row known to be on disk
+        self._syncing = False
+        self._synced = threading.Condition()
+        self._unsynced: list = []  # files written to since their last fsync (and new dirs)
+        self._sizes: dict[tuple[str, int, int], int] = {}  # counted segments' rows
+        self.prune_due = False
 
     # -- writing -----------------------------------------------------------------------
 
-    def append(self, rows: list[dict], model_version: str, predictions: np.ndarray) -> None:
+    def append(self, rows: list[dict], model_version: str, predictions: np.ndarray,
+               prune: bool = True) -> int:
         """Append labelled rows (validated dicts with features and target) with the
-        prediction the serving model made for them."""
+        prediction the serving model made for them; returns the sequence number to pass to
+        :meth:`commit`. With ``prune`` False, a full store is pruned only by :meth:`prune`
+        (the service calls it off the request path)."""
         with self._lock:
             self._ensure_segment()
             assert self._writer is not None and self._fh is not None
@@ -87,11 +105,49 @@ class FeedbackStore:
                           level_text(row[target]) if self.classification
                           else str(row[target])]
                 self._writer.writerow([*fields, row_checksum(fields)])
-            self._fh.flush()
+            self._fh.flush()  # to the OS: visible to readers; commit() makes it durable
+            if self._fh not in self._unsynced:
+                self._unsynced.append(self._fh)
+            self._written += len(rows)
+            ticket = self._written
             self._rows_in_segment += len(rows)
             if self._rows_in_segment >= self.segment_rows:
                 self._close_segment()
-                self._prune()
+                self.prune_due = True
+        if prune and self.prune_due:
+            self.prune()
+        return ticket
+
+    def commit(self, ticket: int) -> None:
+        """Return once every row up to ``ticket`` (from :meth:`append`) is on disk: fsync
+        once for everything written so far, or wait for the thread doing it. An fsync that
+        fails raises here (the caller must not acknowledge the rows); a later commit tries
+        again."""
+        with self._synced:
+            while self._durable < ticket and self._syncing:
+                self._synced.wait()
+            if self._durable >= ticket:
+                return
+            self._syncing = True
+        synced, files = False, []
+        try:
+            if self.commit_delay > 0:
+                time.sleep(self.commit_delay)  # let concurrent requests join this group
+            with self._lock:
+                upto = self._written
+                files, self._unsynced = self._unsynced, []
+            for item in files:
+                _fsync(item)
+            synced = True
+        finally:
+            if not synced:
+                with self._lock:  # still not durable: the next commit syncs them
+                    self._unsynced = [*files, *(f for f in self._unsynced if f not in files)]
+            with self._synced:
+                self._syncing = False
+                if synced:
+                    self._durable = max(self._durable, upto)
+                self._synced.notify_all()
 
     def _ensure_segment(self) -> None:
         pid = os.getpid()
@@ -107,11 +163,16 @@ class FeedbackStore:
             self._writer.writerow(self.columns)
             self._rows_in_segment = 0
             self._pid = pid
+            self._unsynced.append(self.directory)  # the new file's name must be durable too
 
     def _close_segment(self) -> None:
         if self._fh is not None:
             with contextlib.suppress(OSError):
+                self._fh.flush()
+                os.fsync(self._fh.fileno())  # a closed segment is durable: commit skips it
                 self._fh.close()
+            if self._fh in self._unsynced:
+                self._unsynced.remove(self._fh)
         self._fh = None
         self._writer = None
 
@@ -130,16 +191,30 @@ class FeedbackStore:
                 found.append(((int(match.group(1)), int(match.group(2))), path))
         return [path for _, path in sorted(found)]
 
-    def _prune(self) -> None:
+    def prune(self) -> None:
         """Delete the oldest segments while the rest still hold at least ``max_rows`` rows
-        (counted, not assumed: a segment closed early by a restart holds fewer)."""
+        (counted, not assumed: a segment closed early by a restart holds fewer). Each
+        segment is counted once per size and remembered, so pruning reads only new ones."""
+        self.prune_due = False
         segments = self._segments()
-        sizes = [_line_count(p) for p in segments]
+        sizes = [self._rows_of(p) for p in segments]
         while segments and sum(sizes[1:]) >= self.max_rows:
             with contextlib.suppress(FileNotFoundError):
                 segments[0].unlink()
             segments.pop(0)
             sizes.pop(0)
+        live = {p.name for p in segments}
+        self._sizes = {k: v for k, v in self._sizes.items() if k[0] in live}
+
+    def _rows_of(self, path: Path) -> int:
+        try:
+            st = path.stat()
+        except OSError:
+            return 0
+        key = (path.name, st.st_size, st.st_mtime_ns)
+        if key not in self._sizes:
+            self._sizes[key] = _line_count(path)
+        return self._sizes[key]
 
     # -- reading -----------------------------------------------------------------------
 
@@ -212,6 +287,19 @@ class FeedbackStore:
                                   + [self.schema.encode_target(raw[self.schema.target.name])])
         finite = np.isfinite(numbers).all(axis=1)
         return intact & finite & self.schema.complete_rows(self.schema.encode(raw))
+
+
+def _fsync(item: object) -> None:
+    """fsync an open file, or a directory by path (so a new file's name survives a crash)."""
+    if isinstance(item, Path):
+        fd = os.open(item, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return
+    with contextlib.suppress(ValueError):  # closed meanwhile: close() flushed and synced it
+        os.fsync(item.fileno())  # type: ignore[attr-defined]
 
 
 def _line_count(path: Path) -> int:

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..drift.profile import ReferenceProfile
 from ..errors import ModelStoreError, PromotionConflictError
-from ..files import fsync_dir, fsync_file, sha256_file, write_json
+from ..files import fsync_dir, fsync_file, sha256_file, write_atomic, write_json
 from ..schema import FeatureSchema
 
 MODEL_FILE = "model.joblib"
@@ -109,6 +109,7 @@ class ModelStore:
         self.root = Path(root)
         self.versions_dir = self.root / "versions"
         self.current_link = self.root / "current"
+        self.previous_file = self.root / "previous"  # the version ``current`` replaced
 
     # -- reading -----------------------------------------------------------------------
 
@@ -131,6 +132,14 @@ class ModelStore:
         except (FileNotFoundError, OSError):
             return None
         return Path(target).name
+
+    def previous_version(self) -> str | None:
+        """The version that served before the current one (a rollback target)."""
+        try:
+            text = self.previous_file.read_text().strip()
+        except OSError:
+            return None
+        return text if _VERSION_RE.match(text) else None
 
     def path(self, version: str) -> Path:
         return self.versions_dir / version
@@ -235,7 +244,36 @@ class ModelStore:
                 raise PromotionConflictError(
                     f"not promoting {version}: current is {actual}, not {expected} as when "
                     f"the candidate was judged", expected=expected, actual=actual)
+            if actual is not None and actual != version:
+                write_atomic(self.previous_file, actual + "\n")  # kept by prune()
             self._swap_current(version)
+
+    def prune(self, keep: int) -> list[str]:
+        """Delete all but the newest ``keep`` versions, never the serving one nor the one
+        it replaced; returns the deleted versions. Under the promotion lock (no version
+        is promoted meanwhile). Each version is first renamed out of the ``v<N>`` names
+        (to ``.trash-*``), so none is ever seen half-deleted; a prune cut short leaves
+        only trash, which the next one removes."""
+        if keep < 2:
+            raise ValueError(f"keep at least 2 versions (the serving one and the one it "
+                             f"replaced), got {keep}")
+        deleted = []
+        with self._promotion_lock():
+            for trash in self.versions_dir.glob(".trash-*"):
+                shutil.rmtree(trash, ignore_errors=True)
+            versions = self.versions()
+            protected = {self.current_version(), self.previous_version(), *versions[-keep:]}
+            for version in versions:
+                if version in protected:
+                    continue
+                trash = self.versions_dir / f".trash-{version}-{uuid.uuid4().hex[:8]}"
+                os.rename(self.path(version), trash)
+                deleted.append(version)
+            if deleted:
+                fsync_dir(self.versions_dir)
+            for trash in self.versions_dir.glob(".trash-*"):
+                shutil.rmtree(trash, ignore_errors=True)
+        return deleted
 
     def _swap_current(self, version: str) -> None:
         tmp_link = self.root / f".current-{uuid.uuid4().hex}"

@@ -23,6 +23,7 @@ from ..model.store import ModelStore
 from ..schema import Target
 from . import metrics, monitor
 from .config import ServiceConfig
+from .health import LoopHealth, liveness
 from .openapi import openapi_document
 from .rings import RingWriter
 from .runtime import ModelHolder, PolicyHolder, ServingModel
@@ -42,6 +43,7 @@ class ServiceState:
         self.models = ModelHolder(ModelStore(config.model_dir))
         self.policy = PolicyHolder(config.policy)
         self.leadership = monitor.Leadership(config.monitor_lock)
+        self.health = LoopHealth()
         self._validators: dict[tuple[int, bool], RowValidator] = {}
         self._rings: dict[str, RingWriter] = {}
         self._feedback: FeedbackStore | None = None
@@ -62,23 +64,43 @@ class ServiceState:
 
     def tick(self, now: float | None = None) -> dict[str, Any] | None:
         """One step of the background loop: reload what changed, evaluate when due and
-        leading. Returns the published report, if this tick published one."""
+        leading. Returns the published report, if this tick published one. A failing step
+        is logged, counted and recorded for /healthz; the next tick tries again."""
         now = time.time() if now is None else now
-        self.refresh()
+        clean = self._step("reload", self.refresh)
+        clean = clean and self.models.failure is None
+        if self._feedback is not None and self._feedback.prune_due:
+            clean = self._step("prune", self._feedback.prune) and clean
         model = self.models.model
         if model is None or not self.leadership.try_acquire():
+            self.health.tick_done(clean)
             return None
-        self._count(model, now)
+        clean = self._step("count", lambda: self._count(model, now)) and clean
         if now < self._next_evaluation:
+            self.health.tick_done(clean)
             return None
         policy = self.policy.policy
         self._next_evaluation = now + policy.interval
+        published: list[dict[str, Any]] = []
+        clean = self._step("evaluate", lambda: published.append(
+            self._evaluate(model, policy, now))) and clean
+        self.health.tick_done(clean)
+        return published[0] if published else None
+
+    def _step(self, name: str, work: Any) -> bool:
+        """Run one step of a tick; False (logged, counted, recorded) when it fails."""
         try:
-            report, data, residuals = monitor.evaluate_windows(model, policy,
-                                                               self.config.windows_dir, now)
-        except Exception:  # one bad evaluation must not stop monitoring
-            log.exception("drift evaluation failed")
-            return None
+            work()
+        except Exception as exc:  # one bad step must not stop monitoring
+            log.exception("background %s failed", name)
+            self.health.failed(name, exc)
+            return False
+        self.health.succeeded(name)
+        return True
+
+    def _evaluate(self, model: ServingModel, policy: Any, now: float) -> dict[str, Any]:
+        report, data, residuals = monitor.evaluate_windows(model, policy,
+                                                           self.config.windows_dir, now)
         doc = monitor.report_document(report, policy)
         doc["policy_error"] = self.policy.error
         doc["evaluator_pid"] = os.getpid()
@@ -100,11 +122,12 @@ class ServiceState:
                                                 estimate=model.estimate_squared_errors)
             if changed:
                 self._tally.save(self.config.tally_path)
-        except Exception:  # counting must never stop monitoring
-            log.exception("updating the window counters failed")
-            self._tally = None
+        except Exception:
+            self._tally = None  # re-read from the file on the next tick
+            raise
 
     def start(self) -> None:
+        self.health.start()
         self._thread = threading.Thread(target=self._loop, name="driftkeeper-monitor",
                                         daemon=True)
         self._thread.start()
@@ -114,8 +137,9 @@ class ServiceState:
                                       self.policy.policy.interval)):
             try:
                 self.tick()
-            except Exception:
+            except Exception as exc:  # tick() catches its steps' errors: this is a bug
                 log.exception("monitor tick failed")
+                self.health.failed("tick", exc)
 
     def stop(self) -> None:
         self._stop.set()
@@ -128,10 +152,16 @@ class ServiceState:
     # -- request-path helpers ----------------------------------------------------------
 
     def validator(self, model: ServingModel, with_target: bool) -> RowValidator:
+        """The version's request validator, made once; a new version's replaces the old
+        ones (bounded: at most two, with and without the target)."""
         key = (model.number, with_target)
         v = self._validators.get(key)
         if v is None:
-            v = self._validators[key] = RowValidator(model.bundle.schema, with_target)
+            v = RowValidator(model.bundle.schema, with_target)
+            validators = {k: old for k, old in self._validators.items()
+                          if k[0] == model.number}  # a request in flight keeps its own
+            validators[key] = v
+            self._validators = validators  # one assignment: request threads never miss
         return v
 
     def ring(self, name: str, columns: int) -> RingWriter:
@@ -286,7 +316,10 @@ def create_app(config: ServiceConfig, start_background: bool = True) -> Flask:
         state.ring(monitor.FEEDBACK, monitor.feedback_columns(X.shape[1])).append(
             np.column_stack([_timestamps(now, len(X)), np.full(len(X), model.number),
                              residuals, predictions, X]))
-        state.feedback_store(model).append(rows, model.version, predictions)
+        store = state.feedback_store(model)
+        # Answered only once the rows are on disk (a group commit shares the fsync with
+        # concurrent requests); a full store is pruned by the background loop, not here.
+        store.commit(store.append(rows, model.version, predictions, prune=False))
         metrics.FEEDBACK.inc(len(X))
         return _json({"accepted": len(X), "model_version": model.version,
                       "request_id": g.request_id})
@@ -342,13 +375,19 @@ def create_app(config: ServiceConfig, start_background: bool = True) -> Flask:
 
     @app.get("/healthz")
     def healthz() -> Response:
-        return _json({"status": "ok"})
+        """Liveness of the worker that answers: can it serve, does its loop work (see
+        serving/health.py); 503 with every check's detail when not."""
+        ok, detail = liveness(state.models, state.health)
+        return _json({**detail, "pid": os.getpid()}, 200 if ok else 503)
 
     @app.get("/readyz")
     def readyz() -> Response:
         model = state.models.model
         if model is None:
-            return _json({"status": "not ready", "reason": "no model loaded"}, 503)
+            failure = state.models.failure
+            reason = (f"model {failure.version} failed to load: {failure.error}" if failure
+                      else "no model loaded")
+            return _json({"status": "not ready", "reason": reason}, 503)
         return _json({"status": "ready", "model_version": model.version})
 
     @app.get("/")
@@ -366,7 +405,8 @@ def create_app(config: ServiceConfig, start_background: bool = True) -> Flask:
                 "metrics": "/metrics (GET) Prometheus metrics",
                 "reference": "/reference (GET) the serving version's reference profile",
                 "schema": "/schema (GET) the serving version's feature schema and target",
-                "healthz": "/healthz (GET) liveness",
+                "healthz": "/healthz (GET) liveness: this worker can serve and its "
+                           "background loop works (503 with the failing checks)",
                 "readyz": "/readyz (GET) readiness: a model is loaded",
                 "openapi": "/openapi.json (GET) this API as OpenAPI 3",
             },

@@ -46,6 +46,12 @@ RELOADS = Counter("driftkeeper_model_reloads", "Hot reloads of the model, by out
                   ["outcome"])
 POLICY_ERRORS = Counter("driftkeeper_policy_errors",
                         "Policy file reloads rejected as invalid (the previous policy stays).")
+BACKGROUND_ERRORS = Counter("driftkeeper_background_errors",
+                            "Failed steps of a worker's background loop (reload, prune, count, "
+                            "evaluate, tick); /healthz says which keep failing.", ["loop"])
+BACKGROUND_LAST_CLEAN = Gauge("driftkeeper_background_last_clean_tick_timestamp_seconds",
+                              "When a worker's background loop last ticked without an error "
+                              "(the newest of the live workers).", multiprocess_mode="livemax")
 
 
 def _verdict_value(drift: bool | None) -> float:
@@ -178,14 +184,17 @@ def report_metrics(report: dict[str, Any]) -> Iterator[GaugeMetricFamily]:
         yield from (scores, limits)
         located = (concept.get("segments") or {}).get("locations") or []
         if located:
+            # Bounded labels only: one series per located segment (segments per feature are
+            # capped in the layout). The sentence ("color D, E, F: price 24 % above the
+            # model") is in /drift and the policy's status, never a label.
             where = GaugeMetricFamily("driftkeeper_concept_location", "Where concept drift "
-                                      "lives: the residual shift relative to the predictions "
-                                      "(0.24 = price 24 % above the model) of the segments "
-                                      "named, by feature (only while concept drift is "
-                                      "detected).", labels=["feature", "segments", "message"])
+                                      "lives: each located segment with its location's "
+                                      "residual shift relative to the predictions (0.24 = "
+                                      "24 % above the model), while concept drift is "
+                                      "detected.", labels=["feature", "segment"])
             for loc in located:
-                where.add_metric([loc["feature"], ", ".join(loc["segments"]), loc["message"]],
-                                 loc["shift"])
+                for segment in loc["segments"] or ["*"]:
+                    where.add_metric([loc["feature"], segment], loc["shift"])
             yield where
 
     score = GaugeMetricFamily("driftkeeper_feature_drift", "Drift score per feature.",

@@ -147,8 +147,11 @@ def openapi_document(schema: FeatureSchema | None, max_rows: int) -> dict[str, A
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
                 "200": {"description": "text exposition format",
                         "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
-            "/healthz": {"get": {"summary": "Liveness", "responses": {
-                "200": _ok("alive", {"type": "object"})}}},
+            "/healthz": {"get": {
+                "summary": "Liveness: this worker can serve and its background loop works",
+                "responses": {"200": _ok("alive", {"type": "object"}),
+                              "503": _ok("unhealthy: the failing checks", {
+                                  "type": "object"})}}},
             "/readyz": {"get": {"summary": "Readiness: a model is loaded", "responses": {
                 "200": _ok("ready", {"type": "object"}), "503": _error("no model loaded")}}},
             "/": {"get": {"summary": "Endpoint index", "responses": {

@@ -4,9 +4,13 @@ Each gunicorn worker appends its rows to its own file (one writer, no cross-proc
 the pod's single evaluator maps every worker's file and merges them. Rows stay in the page
 cache, so a write costs a few microseconds and nothing touches the disk in the request path.
 
-Layout: a 64-byte header of int64 (magic, columns, capacity, head) then ``capacity`` rows of
-float64. The writer stores rows before advancing ``head``; a reader that races a wrap-around
-may see one row mid-update, which at worst skews a single sample of the window.
+Layout: a 64-byte header of int64 (magic, columns, capacity, head, claim) then
+``capacity`` rows of float64. The writer first raises ``claim`` to the head it is about to
+reach, then stores the rows, then advances ``head`` (a seqlock in two counters). A reader
+copies the rows below ``head`` and then reads ``claim`` again: every copied row whose slot
+a write may have touched meanwhile (position below ``claim - capacity``) is discarded and
+counted as dropped, so a reader racing a wrap-around never counts a torn, stale or repeated
+row, and says how many it lost.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import numpy as np
 
 MAGIC = 0x44524946544B5052  # "DRIFTKPR"
 HEADER_WORDS = 8
-_MAGIC, _COLUMNS, _CAPACITY, _HEAD = range(4)
+_MAGIC, _COLUMNS, _CAPACITY, _HEAD, _CLAIM = range(5)
 
 
 def input_columns(n_features: int) -> int:
@@ -58,11 +62,12 @@ class RingWriter:
 
     def append(self, rows: np.ndarray) -> None:
         rows = np.asarray(rows, dtype=np.float64).reshape(-1, self.columns)
-        if len(rows) > self.capacity:
-            rows = rows[-self.capacity:]
+        n = len(rows)  # all of them count; only the newest ``capacity`` fit
+        rows = rows[-self.capacity:]
         with self._lock:
             head = int(self._header[_HEAD])
-            start = head % self.capacity
+            self._header[_CLAIM] = head + n  # readers: these slots are changing
+            start = (head + n - len(rows)) % self.capacity
             end = start + len(rows)
             if end <= self.capacity:
                 self._data[start:end] = rows
@@ -70,60 +75,75 @@ class RingWriter:
                 split = self.capacity - start
                 self._data[start:] = rows[:split]
                 self._data[: end - self.capacity] = rows[split:]
-            self._header[_HEAD] = head + len(rows)
+            self._header[_HEAD] = head + n
+
+
+def _open(path: str | Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The header and the rows of a ring file, mapped read-only (None: not a ring)."""
+    try:
+        header = np.memmap(path, dtype=np.int64, mode="r", shape=(HEADER_WORDS,))
+        if header[_MAGIC] != MAGIC:
+            return None
+        columns, capacity = int(header[_COLUMNS]), int(header[_CAPACITY])
+        data = np.memmap(path, dtype=np.float64, mode="r", offset=HEADER_WORDS * 8,
+                         shape=(capacity, columns))
+    except (OSError, ValueError):
+        return None
+    return header, data
+
+
+def _copy(header: np.ndarray, data: np.ndarray, first: int, head: int
+          ) -> tuple[np.ndarray, int]:
+    """Rows at positions [first, head), oldest first, minus those a concurrent write may
+    have overwritten while they were copied; returns them and how many were discarded."""
+    capacity = len(data)
+    take = head - first
+    start = first % capacity
+    if start + take <= capacity:
+        rows = np.array(data[start:start + take])
+    else:
+        rows = np.concatenate([data[start:], data[:start + take - capacity]])
+    claim = max(int(header[_CLAIM]), int(header[_HEAD]))  # after the copy: the seqlock
+    stale = min(max(claim - capacity - first, 0), take)
+    return rows[stale:], stale
 
 
 def read_ring(path: str | Path, last: int | None = None) -> np.ndarray:
     """A copy of the rows in a ring file, oldest first (empty if unreadable); with
     ``last``, only the newest ``last`` rows (a window never needs more, and copying a full
     ring of 50,000 rows each tick would cost more than evaluating it)."""
-    try:
-        header = np.fromfile(path, dtype=np.int64, count=HEADER_WORDS)
-        if len(header) < HEADER_WORDS or header[_MAGIC] != MAGIC:
-            return np.empty((0, 0))
-        columns, capacity = int(header[_COLUMNS]), int(header[_CAPACITY])
-        data = np.memmap(path, dtype=np.float64, mode="r", offset=HEADER_WORDS * 8,
-                         shape=(capacity, columns))
-    except (OSError, ValueError):
+    opened = _open(path)
+    if opened is None:
         return np.empty((0, 0))
-    head = int(np.memmap(path, dtype=np.int64, mode="r", shape=(HEADER_WORDS,))[_HEAD])
-    held = min(head, capacity)
+    header, data = opened
+    head = int(header[_HEAD])
+    held = min(head, len(data))
     take = held if last is None else min(max(last, 0), held)
-    first = (head - take) % capacity
-    if first + take <= capacity:
-        return np.array(data[first:first + take])
-    return np.concatenate([data[first:], data[:first + take - capacity]])
+    rows, _ = _copy(header, data, head - take, head)
+    return rows
 
 
 def read_ring_tail(path: str | Path, position: int) -> tuple[np.ndarray, int, int]:
     """Rows appended since ``position`` (a previous head), oldest first.
 
-    Returns the rows, the current head, and how many rows since ``position`` were already
-    overwritten by the ring wrapping around (they cannot be read any more). A head below
-    ``position`` means a new file: everything in it is new.
+    Returns the rows, the current head, and how many rows since ``position`` cannot be read
+    (overwritten by the ring wrapping around, before or while they were copied). A head
+    below ``position`` means a new file: everything in it is new. Rows returned plus rows
+    dropped always equal rows appended since ``position``: none twice, none unaccounted.
     """
-    try:
-        header = np.fromfile(path, dtype=np.int64, count=HEADER_WORDS)
-        if len(header) < HEADER_WORDS or header[_MAGIC] != MAGIC:
-            return np.empty((0, 0)), position, 0
-        columns, capacity = int(header[_COLUMNS]), int(header[_CAPACITY])
-        head = int(header[_HEAD])
-        if head < position:
-            position = 0
-        new = head - position
-        if new == 0:
-            return np.empty((0, columns)), head, 0
-        data = np.memmap(path, dtype=np.float64, mode="r", offset=HEADER_WORDS * 8,
-                         shape=(capacity, columns))
-    except (OSError, ValueError):
+    opened = _open(path)
+    if opened is None:
         return np.empty((0, 0)), position, 0
-    take = min(new, capacity)
-    first = (head - take) % capacity
-    if first + take <= capacity:
-        rows = np.array(data[first:first + take])
-    else:
-        rows = np.concatenate([data[first:], data[:first + take - capacity]])
-    return rows, head, new - take
+    header, data = opened
+    head = int(header[_HEAD])
+    if head < position:
+        position = 0
+    new = head - position
+    if new == 0:
+        return np.empty((0, data.shape[1])), head, 0
+    take = min(new, len(data))
+    rows, stale = _copy(header, data, head - take, head)
+    return rows, head, new - take + stale
 
 
 def read_rings(directory: str | Path, prefix: str, last: int | None = None

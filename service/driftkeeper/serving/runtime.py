@@ -2,13 +2,18 @@
 
 A new model version is loaded beside the old one and swapped in with one attribute
 assignment; requests in flight finish on the object they started with, so a reload never
-fails a request. A broken version or policy is logged and skipped, never half-applied.
+fails a request. A version that fails to load is retried with backoff (a transient error,
+such as a file still being synced, heals; a corrupt version is never served), and the
+failure is counted and shown in ``/healthz``. A broken policy is logged and skipped, never
+half-applied.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,19 +66,37 @@ class ServingModel:
         return np.maximum(self.loss.predict(loss_inputs(X, predictions)), 0.0)
 
 
+RETRY_FIRST = 1.0  # seconds before a version that failed to load is tried again
+RETRY_MAX = 60.0  # the wait doubles up to this
+
+
+@dataclass
+class LoadFailure:
+    """A version that failed to load: when to try again, and why it failed."""
+
+    version: str
+    attempts: int
+    retry_at: float
+    error: str
+    since: float  # when the first attempt failed
+
+
 class ModelHolder:
     """The current model of a model directory, reloaded when ``current`` moves."""
 
-    def __init__(self, store: ModelStore) -> None:
+    def __init__(self, store: ModelStore, clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
+        self.clock = clock
         self.model: ServingModel | None = None
-        self._skipped: str | None = None  # a version that failed to load
+        self.failure: LoadFailure | None = None  # the target version, while it fails
 
     def refresh(self) -> bool:
         """Load the current version if it changed; True when a new model was swapped in."""
         target = self.store.current_version()
         loaded = self.model.version if self.model else None
-        if target is None or target == loaded or target == self._skipped:
+        now = self.clock()
+        failed = self.failure if self.failure and self.failure.version == target else None
+        if target is None or target == loaded or (failed and now < failed.retry_at):
             return False
         try:
             # Models that cannot be exported (the lab's forest) are served by scikit-learn.
@@ -81,16 +104,22 @@ class ModelHolder:
             bundle = self.store.load(target, with_estimator=not exported)
             new = ServingModel.from_bundle(bundle)
         except (DriftkeeperError, OSError, ValueError, KeyError) as exc:
-            log.error("cannot load model %s, keeping %s: %s", target, loaded, exc)
+            attempts = failed.attempts + 1 if failed else 1
+            wait = min(RETRY_FIRST * 2 ** (attempts - 1), RETRY_MAX)
+            error = f"{type(exc).__name__}: {exc}"
+            if failed is None or failed.error != error:  # once per distinct error
+                log.error("cannot load model %s, keeping %s (retrying with backoff): %s",
+                          target, loaded, error)
             metrics.RELOADS.labels("failed").inc()
-            self._skipped = target
+            self.failure = LoadFailure(target, attempts, now + wait, error,
+                                       failed.since if failed else now)
             return False
         old, self.model = self.model, new
         if old is not None:  # multiprocess gauges cannot be removed, only zeroed
             metrics.MODEL_INFO.labels(old.version, old.bundle.metadata["model"]["kind"]).set(0)
         metrics.MODEL_INFO.labels(new.version, new.bundle.metadata["model"]["kind"]).set(1)
         metrics.RELOADS.labels("loaded").inc()
-        self._skipped = None
+        self.failure = None
         log.info("worker %d serves model %s (was %s)", os.getpid(), new.version, loaded)
         return True
 
