@@ -66,8 +66,7 @@ kind-up: ## a kind cluster with kube-prometheus-stack (needs docker, kind, helm)
 	helm repo add prometheus-community https://prometheus-community.github.io/helm-charts
 	helm upgrade --install kube-prometheus-stack prometheus-community/kube-prometheus-stack \
 	  --version $(KPS_VERSION) --namespace monitoring --create-namespace --wait \
-	  --set grafana.service.type=NodePort --set grafana.service.nodePort=30300 \
-	  --set grafana.sidecar.dashboards.searchNamespace=ALL
+	  --set grafana.service.type=NodePort --set grafana.service.nodePort=30300
 
 kind-down: ## delete the kind cluster
 	kind delete cluster --name $(KIND_CLUSTER)

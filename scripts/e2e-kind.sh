@@ -33,8 +33,7 @@ step "kube-prometheus-stack (Prometheus, Grafana on node port 30300)"
 helm repo add prometheus-community https://prometheus-community.github.io/helm-charts >/dev/null
 helm upgrade --install kube-prometheus-stack prometheus-community/kube-prometheus-stack \
   --version "$KPS_VERSION" --namespace monitoring --create-namespace --wait --timeout 10m \
-  --set grafana.service.type=NodePort --set grafana.service.nodePort=30300 \
-  --set grafana.sidecar.dashboards.searchNamespace=ALL
+  --set grafana.service.type=NodePort --set grafana.service.nodePort=30300
 
 step "image"
 docker build -t "driftkeeper:$IMAGE_TAG" .
@@ -44,6 +43,8 @@ step "chart"
 helm upgrade --install "$RELEASE" charts/driftkeeper --namespace "$NAMESPACE" \
   --create-namespace --wait --timeout 10m -f charts/driftkeeper/ci/kind-values.yaml \
   --set image.tag="$IMAGE_TAG" --set simulator.enabled=false \
+  --set monitoring.serviceMonitor.labels.release=kube-prometheus-stack \
+  --set monitoring.prometheusRule.labels.release=kube-prometheus-stack \
   --set policy.spec.retraining.cooldown=1m \
   --set policy.spec.retraining.trainingData.minFeedbackRows=1500 \
   --set policy.spec.promotion.evaluationRows=300

@@ -9,9 +9,12 @@ Grafana 11.6 schema), four files:
   ``deploy/compose/prometheus/alerts.yml`` (the compose setup's provisioned files).
 
 Usage: ``python scripts/generate_monitoring.py`` (writes) or ``--check`` (exit 1 when a
-committed file differs; a test runs this). Series are selected by job: ``driftkeeper`` for
-the model pods, ``driftkeeper-operator`` for the policy metrics (the chart's ServiceMonitors
-set it with ``jobLabel``; compose names its scrape jobs so).
+committed file differs; a test runs this). Series are selected by the constant label
+``driftkeeper``: ``model`` for the model pods, ``operator`` for the policy metrics (the
+chart's ServiceMonitors add it by relabeling, compose's scrape jobs as a static label), so
+``job`` is free to name each release (the Prometheus Operator's default: the Service's
+name). Each alert links its runbook (``docs/runbooks.md``, one section per alert): the
+chart puts its ``monitoring.prometheusRule.runbookBaseUrl`` in place of ``RUNBOOK_BASE``.
 """
 
 from __future__ import annotations
@@ -32,8 +35,11 @@ ROOT = Path(__file__).resolve().parents[1]
 CHART_FILES = ROOT / "charts" / "driftkeeper" / "files"
 COMPOSE = ROOT / "deploy" / "compose"
 
-MODEL_JOB = 'job="driftkeeper"'
-POLICY_JOB = 'job="driftkeeper-operator"'
+MODEL_JOB = 'driftkeeper="model"'
+POLICY_JOB = 'driftkeeper="operator"'
+RUNBOOK_BASE = "__RUNBOOK_BASE_URL__"
+"""Replaced by the chart's value (and by DEFAULT_RUNBOOKS in the compose rules)."""
+DEFAULT_RUNBOOKS = "https://github.com/driftkeeper/driftkeeper/blob/main/docs/runbooks.md"
 MODEL = f'{MODEL_JOB}, namespace="$namespace", service="$service"'
 POLICY = f'{POLICY_JOB}, namespace="$namespace", policy="$policy"'
 BY_POLICY = "max by (namespace, policy)"
@@ -64,7 +70,8 @@ class Alert:
     def rule(self) -> dict[str, Any]:
         return {"alert": self.name, "expr": self.expr, "for": self.duration,
                 "labels": {"severity": self.severity},
-                "annotations": {"summary": self.summary, "description": self.description}}
+                "annotations": {"summary": self.summary, "description": self.description,
+                                "runbook_url": f"{RUNBOOK_BASE}#{self.name.lower()}"}}
 
 
 ALERTS = [
@@ -261,7 +268,8 @@ def outputs() -> dict[Path, str]:
     rules = header + yaml.safe_dump(alert_groups(), sort_keys=False, width=100)
     return {CHART_FILES / "dashboard.json": board, CHART_FILES / "alerts.yaml": rules,
             COMPOSE / "grafana" / "dashboards" / "driftkeeper.json": board,
-            COMPOSE / "prometheus" / "alerts.yml": rules}
+            COMPOSE / "prometheus" / "alerts.yml": rules.replace(RUNBOOK_BASE,
+                                                                 DEFAULT_RUNBOOKS)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,12 +19,15 @@ def running_prometheus(targets: str | list[str], tmp_path: Path,
                        extra_jobs: dict[str, tuple[list[str], dict[str, str]]] | None = None,
                        ) -> Iterator[str]:
     """Prometheus scraping ``targets`` (host:port) every second as job ``driftkeeper``,
-    their series carrying ``labels`` (as a ServiceMonitor adds namespace and service), and
-    ``extra_jobs`` (name -> targets, labels); yields its base URL."""
+    their series carrying ``labels`` (as a ServiceMonitor adds namespace and service) and
+    ``driftkeeper="model"`` (as its relabeling does), and ``extra_jobs`` (name -> targets,
+    labels; ``driftkeeper-operator`` gets ``driftkeeper="operator"``); yields its URL."""
     port = free_port()
     config = tmp_path / "prometheus.yml"
-    jobs = {"driftkeeper": ([targets] if isinstance(targets, str) else targets, labels or {}),
-            **(extra_jobs or {})}
+    jobs = {"driftkeeper": ([targets] if isinstance(targets, str) else targets,
+                            {"driftkeeper": "model", **(labels or {})}),
+            **{name: (t, {**({"driftkeeper": "operator"} if name == "driftkeeper-operator"
+                             else {}), **lab}) for name, (t, lab) in (extra_jobs or {}).items()}}
     config.write_text(yaml.safe_dump({
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "scrape_configs": [{"job_name": name, "metrics_path": "/metrics",

@@ -43,7 +43,7 @@ def test_prometheus_scrapes_drift_gauges(model_dir, tmp_path, diamonds) -> None:
         svc.wait_for(lambda r: r["concept"]["samples"] == 600, what="a full evaluation")
         target = svc.url.removeprefix("http://")
         with running_prometheus(target, tmp_path) as prometheus:
-            up = _query(prometheus, 'up{job="driftkeeper"} == 1')
+            up = _query(prometheus, 'up{driftkeeper="model"} == 1')
             assert up[0]["metric"]["instance"] == target
             data = _query(prometheus, "data_drift")
             assert float(data[0]["value"][1]) > 0

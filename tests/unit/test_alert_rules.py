@@ -16,13 +16,14 @@ from tools import tool
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "charts" / "driftkeeper" / "files" / "alerts.yaml"
+RUNBOOK_BASE = "__RUNBOOK_BASE_URL__"  # the chart puts runbookBaseUrl in its place
 PROMTOOL = tool("promtool")
 
 needs_promtool = pytest.mark.skipif(PROMTOOL is None,
                                     reason="promtool not installed (make test-tools)")
 
-POLICY = 'job="driftkeeper-operator", namespace="ml", policy="diamonds"'
-MODEL = 'job="driftkeeper", namespace="ml", service="diamonds"'
+POLICY = 'driftkeeper="operator", job="dk-driftkeeper-operator", namespace="ml", policy="diamonds"'
+MODEL = 'driftkeeper="model", job="dk-driftkeeper", namespace="ml", service="diamonds"'
 
 
 def _rules() -> dict[str, dict[str, Any]]:
@@ -136,4 +137,21 @@ def test_generated_files_are_current() -> None:
                            "--check"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     compose = ROOT / "deploy" / "compose" / "prometheus" / "alerts.yml"
-    assert compose.read_text() == RULES.read_text()
+    values = yaml.safe_load((ROOT / "charts" / "driftkeeper" / "values.yaml").read_text())
+    runbooks = values["monitoring"]["prometheusRule"]["runbookBaseUrl"]
+    assert compose.read_text() == RULES.read_text().replace(RUNBOOK_BASE, runbooks)
+
+
+def test_every_alert_links_its_own_runbook_section() -> None:
+    """runbook_url is <base>#<alert name in lower case>, and docs/runbooks.md has that
+    section (a Markdown heading's anchor is its text in lower case), saying what it means,
+    how to check and what to do."""
+    text = (ROOT / "docs" / "runbooks.md").read_text()
+    sections = {m.group(1).lower(): m.end() for m in re.finditer(r"^## (\w+)$", text, re.M)}
+    for name, rule in _rules().items():
+        assert rule["annotations"]["runbook_url"] == f"{RUNBOOK_BASE}#{name.lower()}"
+        assert name.lower() in sections, f"docs/runbooks.md has no section {name}"
+        start = sections[name.lower()]
+        body = text[start:text.find("\n## ", start) if "\n## " in text[start:] else None]
+        for part in ("Meaning", "Check", "Act"):
+            assert f"**{part}.**" in body, (name, part)

@@ -14,7 +14,9 @@ import pytest
 import yaml
 
 from crd_schema import cel_errors, crd_schema, schema_errors
-from driftkeeper_operator.worker import parse_for_cluster
+from driftkeeper_operator.config import OperatorConfig
+from driftkeeper_operator.executor import parse_for_cluster
+from driftkeeper_operator.job_guard import model_volume
 from tools import cached_crd, tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,13 +92,23 @@ def test_monitoring_objects_only_where_the_api_exists() -> None:
     monitors = {m["metadata"]["name"]: m for m in kinds["ServiceMonitor"]}
     assert set(monitors) == {"dk-driftkeeper", "dk-driftkeeper-operator"}
     for monitor in monitors.values():
-        assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
-        assert monitor["spec"]["jobLabel"] == "driftkeeper.io/job"
+        # No selector label by default: the user names their Prometheus' release.
+        assert "release" not in monitor["metadata"]["labels"]
+        # job is the Service's name (per release); the rules select a constant label.
+        assert "jobLabel" not in monitor["spec"]
+        component = monitor["metadata"]["labels"]["app.kubernetes.io/component"]
+        assert monitor["spec"]["endpoints"][0]["relabelings"] == [
+            {"action": "replace", "targetLabel": "driftkeeper", "replacement": component}]
     rule = kinds["PrometheusRule"][0]
-    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
-    generated = yaml.safe_load((CHART / "files" / "alerts.yaml").read_text())
+    assert "release" not in rule["metadata"]["labels"]
+    generated = yaml.safe_load((CHART / "files" / "alerts.yaml").read_text().replace(
+        "__RUNBOOK_BASE_URL__", "https://github.com/driftkeeper/driftkeeper/blob/main/docs/"
+        "runbooks.md"))
     assert rule["spec"] == generated
-    # Each ServiceMonitor selects exactly one Service, whose label becomes job.
+    runbooks = {r["alert"]: r["annotations"]["runbook_url"]
+                for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert runbooks["DriftkeeperConceptDrift"].endswith("docs/runbooks.md#driftkeeperconceptdrift")
+    # Each ServiceMonitor selects exactly one Service.
     services = kinds["Service"]
     for monitor in monitors.values():
         wanted = monitor["spec"]["selector"]["matchLabels"]
@@ -104,8 +116,16 @@ def test_monitoring_objects_only_where_the_api_exists() -> None:
                       if wanted.items() <= s["metadata"]["labels"].items()]
         port = monitor["spec"]["endpoints"][0]["port"]
         assert port in {p["name"] for p in service["spec"]["ports"]}
-        assert service["metadata"]["labels"]["driftkeeper.io/job"] in (
-            "driftkeeper", "driftkeeper-operator")
+    # With the user's release label, and their runbook pages.
+    labelled = by_kind(render(extra=[
+        "--set", "monitoring.serviceMonitor.labels.release=kps",
+        "--set", "monitoring.prometheusRule.labels.release=kps",
+        "--set", "monitoring.prometheusRule.runbookBaseUrl=https://wiki.example/dk"]))
+    assert {m["metadata"]["labels"]["release"] for m in labelled["ServiceMonitor"]} == {"kps"}
+    (rule,) = labelled["PrometheusRule"]
+    assert rule["metadata"]["labels"]["release"] == "kps"
+    assert all(r["annotations"]["runbook_url"].startswith("https://wiki.example/dk#")
+               for g in rule["spec"]["groups"] for r in g["rules"])
 
 
 def test_the_objects_are_wired_together() -> None:
@@ -136,6 +156,121 @@ def test_the_objects_are_wired_together() -> None:
     assert env["DRIFTKEEPER_IMAGE"] == container["image"] == "driftkeeper:0.1.0"
     (binding,) = kinds["RoleBinding"]
     assert binding["subjects"][0]["name"] == opod["serviceAccountName"]
+    # The operator lets the default policy's Job mount what the Deployment mounts.
+    volume = model_volume(model, target["modelClaim"], target["modelDir"])
+    assert (volume.claim, volume.path) == (target["modelClaim"], "/models")
+
+
+def _job_settings(docs: list[dict[str, Any]]) -> OperatorConfig:
+    """The operator's configuration as the chart sets it (its own parser)."""
+    operator = next(d for d in by_kind(docs)["Deployment"]
+                    if d["metadata"]["labels"]["app.kubernetes.io/component"] == "operator")
+    env = {e["name"]: e["value"] for e in operator["spec"]["template"]["spec"]["containers"][0]
+           ["env"]}
+    return OperatorConfig.from_env(env)
+
+
+def test_the_retraining_jobs_settings_are_the_charts_own() -> None:
+    """What a Job runs as comes from retrainJob values, parsed by the operator itself: the
+    chart's image, a token-less ServiceAccount with no RBAC, today's secure contexts."""
+    docs = render()
+    job = _job_settings(docs).job
+    assert job.image == "driftkeeper:0.1.0" and job.image_pull_policy == "IfNotPresent"
+    assert job.service_account == "dk-driftkeeper-retrain"
+    accounts = {a["metadata"]["name"]: a for a in by_kind(docs)["ServiceAccount"]}
+    assert accounts["dk-driftkeeper-retrain"]["automountServiceAccountToken"] is False
+    bound = {s["name"] for b in by_kind(docs)["RoleBinding"] for s in b["subjects"]}
+    assert "dk-driftkeeper-retrain" not in bound  # no RBAC at all
+    assert job.pod_security_context["runAsNonRoot"] is True
+    assert job.security_context["readOnlyRootFilesystem"] is True
+    assert job.resources == {"requests": {"cpu": "500m", "memory": "512Mi"},
+                             "limits": {"memory": "1Gi"}}
+    assert job.allowed_images == ()
+    custom = _job_settings(render(CHART / "ci" / "single-node-volume-values.yaml")).job
+    assert custom.resources["limits"] == {"memory": "2Gi"}
+    assert custom.node_selector == {"pool": "training"}
+    assert custom.allowed_images == ("registry.example/driftkeeper-gpu:0.1.0",)
+    wide = _job_settings(render(CHART / "ci" / "cluster-wide-values.yaml")).job
+    assert wide.service_account is None  # Jobs run in other namespaces: their default SA
+    secured = _job_settings(render(extra=[
+        "--set", "imagePullSecrets[0].name=pull", "--set", "securityContext.runAsUser=2000",
+        "--set", "retrainJob.image.repository=registry.example/dk"])).job
+    assert secured.image_pull_secrets == ("pull",)
+    assert secured.security_context["runAsUser"] == 2000
+    assert secured.image == "registry.example/dk:0.1.0"
+
+
+def test_a_read_write_once_volume_keeps_everything_on_its_node() -> None:
+    """Replicas sharing a ReadWriteOnce claim must share its node; a rollout replaces
+    rather than rolls (a new pod elsewhere would wait on Multi-Attach forever)."""
+    single = by_kind(render())
+    model = next(d for d in single["Deployment"] if d["metadata"]["name"] == "dk-driftkeeper")
+    assert model["spec"]["strategy"] == {"type": "Recreate"}
+    assert "affinity" not in model["spec"]["template"]["spec"]  # one replica: nothing to pin
+    assert "PodDisruptionBudget" not in single  # one replica: a budget could only block
+    two = by_kind(render(CHART / "ci" / "single-node-volume-values.yaml"))
+    model = next(d for d in two["Deployment"] if d["metadata"]["name"] == "dk-driftkeeper")
+    (term,) = model["spec"]["template"]["spec"]["affinity"]["podAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"] == model["spec"]["selector"]["matchLabels"]
+    (budget,) = two["PodDisruptionBudget"]
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert budget["spec"]["selector"] == model["spec"]["selector"]
+    spread = by_kind(render(CHART / "ci" / "prometheus-source-values.yaml"))
+    model = next(d for d in spread["Deployment"] if d["metadata"]["name"] == "dk-driftkeeper")
+    assert "strategy" not in model["spec"]  # ReadWriteMany: the default rolling update
+    assert "affinity" not in model["spec"]["template"]["spec"]
+    assert spread["PodDisruptionBudget"][0]["spec"]["maxUnavailable"] == 1
+
+
+def test_without_a_volume_the_default_policy_monitors_but_does_not_retrain() -> None:
+    (policy,) = by_kind(render(extra=["--set", "model.persistence.enabled=false"]))[
+        "DriftPolicy"]
+    assert policy["spec"]["retraining"]["enabled"] is False
+    assert "modelClaim" not in policy["spec"]["target"]
+
+
+def test_network_policies() -> None:
+    """The model API open on its port only (to anyone by default, or to the given peers
+    plus this release's operator, simulator and test pod); no egress from the model pods
+    or the Jobs; the simulator and the test pod reach only the model API and DNS."""
+    policies = {p["metadata"]["name"]: p for p in by_kind(render())["NetworkPolicy"]}
+    assert set(policies) == {"dk-driftkeeper-model", "dk-driftkeeper-retrain",
+                             "dk-driftkeeper-operator", "dk-driftkeeper-simulator",
+                             "dk-driftkeeper-test"}
+    model = policies["dk-driftkeeper-model"]["spec"]
+    assert model["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
+    assert model["egress"] == [] and model["policyTypes"] == ["Ingress", "Egress"]
+    retrain = policies["dk-driftkeeper-retrain"]["spec"]
+    assert retrain["ingress"] == [] and retrain["egress"] == []
+    # The Job pods carry the labels the operator gives them (builders.COMMON_LABELS).
+    from driftkeeper_operator.builders import COMMON_LABELS
+    assert retrain["podSelector"]["matchLabels"].items() <= {
+        **COMMON_LABELS, "app.kubernetes.io/component": "retrain"}.items()
+    simulator = policies["dk-driftkeeper-simulator"]["spec"]
+    assert simulator["egress"][0]["ports"] == [{"port": 8080, "protocol": "TCP"}]
+    restricted = {p["metadata"]["name"]: p for p in by_kind(render(
+        CHART / "ci" / "single-node-volume-values.yaml"))["NetworkPolicy"]}
+    peers = restricted["dk-driftkeeper-model"]["spec"]["ingress"][0]["from"]
+    namespaces = [p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                  for p in peers if "namespaceSelector" in p]
+    components = [p["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+                  for p in peers if "podSelector" in p]
+    assert namespaces == ["shop", "monitoring"]
+    assert components == ["operator", "simulator", "test"]
+    assert "NetworkPolicy" not in by_kind(render(extra=["--set", "networkPolicy.enabled=false"]))
+
+
+def test_security_contexts_are_overridable_and_secure_by_default() -> None:
+    docs = render(extra=["--set", "podSecurityContext.runAsUser=4242",
+                         "--set", "securityContext.privileged=false"])
+    for deployment in by_kind(docs)["Deployment"]:
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsUser"] == 4242
+        for container in pod["containers"]:
+            assert container["securityContext"]["privileged"] is False
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True
 
 
 def test_operator_rules_are_the_raw_manifests_and_go_cluster_wide() -> None:
@@ -179,6 +314,7 @@ def test_dashboard_configmap_for_the_grafana_sidecar() -> None:
     board = json.loads(cm["data"]["driftkeeper.json"])
     assert board == json.loads((CHART / "files" / "dashboard.json").read_text())
     assert board["uid"] == "driftkeeper" and board["panels"]
+    assert cm["metadata"]["namespace"] == NAMESPACE  # kube-prometheus-stack searches ALL
     moved = by_kind(render(CHART / "ci" / "cluster-wide-values.yaml"))["ConfigMap"]
     assert moved[0]["metadata"]["namespace"] == "monitoring"
 
@@ -208,7 +344,7 @@ def test_bad_values_fail_at_install_with_the_field_named() -> None:
 
 
 FREE_FORM = {"resources", "spec", "labels", "annotations", "podAnnotations", "nodeSelector",
-             "affinity"}
+             "affinity", "podSecurityContext", "securityContext", "strategy"}
 
 
 def _leaves(node: Any, prefix: str = "") -> list[str]:

@@ -73,22 +73,64 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
-{{/* Pod security: the image's numeric non-root user, the runtime's default seccomp. */}}
+{{/* Pod security (values podSecurityContext: the image's non-root user by default). */}}
 {{- define "driftkeeper.podSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 10001
-runAsGroup: 10001
-fsGroup: 10001
-seccompProfile:
-  type: RuntimeDefault
+{{- toYaml .Values.podSecurityContext }}
 {{- end }}
 
-{{/* Container security: read-only root filesystem, no privilege, no capabilities. */}}
+{{/* Container security (values securityContext: read-only root, no privilege). */}}
 {{- define "driftkeeper.containerSecurityContext" -}}
-allowPrivilegeEscalation: false
-readOnlyRootFilesystem: true
-capabilities:
-  drop: [ALL]
+{{- toYaml .Values.securityContext }}
+{{- end }}
+
+{{/* "true" when the model volume can be attached to one node only (ReadWriteOnce). */}}
+{{- define "driftkeeper.singleNodeVolume" -}}
+{{- if and .Values.model.persistence.enabled (has "ReadWriteOnce" .Values.model.persistence.accessModes) }}true{{ end }}
+{{- end }}
+
+{{/*
+The retraining Jobs' ServiceAccount ("": none named, the namespace's default). Cluster-wide,
+Jobs run in every policy's namespace, where the release's account does not exist: only a
+name given explicitly is used there.
+*/}}
+{{- define "driftkeeper.retrainServiceAccountName" -}}
+{{- if .Values.operator.clusterWide }}
+{{- .Values.retrainJob.serviceAccount.name }}
+{{- else if .Values.retrainJob.serviceAccount.create }}
+{{- default (printf "%s-retrain" (include "driftkeeper.fullname" .) | trunc 63 | trimSuffix "-") .Values.retrainJob.serviceAccount.name }}
+{{- else }}
+{{- .Values.retrainJob.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The retraining Jobs' image. */}}
+{{- define "driftkeeper.retrainImage" -}}
+{{- $repository := default .Values.image.repository .Values.retrainJob.image.repository }}
+{{- $tag := default (default .Chart.AppVersion .Values.image.tag) .Values.retrainJob.image.tag }}
+{{- printf "%s:%s" $repository $tag }}
+{{- end }}
+
+{{/*
+What the retraining Jobs run as: the operator's DRIFTKEEPER_JOB_SETTINGS (JSON, keys as in
+driftkeeper_operator/jobsettings.py). Only these values decide it, never a DriftPolicy.
+*/}}
+{{- define "driftkeeper.jobSettings" -}}
+{{- $job := .Values.retrainJob }}
+{{- $settings := dict
+      "image" (include "driftkeeper.retrainImage" .)
+      "imagePullPolicy" .Values.image.pullPolicy
+      "imagePullSecrets" .Values.imagePullSecrets
+      "podSecurityContext" (default .Values.podSecurityContext $job.podSecurityContext)
+      "securityContext" (default .Values.securityContext $job.securityContext)
+      "resources" $job.resources
+      "nodeSelector" $job.nodeSelector
+      "tolerations" $job.tolerations
+      "affinity" $job.affinity
+      "allowedImages" $job.allowedImages }}
+{{- with include "driftkeeper.retrainServiceAccountName" . }}
+{{- $_ := set $settings "serviceAccountName" . }}
+{{- end }}
+{{- toJson $settings }}
 {{- end }}
 
 {{/* The operator's permissions (a Role, or a ClusterRole with rbac.clusterWide). */}}
@@ -117,6 +159,15 @@ capabilities:
 - apiGroups: [discovery.k8s.io]
   resources: [endpointslices]
   verbs: [list]
+# The target Deployment: a retraining Job may mount only the claim it mounts, where it
+# mounts it (a policy cannot point a Job at another application's volume).
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get]
+# That claim's access modes: a ReadWriteOnce volume puts the Job beside a model pod.
+- apiGroups: [""]
+  resources: [persistentvolumeclaims]
+  verbs: [get]
 # An Event for everything the policy engine decides.
 - apiGroups: [""]
   resources: [events]
