@@ -11,7 +11,8 @@ Four figures, each measured for both in this run, on this machine:
    evaluation reading per-worker ring files (``serving.monitor.evaluate``).
 2. **``/predict`` throughput, latency and memory** under gunicorn with 2 workers, driven by
    wrk at concurrency 1 and 8 (the two servers loaded in turn): what a client and the
-   machine's RAM see.
+   machine's RAM see. Also ``/feedback`` at concurrency 8 (ours only: the lab keeps no
+   labels), each answer sent once its row is on disk (the store's group commit).
 3. **Per-request drift bookkeeping** in ``/predict`` (ring append, prediction
    counter), timed in-process: the price every prediction pays for being monitored.
 4. **The model**: held-out RMSE and R² on the same 80/20 split, model file size, training
@@ -462,13 +463,13 @@ def lab_server_cmd(port: int) -> list[str]:
 
 
 def wrk_run(url: str, pid: int, threads: int, connections: int, settings: Settings,
-            redone: list[dict[str, Any]]) -> dict[str, Any]:
+            redone: list[dict[str, Any]], script: str = "predict.lua") -> dict[str, Any]:
     """One wrk run. The machine is shared: a run during which other processes used more than
     ``other_load_limit`` cores is set aside in ``redone`` and done again, as long as the
     budget of ``http_redo_budget`` redone runs lasts (then it is kept whatever the load)."""
     while True:
         with procs.OtherLoad(pid) as other:
-            result = procs.wrk(url, BENCH / "predict.lua", threads, connections,
+            result = procs.wrk(url, BENCH / script, threads, connections,
                                settings.http_seconds)
         result["other_load_cores"] = round(other.cores, 3)
         if other.cores <= settings.other_load_limit or len(redone) >= settings.http_redo_budget:
@@ -550,9 +551,16 @@ def bench_http(model_dir: Path, lab_model: Path, work: Path,
                         f"({i + 1}/{settings.http_runs})")
                     runs[s.name][conc].append(wrk_run(s.base_url + "/predict", s.pid, threads,
                                                       connections, settings, redone))
+        ours = servers[0]
+        feedback: list[dict[str, Any]] = []
+        for i in range(settings.http_runs):
+            log(f"  ours: /feedback wrk -t2 -c8 ({i + 1}/{settings.http_runs})")
+            feedback.append(wrk_run(ours.base_url + "/feedback", ours.pid, 2, 8, settings,
+                                    redone, script="feedback.lua"))
         for s in servers:
             out[s.name] = {"response": responses[s.name], **summarise_runs(runs[s.name]),
                            "memory": procs.memory(s.pid)}
+        out["ours"]["feedback_c8"] = summarise_runs({"c8": feedback})["c8"]
     out["redone_runs"] = redone
     return out
 
@@ -600,6 +608,11 @@ def table_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
                          _fmt(lab_["p99_ms"]["median"], 2),
                          f"{lab_['p99_ms']['median'] / p99:.1f}x lower", "<= 10 ms",
                          p99 <= 10))
+    fb = http["ours"]["feedback_c8"]
+    rows.append(_row("2. /feedback requests/s, c8 (durable before the answer)",
+                     _fmt(fb["rps"]["median"], 0), "-", "-", "-", None))
+    rows.append(_row("2. /feedback p99 latency, c8 (ms)", _fmt(fb["p99_ms"]["median"], 2),
+                     "-", "-", "-", None))
     ours_rss, lab_rss = (http[k]["memory"]["rss_bytes"] for k in ("ours", "lab"))
     rows.append(_row("2. resident memory, master + 2 workers (MB)", _fmt(ours_rss / 1e6, 0),
                      _fmt(lab_rss / 1e6, 0), f"1/{lab_rss / ours_rss:.1f}", "<= 1/5",
