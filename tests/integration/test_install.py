@@ -11,22 +11,28 @@ a write outside the volumes fails here.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import fnmatch
 import os
+import pwd
 import re
 import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
-from service_process import running_service
+from harness.cluster import Cluster, wait_until
+from service_process import free_port, running_service, stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -175,3 +181,51 @@ def test_the_installed_package_trains_serves_and_judges_drift(installed: Path) -
                             "'seaborn', 'rich') if u.find_spec(m)])"],
                            capture_output=True, text=True, timeout=60)
     assert probe.stdout.strip() == "[]"
+
+
+def test_the_installed_operator_starts_as_a_uid_with_no_passwd_entry(
+        installed: Path, control_plane) -> None:
+    """The image's operator, as the image runs it (uid 10001, which has no passwd entry
+    here either, and no USER, LOGNAME or POD_ID), against a real API server: it logs in,
+    answers its liveness probe and writes a policy's status. Kopf's default identity
+    (``getpass.getuser()``) crashed exactly this at start in a real pod."""
+    if os.getuid() != 0:
+        pytest.skip("runs the operator as uid 10001: needs root")
+    with contextlib.suppress(KeyError):
+        pytest.skip(f"uid {UID} has a passwd entry here ({pwd.getpwuid(UID).pw_name}): "
+                    "the condition under test cannot be made")
+    scratch = installed.parent / "operator-scratch"
+    scratch.mkdir()
+    admin = Cluster(control_plane.kubeconfig, "apiserver", control_plane)
+    namespace = admin.namespace(f"uid-{uuid.uuid4().hex[:8]}")
+    kubeconfig = admin.operator_kubeconfig(namespace, scratch)
+    # The CA file lives in pytest's private directory: embed it for the image's user.
+    config = yaml.safe_load(kubeconfig.read_text())
+    cluster = config["clusters"][0]["cluster"]
+    cluster["certificate-authority-data"] = base64.b64encode(
+        Path(cluster.pop("certificate-authority")).read_bytes()).decode()
+    kubeconfig.write_text(yaml.safe_dump(config))
+    admin.create_policy(namespace, "diamonds", {"target": {"service": "none"}})
+    prefix, env = _as_image_user(scratch)
+    port = free_port()
+    log = scratch / "operator.log"
+    with open(log, "wb") as out:
+        operator = subprocess.Popen(
+            [*prefix, str(installed / "bin" / "driftkeeper"), "operator", "--namespace",
+             namespace, f"--liveness=http://127.0.0.1:{port}/healthz"],
+            env={**env, "KUBECONFIG": str(kubeconfig)}, cwd=scratch, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        def alive() -> bool:
+            assert operator.poll() is None, log.read_text()[-3000:]
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok
+            except requests.ConnectionError:
+                return False
+
+        wait_until(alive, 90, "the operator's liveness probe")
+        wait_until(lambda: (admin.policy(namespace, "diamonds").get("status") or {})
+                   .get("phase"), 90, "the policy's status")
+    finally:
+        stop_process(operator)
+    assert "getpwuid" not in log.read_text()
