@@ -7,16 +7,19 @@
 # Stage 1 builds wheels for Driftkeeper and every dependency; stage 2 installs only those
 # wheels (no index, no compiler) and runs as a numeric non-root user. The root filesystem
 # may be read-only: everything written goes to /models (a volume) and /tmp (an emptyDir).
-# tests/integration/test_install.py runs these same two install steps in a fresh venv.
+# tests/integration/test_install.py runs these same two install steps in a fresh venv, and
+# scripts/build-images builds this file with buildah on a base made by debootstrap (BASE:
+# any image with python3.11 and pip on PATH in /usr/local, as the official one has).
 
-FROM python:3.11-slim AS build
+ARG BASE=python:3.11-slim
+FROM ${BASE} AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY service ./service
 COPY operator ./operator
 RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[kubernetes]'
 
-FROM python:3.11-slim
+FROM ${BASE}
 # The wheels are mounted for this step only: they never become a layer of the image.
 # Versions are those of the wheels stage 1 built (--no-index installs nothing else).
 # /models and /policy belong to the runtime user, so that volumes mounted there (a compose

@@ -36,9 +36,10 @@ lint: venv ## ruff
 format: venv ## ruff --fix and format imports
 	$(BIN)/ruff check --fix .
 
-test-tools: ## install what tests need beyond Python (Prometheus, helm, kubectl, kube-apiserver)
+test-tools: ## install what tests need beyond Python (Prometheus, helm, kubectl, Kubernetes, a node's parts)
 	@scripts/install-test-tools
 	@scripts/install-control-plane
+	@scripts/install-node
 
 bench: venv ## benchmarks against the lab; writes bench/results.json (see bench/BENCHMARKS.md)
 	@scripts/install-test-tools --bench

@@ -96,10 +96,19 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     from .model.store import ModelStore
 
-    current = ModelStore(args.output).current_version() if args.if_empty else None
-    if current is not None:
-        print(f"{args.output} already serves {current}; nothing to train")
-        return EXIT_OK
+    if not args.if_empty:
+        return _train(args)
+    store = ModelStore(args.output)
+    with store.first_model_lock():  # replicas' init containers: one trains, the rest wait
+        current = store.current_version()
+        if current is not None:
+            print(f"{args.output} already serves {current}; nothing to train")
+            return EXIT_OK
+        return _train(args)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .model.store import ModelStore
     from .model.train import TrainingConfig, describe_metrics, train
 
     schema = _inferred_schema(args)
@@ -380,6 +389,9 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label-delay", type=float, default=2.0, metavar="S",
                    help="seconds before a prediction's label is sent (default 2)")
     p.add_argument("--batch", type=int, default=1, help="rows per request (default 1)")
+    p.add_argument("--shift-after", type=float, metavar="S", help="seconds of normal traffic "
+                   "before a sudden shift (default: 30%% of the run); the rest of the run "
+                   "plays the rest of the scenario")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", metavar="CSV", help="rows to sample, with the served model's "
                    "columns and target (default: the bundled diamonds, if they fit)")
@@ -399,7 +411,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
                               duration=args.duration, requests=args.requests,
                               label_delay=args.label_delay, batch=args.batch, seed=args.seed,
                               data=args.data, overrides=Overrides(args.tilt, args.mix,
-                                                                  args.concept))
+                                                                  args.concept),
+                              shift_after=args.shift_after)
     final = simulate(config, on_progress=lambda p: print(p.line(), flush=True))
     if final.errors:
         print(f"{final.errors} requests failed; last: {final.last_error}", file=sys.stderr)

@@ -152,8 +152,10 @@ def test_the_objects_are_wired_together() -> None:
     opod = operator["spec"]["template"]["spec"]
     args = opod["containers"][0]["args"]
     assert f"--namespace={NAMESPACE}" in args
-    env = {e["name"]: e["value"] for e in opod["containers"][0]["env"]}
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in opod["containers"][0]["env"]}
     assert env["DRIFTKEEPER_IMAGE"] == container["image"] == "driftkeeper:0.1.0"
+    # Kopf's identity without a passwd entry (the image's uid has none).
+    assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     (binding,) = kinds["RoleBinding"]
     assert binding["subjects"][0]["name"] == opod["serviceAccountName"]
     # The operator lets the default policy's Job mount what the Deployment mounts.
@@ -165,7 +167,7 @@ def _job_settings(docs: list[dict[str, Any]]) -> OperatorConfig:
     """The operator's configuration as the chart sets it (its own parser)."""
     operator = next(d for d in by_kind(docs)["Deployment"]
                     if d["metadata"]["labels"]["app.kubernetes.io/component"] == "operator")
-    env = {e["name"]: e["value"] for e in operator["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in operator["spec"]["template"]["spec"]["containers"][0]
            ["env"]}
     return OperatorConfig.from_env(env)
 
@@ -203,12 +205,12 @@ def test_the_retraining_jobs_settings_are_the_charts_own() -> None:
 def test_a_read_write_once_volume_keeps_everything_on_its_node() -> None:
     """Replicas sharing a ReadWriteOnce claim must share its node; a rollout replaces
     rather than rolls (a new pod elsewhere would wait on Multi-Attach forever)."""
-    single = by_kind(render())
+    single = by_kind(render(extra=["--set", "model.replicas=1"]))
     model = next(d for d in single["Deployment"] if d["metadata"]["name"] == "dk-driftkeeper")
     assert model["spec"]["strategy"] == {"type": "Recreate"}
     assert "affinity" not in model["spec"]["template"]["spec"]  # one replica: nothing to pin
     assert "PodDisruptionBudget" not in single  # one replica: a budget could only block
-    two = by_kind(render(CHART / "ci" / "single-node-volume-values.yaml"))
+    two = by_kind(render())  # the default: two replicas
     model = next(d for d in two["Deployment"] if d["metadata"]["name"] == "dk-driftkeeper")
     (term,) = model["spec"]["template"]["spec"]["affinity"]["podAffinity"][
         "requiredDuringSchedulingIgnoredDuringExecution"]

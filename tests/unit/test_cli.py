@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -279,3 +280,21 @@ def test_simulate_help_lists_generic_scenarios(capsys) -> None:
         main(["simulate", "--help"])
     out = capsys.readouterr().out
     assert "rows with a larger <tilt> arrive" in out and "--concept SEGMENT" in out
+
+
+def test_replicas_starting_together_train_one_first_model(tmp_path: Path) -> None:
+    """Two model pods' init containers on one volume, started at once (as a real node
+    runs a two-replica Deployment): one trains, the other waits and keeps its model."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=800)
+    pd.DataFrame({"x": x, "y": 3 * x + rng.normal(size=800)}).to_csv(tmp_path / "t.csv",
+                                                                       index=False)
+    command = [sys.executable, "-m", "driftkeeper.cli", "train", "--output",
+               str(tmp_path / "m"), "--data", str(tmp_path / "t.csv"), "--target", "y",
+               "--if-empty"]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True) for _ in range(2)]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    assert ModelStore(tmp_path / "m").versions() == ["v1"]
+    assert sum("nothing to train" in out for out, _ in outputs) == 1, outputs

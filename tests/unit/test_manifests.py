@@ -73,12 +73,19 @@ def test_operator_runs_as_its_service_account_with_one_replica() -> None:
 
 
 def _stages() -> list[list[str]]:
-    """The Dockerfile's stages as lists of instructions (continuations joined)."""
+    """The Dockerfile's stages as lists of instructions (continuations joined), the
+    global ARGs' defaults substituted into FROM lines (as a build without --build-arg)."""
     text = re.sub(r"\\\n\s*", " ", (ROOT / "Dockerfile").read_text())
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
     stages: list[list[str]] = []
+    defaults: dict[str, str] = {}
     for line in lines:
+        if not stages and line.startswith("ARG "):
+            name, _, default = line[4:].partition("=")
+            defaults[name] = default
+            continue
         if line.startswith("FROM "):
+            line = re.sub(r"\$\{(\w+)\}", lambda m: defaults[m.group(1)], line)
             stages.append([])
         stages[-1].append(line)
     return stages

@@ -287,3 +287,19 @@ def test_overrides_apply_to_the_diamonds_world_too(diamonds: pd.DataFrame) -> No
     world = World.for_schema(DIAMONDS_SCHEMA, diamonds, Overrides(concept="clarity=IF,VVS1"))
     assert world.concept == Segment("clarity", ("IF", "VVS1"))
     assert world.tilt_feature == "carat" and world.noise[0] == ("carat", 0.98, 1.02)
+
+
+def test_shift_after_moves_the_onset_and_plays_the_rest_of_the_scenario() -> None:
+    from driftkeeper.simulate.catalog import ONSET
+    from driftkeeper.simulate.runner import SimulationConfig
+
+    default = SimulationConfig(url="u", scenario="concept", rate=10, duration=100)
+    early = SimulationConfig(url="u", scenario="concept", rate=10, duration=100,
+                             shift_after=5)
+    total = default.total_requests()
+    assert default.progress(0, total) == 0 and default.progress(total - 1, total) == 1
+    onset = [i for i in range(total) if early.progress(i, total) >= ONSET]
+    assert onset[0] == 50  # 5 s at 10 requests/s, instead of 30% of 1,000 requests
+    assert early.progress(total - 1, total) == 1
+    progress = [early.progress(i, total) for i in range(total)]
+    assert progress == sorted(progress)  # time still runs forward

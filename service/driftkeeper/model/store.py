@@ -228,6 +228,19 @@ class ModelStore:
         finally:
             os.close(fd)  # closing releases the lock
 
+    @contextlib.contextmanager
+    def first_model_lock(self) -> Iterator[None]:
+        """Held while a first model is trained if there is none (``train --if-empty``):
+        the model pods' init containers start together on one volume, and without it
+        each found the store empty and trained its own (v1 and v2, on a real node)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / ".first-model.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
     def promote(self, version: str, expected: str | object | None = ANY) -> None:
         """Point ``current`` at a complete version, atomically.
 

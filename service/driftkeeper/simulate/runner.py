@@ -23,6 +23,7 @@ import requests
 from ..data import bundled_diamonds, load_table
 from ..errors import SimulationError
 from ..schema import FeatureSchema
+from .catalog import ONSET
 from .scenarios import SCENARIOS, Batch
 from .world import Overrides, World
 
@@ -44,11 +45,23 @@ class SimulationConfig:
     seed: int = 0
     data: str | None = None  # a CSV with the served model's columns
     overrides: Overrides = field(default_factory=Overrides)  # columns chosen by name
+    shift_after: float | None = None  # seconds of normal traffic first (default: 30%)
 
     def total_requests(self) -> int:
         if self.requests is not None:
             return self.requests
         return max(round((self.duration or 60.0) * self.rate), 1)
+
+    def progress(self, i: int, total: int) -> float:
+        """Request ``i``'s place in the scenario (0 to 1; shifts start at ONSET). With
+        ``shift_after``, the normal part lasts that many seconds and the rest of the run
+        plays the rest of the scenario: a long run (a demo pod) can shift early."""
+        if self.shift_after is None:
+            return i / max(total - 1, 1)
+        shift_at = min(round(self.shift_after * self.rate), total - 1)
+        if i < shift_at:
+            return ONSET * i / shift_at
+        return ONSET + (1 - ONSET) * (i - shift_at) / max(total - 1 - shift_at, 1)
 
 
 @dataclass
@@ -171,7 +184,7 @@ def simulate(config: SimulationConfig, on_progress: Callable[[Progress], None] |
         wait = start + i / config.rate - time.monotonic()
         if wait > 0 and stop.wait(wait):
             break
-        batch: Batch = scenario.generate(rng, world, i / max(total - 1, 1), config.batch)
+        batch: Batch = scenario.generate(rng, world, config.progress(i, total), config.batch)
         progress.phase = batch.phase
         rows = _records(batch.rows)
         body: Any = rows[0] if config.batch == 1 else {"instances": rows}
