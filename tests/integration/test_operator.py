@@ -75,6 +75,12 @@ def labels_flowing(rig: Rig, frame: pd.DataFrame, batch: int = 60,
     assert not errors, errors
 
 
+# The real node (test_real_node.py) runs these two on a real API server with the real Job
+# controller and kubelet; here, the emulator keeps them fast where the node cannot run.
+emulator_only = pytest.mark.parametrize("cluster", ["kmock"], indirect=True)
+
+
+@emulator_only
 def test_policy_lifecycle(cluster, model_dir, tmp_path, diamonds) -> None:
     normal = diamonds.sample(4000, random_state=11).reset_index(drop=True)
     with operator_rig(cluster, model_dir, tmp_path) as rig:
@@ -216,6 +222,7 @@ def test_failed_retrains_spend_the_budget_and_change_nothing(cluster, model_dir,
         assert ModelStore(model_dir).versions() == ["v1"]
 
 
+@emulator_only
 def test_a_restarted_operator_follows_the_running_job(cluster, model_dir, tmp_path,
                                                      diamonds) -> None:
     normal = diamonds.sample(3000, random_state=13).reset_index(drop=True)

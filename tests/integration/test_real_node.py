@@ -42,8 +42,10 @@ class Node:
     layout: Layout
     images: dict[str, Path]
 
-    def run(self, *command: str, timeout: float = 120, check: bool = True) -> str:
+    def run(self, *command: str, timeout: float = 120, check: bool = True,
+            stdin: str | None = None) -> str:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                              input=stdin,
                               env={"KUBECONFIG": str(self.layout.admin_kubeconfig),
                                    "PATH": "/usr/bin:/bin", "HOME": str(self.layout.root)})
         if check and done.returncode:
@@ -226,6 +228,9 @@ def test_a_concept_shift_is_retrained_promoted_and_cleared(node: Node) -> None:
     wait_until(lambda: {node.in_pod(p["metadata"]["name"], "/reference")["model_version"]
                         for p in node.model_pods()} == {"v2"}, 180,
                "every pod serving v2", interval=3)
+    # The reload happened in place: no probe failed, no container restarted.
+    assert [c["restartCount"] for p in node.model_pods()
+            for c in p["status"]["containerStatuses"]] == [0, 0]
     wait_until(lambda: "DriftCleared" in node.reasons()[node.reasons().index(
         "ModelPromoted"):], 600, "DriftCleared after the promotion", interval=5)
     reasons = node.reasons()
@@ -241,12 +246,35 @@ def test_a_concept_shift_is_retrained_promoted_and_cleared(node: Node) -> None:
                300, "DriftkeeperConceptDrift resolved", interval=10)
 
 
+def test_a_policy_reads_its_fleet_window_from_prometheus(node: Node) -> None:
+    """spec.target.prometheus: the counters of both replicas, as the cluster's Prometheus
+    scraped them through our ServiceMonitor (retraining off: one model, one retrainer)."""
+    target = dict(node.policy()["spec"]["target"])
+    target["prometheus"] = {"url": f"http://prometheus-operated.{monitoring.NAMESPACE}:9090"}
+    document = {"apiVersion": "driftkeeper.io/v1alpha1", "kind": "DriftPolicy",
+                "metadata": {"name": "from-prometheus", "namespace": NAMESPACE},
+                "spec": {"target": target, "retraining": {"enabled": False}}}
+    node.run(tool("kubectl"), "apply", "-f", "/dev/stdin", timeout=60,
+             stdin=yaml.safe_dump(document))
+    status = wait_until(lambda: (lambda s: s if (s.get("data") or {}).get("samples", 0) >= 200
+                                 else None)(node.get("driftpolicy", "from-prometheus")
+                                            .get("status", {})),
+                        180, "a fleet window from Prometheus", interval=5)
+    assert status["endpoints"] == 2, status
+    assert status["modelVersion"] == "v2", status
+    node.kubectl("delete", "driftpolicy", "from-prometheus")
+
+
 def test_a_deleted_model_pod_is_replaced_and_counted_once(node: Node) -> None:
     """A replica's counters restart from zero in its successor: the fleet window takes
     the reset, and the labelled rows counted never go backwards or jump."""
     before = node.policy()["status"]
     victim = node.model_pods()[0]["metadata"]["name"]
+    started = time.monotonic()
     node.kubectl("delete", "pod", victim, "--wait=true", timeout=120)
+    stopped = time.monotonic() - started
+    # gunicorn takes SIGTERM and stops well within the 30 s grace period (no SIGKILL).
+    assert stopped < 20, f"the pod took {stopped:.0f}s to stop"
     wait_until(lambda: len([p for p in node.model_pods() if all(
         c["ready"] for c in p["status"].get("containerStatuses", []))]) == 2
         and victim not in [p["metadata"]["name"] for p in node.model_pods()],
@@ -266,10 +294,15 @@ def test_helm_upgrade_rolls_the_pods_and_uninstall_keeps_the_volume(node: Node) 
     assert names.isdisjoint({p["metadata"]["name"] for p in pods})
     assert all("--threads=3" in p["spec"]["containers"][0]["args"] for p in pods)
     node.helm("uninstall", RELEASE, "--wait", "--timeout", "3m")
-    left = yaml.safe_load(node.kubectl("get", "all,driftpolicy,configmap", "-o", "yaml"))
-    kinds = sorted(o["kind"] for o in left["items"]
-                   if o["metadata"]["name"] != "kube-root-ca.crt")
-    assert kinds == [], kinds
+
+    def left() -> list[str]:
+        objects = yaml.safe_load(node.kubectl("get", "all,driftpolicy,configmap,job",
+                                              "-o", "yaml"))["items"]
+        return [f"{o['kind']}/{o['metadata']['name']}" for o in objects
+                if o["metadata"]["name"] != "kube-root-ca.crt"]
+
+    # Pods end within their grace period; the Job goes with its DriftPolicy (its owner).
+    wait_until(lambda: not left(), 120, "every object of the release gone", interval=3)
     # The model volume's claim is kept (helm.sh/resource-policy: keep): models survive.
     claims = node.get("pvc")["items"]
     assert [c["metadata"]["name"] for c in claims] == [f"{POLICY}-models"]
