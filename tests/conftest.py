@@ -11,6 +11,7 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="dk-te
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,16 @@ import pytest
 from driftkeeper.data import load_diamonds
 from driftkeeper.model.train import TrainingConfig, train
 from driftkeeper.schema import DIAMONDS_SCHEMA
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+# A CI timeout or `kill` sends SIGTERM: end like Ctrl-C, so that pytest still runs every
+# fixture's teardown and what the tests started (services, API servers, the local node) is
+# stopped by its pid, not left behind.
+signal.signal(signal.SIGTERM, _interrupt)
 
 
 @pytest.fixture(scope="session")

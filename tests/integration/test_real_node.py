@@ -23,7 +23,7 @@ import yaml
 from harness.cluster import wait_until
 from harness.node import machine, monitoring
 from harness.node.addons import image_ref
-from harness.node.cluster import build_images, down, up
+from harness.node.cluster import build_images, down, reclaim_stale, up
 from harness.node.layout import Layout, missing
 from tools import tool
 
@@ -77,6 +77,16 @@ class Node:
         return json.loads(self.kubectl("exec", pod, "-c", "model", "--", "python", "-c",
                                        script))
 
+    def concept_rows(self, pod: str) -> float:
+        """The pod's own count of labelled rows (``driftkeeper_window_rows_total{kind=
+        "concept"}``), read from its /metrics."""
+        script = ("import urllib.request; print(urllib.request.urlopen("
+                  "'http://127.0.0.1:8080/metrics', timeout=10).read().decode())")
+        text = self.kubectl("exec", pod, "-c", "model", "--", "python", "-c", script)
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("driftkeeper_window_rows_total{")
+                   and 'kind="concept"' in line)
+
     def policy(self) -> dict:
         return self.get("driftpolicy", POLICY)
 
@@ -111,9 +121,10 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
         pytest.skip(reason)
     layout = Layout(tmp_path_factory.mktemp("local-cluster"))
     images = build_images()
+    reclaim_stale()  # a killed earlier run's cgroups are not this run's change
     before = machine.snapshot(layout.root)
     try:
-        up(layout, images)
+        up(layout, images, tied_to_caller=True)
         monitoring.install(layout, images, PROMETHEUS_VERSION)
         started = time.monotonic()
         node = Node(layout, images)
@@ -282,6 +293,20 @@ def test_a_deleted_model_pod_is_replaced_and_counted_once(node: Node) -> None:
     wait_until(lambda: node.policy()["status"].get("endpoints") == 2 and
                node.policy()["status"].get("lastEvaluation") != before.get("lastEvaluation"),
                120, "an evaluation over both replicas again", interval=3)
+    # The operator's label tally (status.engine.labels): one entry per replica. The victim
+    # keeps its last count (neither lost nor counted again if it came back); its successor
+    # is a new series, read from its own zero: never more than it counted itself.
+    after = node.policy()["status"]
+    seen = after["engine"]["labels"]["seen"]
+    successor = next(p["metadata"]["name"] for p in node.model_pods()
+                     if p["metadata"]["name"] not in before["engine"]["labels"]["seen"])
+    assert victim in seen and successor in seen, seen
+    assert seen[victim][1] >= before["engine"]["labels"]["seen"][victim][1], (before, seen)
+    assert seen[successor][0] not in {seen[r][0] for r in seen if r != successor}, seen
+    assert 0 <= seen[successor][1] <= node.concept_rows(successor), seen
+    # Outside a drift episode nothing is fresh: the replacement's rows are not new labels.
+    if not after.get("concept", {}).get("drift"):
+        assert after["engine"]["labels"]["fresh"] == 0, after["engine"]
     log = node.kubectl("logs", "-l", "app.kubernetes.io/component=operator", "--tail=400")
     assert "Traceback" not in log, log[-3000:]
 

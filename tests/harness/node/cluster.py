@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -35,6 +36,7 @@ from .layout import (
 
 ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_DIR = TOOLS.parent / "local-cluster"
+PR_SET_PDEATHSIG = 1
 
 
 def build_images() -> dict[str, Path]:
@@ -58,14 +60,22 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def up(layout: Layout, images: dict[str, Path], timeout: float = 240) -> None:
+def _die_with_caller() -> None:
+    """In the child before exec: SIGKILL when the process that started it dies, so that a
+    killed test run takes its node with it (the node's init follows unshare)."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def up(layout: Layout, images: dict[str, Path], timeout: float = 240,
+       tied_to_caller: bool = False) -> None:
+    """Start the node; with ``tied_to_caller`` (tests) it ends when the caller dies.
+    Without it (``scripts/local-cluster up``) it runs until ``down``."""
     reason = missing()
     if reason:
         raise SystemExit(f"local-cluster: {reason}")
     if layout.pid_file.exists() and _alive(int(layout.pid_file.read_text())):
         raise SystemExit(f"local-cluster: already up ({layout.root})")
-    if Path(f"/sys/class/net/{HOST_LINK}").exists():
-        raise SystemExit(f"local-cluster: {HOST_LINK} exists: another local cluster is up")
+    reclaim_stale()
     if layout.root.exists():
         shutil.rmtree(layout.root)
     write_all(layout, addons.image_ref(images["pause"]))
@@ -78,7 +88,7 @@ def up(layout: Layout, images: dict[str, Path], timeout: float = 240) -> None:
              str(layout.root)],
             cwd=ROOT / "tests", env={**node_env(), "PYTHONPATH": str(ROOT / "tests")},
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
+            start_new_session=True, preexec_fn=_die_with_caller if tied_to_caller else None)
     layout.pid_file.write_text(f"{unshare.pid}\n")
     try:
         deadline = time.monotonic() + 10
@@ -134,13 +144,23 @@ def down(layout: Layout, timeout: float = 60) -> None:
     remove_cgroups()
 
 
-def remove_cgroups() -> None:
-    """rmdir the pods' cgroups, deepest first (an empty cgroup is removed by rmdir)."""
-    for controller in Path("/sys/fs/cgroup").iterdir():
+def reclaim_stale() -> None:
+    """Remove what a killed earlier run left behind (its empty cgroups), so that a new node
+    starts, and the machine is compared, from the state the machine had before any node.
+    Refuses while another node is up: its cgroups are not stale."""
+    if Path(f"/sys/class/net/{HOST_LINK}").exists():
+        raise SystemExit(f"local-cluster: {HOST_LINK} exists: another local cluster is up")
+    remove_cgroups(attempts=1)
+
+
+def remove_cgroups(base: Path = Path("/sys/fs/cgroup"), attempts: int = 50) -> None:
+    """rmdir the pods' cgroups, deepest first (an empty cgroup is removed by rmdir; one
+    that still holds a process stays, and rmdir of it fails harmlessly)."""
+    for controller in base.iterdir():
         root = controller / CGROUP_ROOT
         if controller.is_symlink() or not root.is_dir():
             continue
-        for _ in range(50):  # cgroups empty a moment after their last process exits
+        for _ in range(attempts):  # cgroups empty a moment after their last process exits
             nested = sorted((p for p in root.rglob("*") if p.is_dir()),
                             key=lambda p: len(p.parts), reverse=True)
             directories = [*nested, root]

@@ -11,6 +11,7 @@ bridge, iptables rules and pod network namespaces go with it."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import signal
 import ssl
 import subprocess
@@ -35,6 +36,7 @@ from .layout import (
 )
 
 ENV = node_env()
+PR_SET_PDEATHSIG = 1
 
 
 def run(*command: str) -> None:
@@ -204,6 +206,8 @@ def main(root: str) -> int:
 
     signal.signal(signal.SIGTERM, terminate)
     signal.signal(signal.SIGINT, terminate)
+    # If unshare (this init's parent, outside the namespaces) dies, stop the node too.
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     try:
         private_view(layout)
         network()
