@@ -44,6 +44,8 @@ test-tools: ## install what tests need beyond Python (Prometheus, helm, kubectl,
 bench: venv ## benchmarks against the lab; writes bench/results.json (see bench/BENCHMARKS.md)
 	@scripts/install-test-tools --bench
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/operator_scale.py
+	$(BIN)/python bench/recovery.py
 
 crd: venv ## regenerate the DriftPolicy CRD and copy it into the chart
 	scripts/generate-crd

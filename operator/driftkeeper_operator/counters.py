@@ -14,8 +14,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
-from prometheus_client.parser import text_string_to_metric_families
 
+from driftkeeper.contract import names
+from driftkeeper.contract.text import read_samples
 from driftkeeper.drift import stats
 from driftkeeper.drift.performance import EstimateWindow
 from driftkeeper.drift.profile import NumericalProfile, ReferenceProfile
@@ -91,14 +92,6 @@ def _sum(values: list[float | None]) -> float | None:
     return None if not values or any(v is None for v in values) else sum(values)  # type: ignore[misc]
 
 
-SEGMENT_RESIDUALS = "driftkeeper_segment_residual_sum_total"
-SEGMENT_SERIES = {"driftkeeper_segment_rows_total": "n",
-                  "driftkeeper_segment_residual_squares_total": "squares",
-                  "driftkeeper_segment_predictions_total": "predictions",
-                  SEGMENT_RESIDUALS: "sign"}  # positive / negative, by the sign label
-"""The segment counters (serving/tally.py) and the SegmentSums field each one fills."""
-
-
 def _add(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray:
     a = np.zeros(0) if a is None else a
     b = np.zeros(0) if b is None else b
@@ -120,59 +113,64 @@ def bins_array(bins: dict[int, float]) -> np.ndarray:
     return out
 
 
+_READ = frozenset(f.sample for f in names.WINDOW_FAMILIES)
+_SEGMENT_FIELDS = {f.sample: key for f, key in names.SEGMENT_SUMS.items()}
+
+
 def parse_counters(text: str) -> Counters:
-    """A replica's counters from its Prometheus text exposition."""
+    """A replica's counters from its Prometheus text exposition (the decoder of
+    ``serving/tally.py``'s ``tally_metrics``). Raises ValueError on unreadable text."""
     features: dict[str, dict[int, float]] = defaultdict(dict)
     unseen: dict[str, float] = {}
     outside: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
     residual_bins: dict[int, float] = {}
     prediction_bins: dict[int, float] = {}
-    sums = {"positive": 0.0, "negative": 0.0}
+    sums = {names.POSITIVE: 0.0, names.NEGATIVE: 0.0}
     rows: dict[str, float] = {}
     version = started = None
     squares = labels = estimates = 0.0
     log_loss = correct = None
     segments: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            name, lab, value = s.name, s.labels, s.value
-            if name == "driftkeeper_feature_bin_total":
-                b = int(lab["bin"])
-                if b < 0:
-                    unseen[lab["feature"]] = value
-                else:
-                    features[lab["feature"]][b] = value
-            elif name == "driftkeeper_feature_outside_distance_total":
-                outside[lab["feature"]][0 if lab["side"] == "under" else 1] = value
-            elif name == "driftkeeper_residual_bin_total":
-                residual_bins[int(lab["bin"])] = value
-            elif name == "driftkeeper_residual_sum_total":
-                sums[lab["sign"]] = value
-            elif name == "driftkeeper_residual_squares_total":
-                squares = value
-            elif name == "driftkeeper_residual_log_loss_total":
-                log_loss = value
-            elif name == "driftkeeper_residual_correct_total":
-                correct = value
-            elif name == "driftkeeper_prediction_bin_total":
-                prediction_bins[int(lab["bin"])] = value
-            elif name == "driftkeeper_estimated_squared_error_total":
-                estimates = value
-            elif name in SEGMENT_SERIES:
-                key = SEGMENT_SERIES[name] if name != SEGMENT_RESIDUALS else lab["sign"]
-                segments[(lab["feature"], key)][int(lab["segment"])] = value
-            elif name == "driftkeeper_window_rows_total":
-                version = lab["model_version"]
-                rows[lab["kind"]] = value
-            elif name == "driftkeeper_counters_start_timestamp_seconds":
-                started = value
-            elif name == "driftkeeper_feedback_total":
-                labels = value
+    for name, lab, value in read_samples(text, _READ):
+        if name == names.FEATURE_BIN.sample:
+            b = int(lab[names.BIN])
+            if b == names.UNSEEN_BIN:
+                unseen[lab[names.FEATURE]] = value
+            else:
+                features[lab[names.FEATURE]][b] = value
+        elif name == names.FEATURE_OUTSIDE.sample:
+            outside[lab[names.FEATURE]][0 if lab[names.SIDE] == names.UNDER else 1] = value
+        elif name == names.RESIDUAL_BIN.sample:
+            residual_bins[int(lab[names.BIN])] = value
+        elif name == names.RESIDUAL_SUM.sample:
+            sums[lab[names.SIGN]] = value
+        elif name == names.RESIDUAL_SQUARES.sample:
+            squares = value
+        elif name == names.RESIDUAL_LOG_LOSS.sample:
+            log_loss = value
+        elif name == names.RESIDUAL_CORRECT.sample:
+            correct = value
+        elif name == names.PREDICTION_BIN.sample:
+            prediction_bins[int(lab[names.BIN])] = value
+        elif name == names.ESTIMATED_SQUARED_ERROR.sample:
+            estimates = value
+        elif name in _SEGMENT_FIELDS:
+            segments[(lab[names.FEATURE], _SEGMENT_FIELDS[name])][int(lab[names.SEGMENT])] = value
+        elif name == names.SEGMENT_RESIDUAL_SUM.sample:
+            segments[(lab[names.FEATURE], lab[names.SIGN])][int(lab[names.SEGMENT])] = value
+        elif name == names.WINDOW_ROWS.sample:
+            version = lab[names.VERSION]
+            rows[lab[names.KIND]] = value
+        elif name == names.COUNTERS_START.sample:
+            started = value
+        elif name == names.FEEDBACK.sample:
+            labels = value
     return Counters(version, started, {f: bins_array(b) for f, b in features.items()}, unseen,
                     {f: (u, o) for f, (u, o) in outside.items()}, bins_array(residual_bins),
-                    sums["positive"], sums["negative"], squares, rows.get("data", 0.0),
-                    rows.get("concept", 0.0), labels, bins_array(prediction_bins),
-                    rows.get("prediction", 0.0), estimates, rows.get("performance", 0.0),
+                    sums[names.POSITIVE], sums[names.NEGATIVE], squares,
+                    rows.get(names.DATA, 0.0), rows.get(names.CONCEPT, 0.0), labels,
+                    bins_array(prediction_bins), rows.get(names.PREDICTION, 0.0), estimates,
+                    rows.get(names.PERFORMANCE, 0.0),
                     {k: bins_array(v) for k, v in segments.items()}, log_loss, correct)
 
 

@@ -29,6 +29,8 @@ CONCURRENT_TICKS = 8
 """Ticks running at once across all policies (each holds a thread while it waits on I/O)."""
 IDLE = 0.5
 """Seconds between looks at the index when nothing is due."""
+MIN_WAIT = 0.005
+"""The shortest sleep between looks (a tick just due is started on the next look)."""
 
 
 class Worker(Protocol):
@@ -54,17 +56,36 @@ class PolicyScheduler:
         self.forget = forget
         self.slots = asyncio.Semaphore(concurrency)
         self.scheduled: dict[Key, _Scheduled] = {}
+        self.woken = asyncio.Event()  # a tick ended, or the run is to stop
 
     async def run(self, policies: Mapping[Key, Any], stopped: asyncio.Event) -> None:
         """Until ``stopped``: start each due policy's tick; forget policies that left."""
         loop = asyncio.get_running_loop()
-        while not stopped.is_set():
-            self.step(policies, loop.time())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopped.wait(), IDLE)
+        relay = asyncio.create_task(self._wake_when(stopped))
+        try:
+            while not stopped.is_set():
+                self.step(policies, loop.time())
+                # Sleep until the next tick is due, or a tick ends (it is then due again),
+                # not a fixed IDLE: polling alone made every tick up to IDLE late.
+                wait = min(IDLE, max(self.next_due() - loop.time(), MIN_WAIT))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.woken.wait(), wait)
+                self.woken.clear()
+        finally:
+            relay.cancel()
         running = [s.running for s in self.scheduled.values() if s.running]
         if running:
             await asyncio.wait(running, timeout=30)
+
+    async def _wake_when(self, stopped: asyncio.Event) -> None:
+        await stopped.wait()
+        self.woken.set()
+
+    def next_due(self) -> float:
+        """When the earliest waiting tick is due (inf: none waits; running ones reschedule
+        themselves when they end, and the index is looked at every IDLE anyway)."""
+        return min((s.due for s in self.scheduled.values() if s.running is None),
+                   default=float("inf"))
 
     def step(self, policies: Mapping[Key, Any], now: float) -> None:
         """One look at the index (on the event loop: no I/O here)."""
@@ -95,5 +116,6 @@ class PolicyScheduler:
             scheduled.due = loop.time() + 5.0
         finally:
             scheduled.running = None
+            self.woken.set()
             if key not in self.scheduled and self.forget is not None:
                 self.forget(*key)

@@ -12,12 +12,11 @@ from typing import Any
 
 import requests
 
+from driftkeeper.contract import names
 from driftkeeper.policy import DriftPolicy
 from driftkeeper.policy.labels import LabelReading
 
 from .counters import (
-    SEGMENT_RESIDUALS,
-    SEGMENT_SERIES,
     Counters,
     bins_array,
     parse_counters,
@@ -126,8 +125,8 @@ class PrometheusSource:
         del endpoints  # Prometheus knows the replicas
         # One kind="data" series per replica (each also exports concept and prediction).
         data_series = self._sel('kind="data"')
-        versions = self.query(f"count by (model_version) "
-                              f"(driftkeeper_window_rows_total{data_series})", now)
+        versions = self.query(f"count by ({names.VERSION}) "
+                              f"({names.WINDOW_ROWS.sample}{data_series})", now)
         labels = self._labels(now)
         if not versions:
             empty = total([])
@@ -150,11 +149,10 @@ class PrometheusSource:
             return metric.get("pod") or metric.get("instance") or repr(sorted(metric.items()))
 
         starts = {(replica(r["metric"]), r["metric"].get("model_version")): float(r["value"][1])
-                  for r in self.query(f"driftkeeper_counters_start_timestamp_seconds"
-                                      f"{self._sel()}", now)}
+                  for r in self.query(f"{names.COUNTERS_START.sample}{self._sel()}", now)}
         concept = self._sel('kind="concept"')
         readings: dict[str, LabelReading] = {}
-        for r in self.query(f"driftkeeper_window_rows_total{concept}", now):
+        for r in self.query(f"{names.WINDOW_ROWS.sample}{concept}", now):
             name, version = replica(r["metric"]), r["metric"].get("model_version")
             started = starts.get((name, version))
             before = readings.get(name)
@@ -167,7 +165,7 @@ class PrometheusSource:
     def _range(self, kind: str, v: str, size: int, max_age: float, now: float) -> str:
         """A PromQL range holding about ``size`` rows at the current rate, within maxAge."""
         matchers = self._sel(f'{v},kind="{kind}"')
-        rate = self._scalar(f"sum(rate(driftkeeper_window_rows_total{matchers}[1m]))", now)
+        rate = self._scalar(f"sum(rate({names.WINDOW_ROWS.sample}{matchers}[1m]))", now)
         seconds = max_age if rate <= 0 else min(max(size / rate, self.MIN_RANGE), max_age)
         return f"{max(math.ceil(seconds), 1)}s"
 
@@ -181,7 +179,7 @@ class PrometheusSource:
     def _data(self, v: str, version: str, window: str, now: float) -> Counters:
         features: dict[str, dict[int, float]] = {}
         unseen: dict[str, float] = {}
-        for labels, value in self._by("driftkeeper_feature_bin_total", "feature, bin", v,
+        for labels, value in self._by(names.FEATURE_BIN.sample, "feature, bin", v,
                                       window, now):
             b = int(labels["bin"])
             if b < 0:
@@ -189,15 +187,15 @@ class PrometheusSource:
             else:
                 features.setdefault(labels["feature"], {})[b] = value
         outside: dict[str, list[float]] = {}
-        for labels, value in self._by("driftkeeper_feature_outside_distance_total",
+        for labels, value in self._by(names.FEATURE_OUTSIDE.sample,
                                       "feature, side", v, window, now):
             sides = outside.setdefault(labels["feature"], [0.0, 0.0])
             sides[0 if labels["side"] == "under" else 1] = value
         rows = sum(self._by_kind(v, "data", window, now))
         predictions = {int(labels["bin"]): value for labels, value in self._by(
-            "driftkeeper_prediction_bin_total", "bin", v, window, now)}
+            names.PREDICTION_BIN.sample, "bin", v, window, now)}
         estimates = sum(value for _, value in self._by(
-            "driftkeeper_estimated_squared_error_total", "model_version", v, window, now))
+            names.ESTIMATED_SQUARED_ERROR.sample, "model_version", v, window, now))
         return Counters(version, None, {f: bins_array(b) for f, b in features.items()}, unseen,
                         {f: (u, o) for f, (u, o) in outside.items()}, data_rows=rows,
                         prediction_bins=bins_array(predictions),
@@ -205,25 +203,26 @@ class PrometheusSource:
                         estimate_rows=sum(self._by_kind(v, "performance", window, now)))
 
     def _by_kind(self, v: str, kind: str, window: str, now: float) -> list[float]:
-        return [value for labels, value in self._by("driftkeeper_window_rows_total", "kind", v,
+        return [value for labels, value in self._by(names.WINDOW_ROWS.sample, "kind", v,
                                                     window, now) if labels.get("kind") == kind]
 
     def _concept(self, v: str, version: str, window: str, now: float) -> Counters:
         bins = {int(labels["bin"]): value for labels, value in self._by(
-            "driftkeeper_residual_bin_total", "bin", v, window, now)}
+            names.RESIDUAL_BIN.sample, "bin", v, window, now)}
         sums = {labels["sign"]: value for labels, value in self._by(
-            "driftkeeper_residual_sum_total", "sign", v, window, now)}
-        squares = sum(value for _, value in self._by("driftkeeper_residual_squares_total",
+            names.RESIDUAL_SUM.sample, "sign", v, window, now)}
+        squares = sum(value for _, value in self._by(names.RESIDUAL_SQUARES.sample,
                                                      "model_version", v, window, now))
         # A classifier's sums (no series: a regression, the window has none).
         log_loss, correct = (self._total_or_none(metric, v, window, now) for metric in (
-            "driftkeeper_residual_log_loss_total", "driftkeeper_residual_correct_total"))
+            names.RESIDUAL_LOG_LOSS.sample, names.RESIDUAL_CORRECT.sample))
         segments: dict[tuple[str, str], dict[int, float]] = {}
-        for metric, key in SEGMENT_SERIES.items():
-            by = "feature, segment, sign" if metric == SEGMENT_RESIDUALS else "feature, segment"
-            for labels, value in self._by(metric, by, v, window, now):
-                name = labels["sign"] if metric == SEGMENT_RESIDUALS else key
-                segments.setdefault((labels["feature"], name), {})[int(labels["segment"])] = value
+        for family, key in [*names.SEGMENT_SUMS.items(), (names.SEGMENT_RESIDUAL_SUM, None)]:
+            by = ", ".join(label for label in family.labels if label != names.VERSION)
+            for labels, value in self._by(family.sample, by, v, window, now):
+                name = labels[names.SIGN] if key is None else key
+                segments.setdefault((labels[names.FEATURE], name), {})[
+                    int(labels[names.SEGMENT])] = value
         return Counters(version, None, residual_bins=bins_array(bins),
                         residual_positive=sums.get("positive", 0.0),
                         residual_negative=sums.get("negative", 0.0), residual_squares=squares,

@@ -153,6 +153,19 @@ def test_the_chart_runs_and_helm_test_passes(node: Node) -> None:
                 for p in pods}
     assert versions == {"v1"}
     assert "Phase:          Succeeded" in node.helm("test", RELEASE, "--timeout", "3m")
+    # What only a pod shows: uid 10001 with no passwd entry, a read-only root filesystem,
+    # and a HOME that can be written (the /tmp emptyDir).
+    script = ("import os, pathlib, pwd, json\n"
+              "try:\n    pwd.getpwuid(os.getuid()); named = True\n"
+              "except KeyError:\n    named = False\n"
+              "try:\n    pathlib.Path('/usr/local/probe').write_text('x'); root = 'written'\n"
+              "except OSError as e:\n    root = e.strerror\n"
+              "home = pathlib.Path(os.environ['HOME']) / '.probe'\n"
+              "home.write_text('x'); home.unlink()\n"
+              "print(json.dumps({'uid': os.getuid(), 'named': named, 'root': root}))")
+    for name in [pods[0]["metadata"]["name"], operator[0]["metadata"]["name"]]:
+        seen = json.loads(node.kubectl("exec", name, "--", "python", "-c", script))
+        assert seen == {"uid": 10001, "named": False, "root": "Read-only file system"}, seen
 
 
 def test_prometheus_scrapes_the_pods_and_loads_the_alerts(node: Node) -> None:

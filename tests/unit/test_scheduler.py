@@ -104,3 +104,21 @@ def test_concurrency_is_bounded_across_policies() -> None:
 
     asyncio.run(scenario())
     assert peak[0] == 3
+
+
+def test_a_tick_starts_when_due_not_at_the_next_look_at_the_index() -> None:
+    """The loop sleeps until the earliest due tick: a policy with a 0.05 s interval ticks
+    about 18 times a second, where looking every IDLE (0.5 s) would allow 2 or 3."""
+    worker = FakeWorker("fast", 0.05)
+    index = {("ml", "fast"): [{"spec": {"n": "fast"}}]}
+
+    async def scenario() -> None:
+        scheduler = PolicyScheduler(lambda namespace, name: worker, lambda body, result: None)
+        stopped = asyncio.Event()
+        task = asyncio.create_task(scheduler.run(index, stopped))
+        await asyncio.sleep(1.0)
+        stopped.set()
+        await task
+
+    asyncio.run(scenario())
+    assert worker.ticks >= 6, worker.ticks

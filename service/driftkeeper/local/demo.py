@@ -328,6 +328,8 @@ def _summary(view: DemoView, run_dir: Path, model_dir: Path,
     return {
         "scenario": config.scenario,
         "onset_seconds": ONSET * config.duration,
+        "started": view.started,  # the simulator's start (epoch seconds)
+        "events": [{"time": e["time"], "reason": e["reason"]} for e in view.events],
         "traffic": view.progress,
         "timeline": [(view.clock(e["time"]), e["reason"], e["message"]) for e in view.events],
         "serving": store.current_version(),

@@ -25,12 +25,13 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ..contract import names
 from .tally import load_tally, tally_metrics
 
 # No model_version label on the request counters: one series per pod, however many
 # promotions (driftkeeper_model_info says which version serves).
 PREDICTIONS = Counter("driftkeeper_predictions", "Rows predicted.")
-FEEDBACK = Counter("driftkeeper_feedback", "Labelled feedback rows accepted.")
+FEEDBACK = Counter(names.FEEDBACK.name, "Labelled feedback rows accepted.")
 REQUEST_SECONDS = Histogram(
     "driftkeeper_request_duration_seconds", "Time spent handling a request, by endpoint.",
     ["endpoint"],

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from ..contract import names
 from ..drift.probability import correct, log_losses
 from ..drift.profile import NumericalProfile, ReferenceProfile
 from ..drift.segments import SegmentSums, segment_sums
@@ -280,91 +281,102 @@ def update_tally(tally: Tally | None, profile: ReferenceProfile, version: str,
     return tally, changed
 
 
+def _family(family: names.Family, documentation: str
+            ) -> CounterMetricFamily | GaugeMetricFamily:
+    """An empty family with the contract's name and labels."""
+    kind = CounterMetricFamily if family.counter else GaugeMetricFamily
+    return kind(family.name, documentation, labels=list(family.labels))
+
+
 def tally_metrics(tally: Tally) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
     """The tally as Prometheus counters, every series labelled with the serving version."""
     v = tally.model_version
-    bins = CounterMetricFamily(
-        "driftkeeper_feature_bin", "Rows per reference bin and feature since this version "
-        "began serving (mergeable: sum by (feature, bin) of increase() over replicas is the "
-        "window's histogram). Numerical bins: 0 under the reference range, 1..K reference "
-        "quantile bins, K+1 over it; categorical bins: level codes, -1 unseen.",
-        labels=["feature", "bin", "model_version"])
-    outside = CounterMetricFamily(
-        "driftkeeper_feature_outside_distance", "Summed distance of out-of-range values from "
-        "the reference range's ends, by feature and side.",
-        labels=["feature", "side", "model_version"])
+    bins = _family(
+        names.FEATURE_BIN,
+        "Rows per reference bin and feature since this version began serving (mergeable: sum by "
+        "(feature, bin) of increase() over replicas is the window's histogram). Numerical bins: 0 "
+        "under the reference range, 1..K reference quantile bins, K+1 over it; categorical bins: "
+        "level codes, -1 unseen.")
+    outside = _family(
+        names.FEATURE_OUTSIDE,
+        "Summed distance of out-of-range values from the reference range's ends, by feature and "
+        "side.")
     for name, t in tally.features.items():
         for b, c in enumerate(t.counts.tolist()):
             bins.add_metric([name, str(b), v], c)
         if t.unseen:
-            bins.add_metric([name, "-1", v], float(t.unseen))
+            bins.add_metric([name, str(names.UNSEEN_BIN), v], float(t.unseen))
         if t.numeric:
-            outside.add_metric([name, "under", v], t.under_distance)
-            outside.add_metric([name, "over", v], t.over_distance)
+            outside.add_metric([name, names.UNDER, v], t.under_distance)
+            outside.add_metric([name, names.OVER, v], t.over_distance)
     yield bins
     yield outside
-    residual_bins = CounterMetricFamily(
-        "driftkeeper_residual_bin", "Labelled rows scored by this version per held-out "
-        "residual bin (0 under, 1..K, K+1 over).", labels=["bin", "model_version"])
+    residual_bins = _family(
+        names.RESIDUAL_BIN,
+        "Labelled rows scored by this version per held-out residual bin (0 under, 1..K, K+1 over).")
     for b, c in enumerate(tally.residual_counts.tolist()):
         residual_bins.add_metric([str(b), v], c)
     yield residual_bins
-    sums = CounterMetricFamily("driftkeeper_residual_sum", "Summed residuals (actual - "
-                               "predicted) of labelled rows, by sign (negative: absolute).",
-                               labels=["sign", "model_version"])
-    sums.add_metric(["positive", v], tally.residual_positive)
-    sums.add_metric(["negative", v], tally.residual_negative)
+    sums = _family(
+        names.RESIDUAL_SUM,
+        "Summed residuals (actual - predicted) of labelled rows, by sign (negative: absolute).")
+    sums.add_metric([names.POSITIVE, v], tally.residual_positive)
+    sums.add_metric([names.NEGATIVE, v], tally.residual_negative)
     yield sums
-    squares = CounterMetricFamily("driftkeeper_residual_squares", "Summed squared residuals "
-                                  "of labelled rows.", labels=["model_version"])
+    squares = _family(
+        names.RESIDUAL_SQUARES,
+        "Summed squared residuals of labelled rows.")
     squares.add_metric([v], tally.residual_squares)
     yield squares
     if tally.log_loss_sum is not None and tally.correct is not None:  # a classifier
-        log_loss = CounterMetricFamily(
-            "driftkeeper_residual_log_loss", "A classifier's summed log loss of labelled "
-            "rows, -log(1 - |residual|) each (divided by window_rows{kind=\"concept\"}: "
-            "the window's log loss).", labels=["model_version"])
+        log_loss = _family(
+            names.RESIDUAL_LOG_LOSS,
+            "A classifier's summed log loss of labelled rows, -log(1 - |residual|) each (divided "
+            "by window_rows{kind=\"concept\"}: the window's log loss).")
         log_loss.add_metric([v], tally.log_loss_sum)
         yield log_loss
-        right = CounterMetricFamily(
-            "driftkeeper_residual_correct", "A classifier's labelled rows whose predicted "
-            "class (classes[1] when p > 0.5) was right.", labels=["model_version"])
+        right = _family(
+            names.RESIDUAL_CORRECT,
+            "A classifier's labelled rows whose predicted class (classes[1] when p > 0.5) was "
+            "right.")
         right.add_metric([v], float(tally.correct))
         yield right
-    rows = CounterMetricFamily("driftkeeper_window_rows", "Rows counted into the windows' "
-                               "counters, by kind (data: inputs; concept: labelled rows "
-                               "scored by this version).", labels=["kind", "model_version"])
-    rows.add_metric(["data", v], float(tally.data_rows))
-    rows.add_metric(["concept", v], float(tally.concept_rows))
+    rows = _family(
+        names.WINDOW_ROWS,
+        "Rows counted into the windows' counters, by kind (data: inputs; concept: labelled rows "
+        "scored by this version).")
+    rows.add_metric([names.DATA, v], float(tally.data_rows))
+    rows.add_metric([names.CONCEPT, v], float(tally.concept_rows))
     if tally.estimate_rows:
-        rows.add_metric(["performance", v], float(tally.estimate_rows))
-        estimates = CounterMetricFamily(
-            "driftkeeper_estimated_squared_error", "Summed squared errors of this version's "
-            "predictions as the loss model estimates them before labels (divided by "
-            "window_rows{kind=\"performance\"}: the window's estimated MSE).",
-            labels=["model_version"])
+        rows.add_metric([names.PERFORMANCE, v], float(tally.estimate_rows))
+        estimates = _family(
+            names.ESTIMATED_SQUARED_ERROR,
+            "Summed squared errors of this version's predictions as the loss model estimates them "
+            "before labels (divided by window_rows{kind=\"performance\"}: the window's estimated "
+            "MSE).")
         estimates.add_metric([v], tally.estimate_sum)
         yield estimates
     if len(tally.prediction_counts):
-        rows.add_metric(["prediction", v], float(tally.prediction_rows))
-        predictions = CounterMetricFamily(
-            "driftkeeper_prediction_bin", "This version's predictions per bin of its "
-            "held-out predictions (0 under, 1..K, K+1 over): the prediction window's "
-            "histogram, mergeable like the features'.", labels=["bin", "model_version"])
+        rows.add_metric([names.PREDICTION, v], float(tally.prediction_rows))
+        predictions = _family(
+            names.PREDICTION_BIN,
+            "This version's predictions per bin of its held-out predictions (0 under, 1..K, K+1 "
+            "over): the prediction window's histogram, mergeable like the features'.")
         for b, c in enumerate(tally.prediction_counts.tolist()):
             predictions.add_metric([str(b), v], c)
         yield predictions
     yield rows
     if tally.segments is not None:
         yield from _segment_metrics(tally.segments, v)
-    dropped = CounterMetricFamily("driftkeeper_window_dropped_rows", "Rows overwritten in a "
-                                  "worker's ring before they were counted (raise the ring "
-                                  "capacity if this grows).", labels=["model_version"])
+    dropped = _family(
+        names.DROPPED_ROWS,
+        "Rows overwritten in a worker's ring before they were counted (raise the ring capacity if "
+        "this grows).")
     dropped.add_metric([v], float(tally.dropped_rows))
     yield dropped
-    started = GaugeMetricFamily("driftkeeper_counters_start_timestamp_seconds", "When the "
-                                "window counters of this version started from zero (a change "
-                                "means a reset).", labels=["model_version"])
+    started = _family(
+        names.COUNTERS_START,
+        "When the window counters of this version started from zero (a change means a reset).")
     started.add_metric([v], tally.started)
     yield started
 
@@ -373,27 +385,26 @@ def _segment_metrics(sums: SegmentSums, version: str) -> Iterator[CounterMetricF
     """Labelled rows' residual sums per segment (segment: its number in the version's
     layout, as GET /reference lists it): what the operator locates concept drift with."""
     families = {
-        "n": CounterMetricFamily("driftkeeper_segment_rows", "Labelled rows scored by this "
-                                 "version, per feature segment (category level, or quantile "
-                                 "band of a numerical feature).",
-                                 labels=["feature", "segment", "model_version"]),
-        "squares": CounterMetricFamily("driftkeeper_segment_residual_squares", "Summed "
-                                       "squared residuals per feature segment.",
-                                       labels=["feature", "segment", "model_version"]),
-        "predictions": CounterMetricFamily("driftkeeper_segment_predictions", "Summed "
-                                           "|prediction| per feature segment (what a "
-                                           "segment's shift is relative to).",
-                                           labels=["feature", "segment", "model_version"]),
+        "n": _family(
+            names.SEGMENT_ROWS,
+            "Labelled rows scored by this version, per feature segment (category level, or "
+            "quantile band of a numerical feature)."),
+        "squares": _family(
+            names.SEGMENT_RESIDUAL_SQUARES,
+            "Summed squared residuals per feature segment."),
+        "predictions": _family(
+            names.SEGMENT_PREDICTIONS,
+            "Summed |prediction| per feature segment (what a segment's shift is relative to)."),
     }
-    residuals = CounterMetricFamily("driftkeeper_segment_residual_sum", "Summed residuals "
-                                    "per feature segment, by sign (negative: absolute).",
-                                    labels=["feature", "segment", "sign", "model_version"])
+    residuals = _family(
+        names.SEGMENT_RESIDUAL_SUM,
+        "Summed residuals per feature segment, by sign (negative: absolute).")
     for name, f in sums.features.items():
         for i in range(len(f.n)):
             segment = str(i)
             for key, family in families.items():
                 family.add_metric([name, segment, version], float(getattr(f, key)[i]))
-            residuals.add_metric([name, segment, "positive", version], float(f.positive[i]))
-            residuals.add_metric([name, segment, "negative", version], float(f.negative[i]))
+            residuals.add_metric([name, segment, names.POSITIVE, version], float(f.positive[i]))
+            residuals.add_metric([name, segment, names.NEGATIVE, version], float(f.negative[i]))
     yield from families.values()
     yield residuals

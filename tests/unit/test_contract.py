@@ -1,0 +1,123 @@
+"""The pods' window counters as one contract: what ``tally_metrics`` encodes,
+``parse_counters`` decodes (a round trip), under the names in ``driftkeeper.contract``, and
+the contract's text reader reads the pages as prometheus-client's own parser does."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from driftkeeper.contract import names
+from driftkeeper.contract.text import read_samples
+from driftkeeper.model.store import ModelStore
+from driftkeeper.serving.tally import Tally
+from driftkeeper_operator.counters import Counters, parse_counters
+from exposition import as_classifier, classifier_residuals, tally_exposition
+
+
+@pytest.fixture(scope="module")
+def profile(trained_model_dir: Path):
+    return ModelStore(trained_model_dir).load(with_estimator=False).profile
+
+
+def _counted(profile, encoded: np.ndarray, residuals: np.ndarray, seed: int) -> Tally:
+    """A tally with every kind of counter: inputs (some beyond the reference range, some
+    unseen levels), predictions, loss estimates, residuals and segments."""
+    rng = np.random.default_rng(seed)
+    X = encoded[rng.choice(len(encoded), len(residuals), replace=False)].copy()
+    X[:, 0] *= 1.4
+    X[:7, 1] = 99  # categorical codes the schema does not know
+    predictions = 4000.0 * X[:, 0] ** 1.7
+    tally = Tally.empty(profile, "v3", 1_700_000_123.5)
+    tally.add_inputs(profile, X)
+    tally.add_predictions(profile, predictions)
+    tally.add_estimates(rng.gamma(2.0, 1e5, len(X)))
+    tally.add_residuals(profile, residuals)
+    tally.add_segments(profile, X, residuals, predictions)
+    tally.dropped_rows = 5
+    return tally
+
+
+def _decoded(tally: Tally, directory: Path, labels: float) -> Counters:
+    page = tally_exposition(tally, directory)
+    page += f"# TYPE {names.FEEDBACK.sample} counter\n{names.FEEDBACK.sample} {labels}\n"
+    return parse_counters(page)
+
+
+@pytest.mark.parametrize("kind", ["regression", "classifier"])
+def test_what_the_tally_encodes_the_operator_decodes(tmp_path, profile, encoded,
+                                                     kind) -> None:
+    if kind == "classifier":
+        profile = as_classifier(profile)
+        residuals = classifier_residuals(600, 3)
+    else:
+        residuals = np.random.default_rng(2).standard_t(3, 600) * 400
+    tally = _counted(profile, encoded, residuals, seed=4)
+    got = _decoded(tally, tmp_path, labels=611)
+
+    assert (got.version, got.started, got.labels) == ("v3", 1_700_000_123.5, 611)
+    assert (got.data_rows, got.concept_rows) == (600, 600)
+    assert (got.prediction_rows, got.estimate_rows) == (600, 600)
+    assert got.estimate_sum == pytest.approx(tally.estimate_sum)
+    for name, feature in tally.features.items():
+        np.testing.assert_array_equal(got.features[name], feature.counts)
+        if feature.numeric:
+            assert got.outside[name] == pytest.approx(
+                (feature.under_distance, feature.over_distance))
+    cut = profile.schema.features[1].name
+    assert got.unseen == {cut: 7}
+    np.testing.assert_array_equal(got.residual_bins, tally.residual_counts)
+    np.testing.assert_array_equal(got.prediction_bins, tally.prediction_counts)
+    assert (got.residual_positive, got.residual_negative, got.residual_squares) == \
+        pytest.approx((tally.residual_positive, tally.residual_negative,
+                       tally.residual_squares))
+    assert tally.segments is not None
+    for name, sums in tally.segments.features.items():
+        for key in ("n", "positive", "negative", "squares", "predictions"):
+            np.testing.assert_allclose(got.segments[(name, key)], getattr(sums, key))
+    if kind == "classifier":
+        assert got.log_loss_sum == pytest.approx(tally.log_loss_sum)
+        assert got.correct == tally.correct and got.correct is not None
+    else:
+        assert got.log_loss_sum is None and got.correct is None
+
+
+def test_every_family_of_the_contract_is_on_the_page(tmp_path, profile, encoded) -> None:
+    classifier = as_classifier(profile)
+    tally = _counted(classifier, encoded, classifier_residuals(300, 1), seed=5)
+    page = tally_exposition(tally, tmp_path)
+    exposed = {s.name for f in text_string_to_metric_families(page) for s in f.samples}
+    # The feedback counter is the workers' own (serving/metrics.py), not the tally's.
+    wanted = {f.sample for f in names.WINDOW_FAMILIES} - {names.FEEDBACK.sample}
+    assert wanted <= exposed, wanted - exposed
+
+
+def test_the_reader_reads_what_prometheus_client_reads(tmp_path, profile, encoded) -> None:
+    """On a real page, with a feature whose name needs every escape the format has."""
+    tally = _counted(profile, encoded, np.random.default_rng(6).normal(0, 300, 400), seed=7)
+    odd = 'a "quoted", {braced} back\\slash\nnewline'
+    first = next(iter(tally.features))
+    tally = replace(tally, features={odd if n == first else n: f
+                                     for n, f in tally.features.items()})
+    page = tally_exposition(tally, tmp_path)
+    expected = [(s.name, s.labels, s.value) for f in text_string_to_metric_families(page)
+                for s in f.samples]
+    wanted = {name for name, _, _ in expected}
+    got = [tuple(s) for s in read_samples(page, wanted)]
+    assert got == expected
+    assert any(labels.get(names.FEATURE) == odd for _, labels, _ in got)
+    # Only the families asked for, in the page's order.
+    rows = list(read_samples(page, {names.WINDOW_ROWS.sample}))
+    assert [s.labels[names.KIND] for s in rows] == [names.DATA, names.CONCEPT,
+                                                    names.PERFORMANCE, names.PREDICTION]
+
+
+@pytest.mark.parametrize("line", ['driftkeeper_window_rows_total{kind="data"}',
+                                  'driftkeeper_window_rows_total{kind="data"} many'])
+def test_an_unreadable_line_is_an_error_that_names_it(line: str) -> None:
+    with pytest.raises(ValueError, match="line 2 of the exposition"):
+        list(read_samples(f"# TYPE x counter\n{line}\n", {names.WINDOW_ROWS.sample}))
