@@ -251,26 +251,26 @@ def fill_rings(directory: Path, X: np.ndarray, residuals: np.ndarray, model_numb
     """Two workers' ring files holding the window (half each), newest last. With
     ``filler``, each ring first takes ``capacity`` older rows (a full ring, as after an hour
     of busy traffic), so the evaluator has to read and select from 2 x 50,000 rows."""
-    from driftkeeper.serving.monitor import FEEDBACK, INPUTS, input_columns
-    from driftkeeper.serving.rings import RingWriter, feedback_columns
+    from driftkeeper.contract.rings import FeedbackRows, InputRows
+    from driftkeeper.serving.rings import RingWriter
+
+    served, labels = InputRows(X.shape[1]), FeedbackRows(X.shape[1])
 
     def rows_of(stamps: np.ndarray, inputs: np.ndarray) -> np.ndarray:
-        """As /predict writes them: stamp, features, model version number, prediction."""
-        return np.column_stack([stamps, inputs, np.full(len(inputs), model_number),
-                                predict(inputs)])
+        """As /predict writes them."""
+        return served.pack(stamps, inputs, model_number, predict(inputs))
 
     def labelled(stamps: np.ndarray, inputs: np.ndarray, r: np.ndarray) -> np.ndarray:
-        """As /feedback writes them: stamp, version number, residual, prediction, features."""
-        return np.column_stack([stamps, np.full(len(inputs), model_number), r,
-                                predict(inputs), inputs])
+        """As /feedback writes them."""
+        return labels.pack(stamps, model_number, r, predict(inputs), inputs)
 
     directory.mkdir(parents=True)
     halves = np.array_split(np.arange(len(X)), 2)
     for worker, rows in enumerate(halves, start=1):
-        inputs = RingWriter(directory / f"{INPUTS}-{worker}.ring", input_columns(X.shape[1]),
+        inputs = RingWriter(directory / f"{served.prefix}-{worker}.ring", served.width,
                             capacity)
-        feedback = RingWriter(directory / f"{FEEDBACK}-{worker}.ring",
-                              feedback_columns(X.shape[1]), capacity)
+        feedback = RingWriter(directory / f"{labels.prefix}-{worker}.ring", labels.width,
+                              capacity)
         if filler is not None:
             old = now - 1800 + np.arange(capacity) * 1e-3
             inputs.append(rows_of(old, filler[:capacity]))
@@ -386,8 +386,8 @@ def bench_bookkeeping(model_dir: Path, work: Path, settings: Settings) -> dict[s
     serving/app.py: stamp and append the row (with its model version and prediction) to the
     worker's ring, count the prediction. Validation and prediction are timed alongside for
     scale."""
+    from driftkeeper.contract.rings import InputRows
     from driftkeeper.serving import metrics
-    from driftkeeper.serving.monitor import input_columns
     from driftkeeper.serving.rings import RingWriter
     from driftkeeper.serving.runtime import ServingModel
     from driftkeeper.serving.validation import RowValidator
@@ -395,13 +395,13 @@ def bench_bookkeeping(model_dir: Path, work: Path, settings: Settings) -> dict[s
     model = ServingModel.from_bundle(ModelStore(model_dir).load())
     validator = RowValidator(model.bundle.schema, with_target=False)
     X, _ = validator.encode([dict(BODY)], False)
-    ring = RingWriter(work / f"inputs-{os.getpid()}.ring", input_columns(X.shape[1]), 50_000)
+    layout = InputRows(X.shape[1])
+    ring = RingWriter(work / f"{layout.prefix}-{os.getpid()}.ring", layout.width, 50_000)
     predictions = model.predict(X)
 
     def append() -> None:  # as /predict: stamp, features, version number, prediction
         now = time.time()
-        ring.append(np.column_stack([now + np.arange(len(X)) * 1e-6, X,
-                                     np.full(len(X), model.number), predictions]))
+        ring.append(layout.pack(now + np.arange(len(X)) * 1e-6, X, model.number, predictions))
 
     def count_prediction() -> None:
         metrics.PREDICTIONS.inc(len(X))
@@ -416,10 +416,10 @@ def bench_bookkeeping(model_dir: Path, work: Path, settings: Settings) -> dict[s
 
     tally_dir = work / "tally"
     tally_dir.mkdir()
-    rings = [RingWriter(tally_dir / f"inputs-{w}.ring", input_columns(X.shape[1]), 50_000)
+    rings = [RingWriter(tally_dir / f"{layout.prefix}-{w}.ring", layout.width, 50_000)
              for w in (1, 2)]
-    batch = np.column_stack([np.zeros(1000), np.repeat(X, 1000, axis=0),
-                             np.full(1000, model.number), np.repeat(predictions, 1000)])
+    batch = layout.pack(np.zeros(1000), np.repeat(X, 1000, axis=0), model.number,
+                        np.repeat(predictions, 1000))
     state = {"tally": None}
 
     def count_new_rows() -> None:

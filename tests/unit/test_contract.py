@@ -121,3 +121,29 @@ def test_the_reader_reads_what_prometheus_client_reads(tmp_path, profile, encode
 def test_an_unreadable_line_is_an_error_that_names_it(line: str) -> None:
     with pytest.raises(ValueError, match="line 2 of the exposition"):
         list(read_samples(f"# TYPE x counter\n{line}\n", {names.WINDOW_ROWS.sample}))
+
+
+def test_ring_rows_read_back_by_name_what_was_packed() -> None:
+    """The layouts /predict and /feedback write with, read back column by column as the
+    evaluator and the tally read them."""
+    from driftkeeper.contract.rings import FeedbackRows, InputRows
+
+    rng = np.random.default_rng(8)
+    X, stamps = rng.normal(size=(5, 6)), 1e9 + np.arange(5.0)
+    predictions, residuals = rng.normal(size=5), rng.normal(size=5)
+    served = InputRows(6)
+    rows = served.pack(stamps, X, 7, predictions)
+    assert rows.shape == (5, served.width) and served.empty().shape == (0, served.width)
+    np.testing.assert_array_equal(served.stamps(rows), stamps)
+    np.testing.assert_array_equal(served.features(rows), X)
+    np.testing.assert_array_equal(served.versions(rows), np.full(5, 7.0))
+    np.testing.assert_array_equal(served.predictions(rows), predictions)
+    labels = FeedbackRows(6)
+    rows = labels.pack(stamps, 7, residuals, predictions, X)
+    assert rows.shape == (5, labels.width)
+    np.testing.assert_array_equal(labels.stamps(rows), stamps)
+    np.testing.assert_array_equal(labels.versions(rows), np.full(5, 7.0))
+    np.testing.assert_array_equal(labels.residuals(rows), residuals)
+    np.testing.assert_array_equal(labels.predictions(rows), predictions)
+    np.testing.assert_array_equal(labels.features(rows), X)
+    assert (served.prefix, labels.prefix) == ("inputs", "feedback")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from driftkeeper.contract.rings import FeedbackRows, InputRows
 from driftkeeper.drift.evaluate import (
     evaluate_concept,
     evaluate_data,
@@ -21,8 +22,7 @@ from driftkeeper.drift.segments import SegmentSettings, segment_sums
 from driftkeeper.drift.settings import ConceptSettings, DataSettings, PerformanceSettings
 from driftkeeper.drift.windows import data_window, prediction_window, residual_window
 from driftkeeper.model.store import ModelStore
-from driftkeeper.serving.monitor import input_columns
-from driftkeeper.serving.rings import RingWriter, feedback_columns
+from driftkeeper.serving.rings import RingWriter
 from driftkeeper.serving.tally import Tally, update_tally
 from driftkeeper_operator.counters import (
     Counters,
@@ -59,8 +59,8 @@ class Replica:
     def __init__(self, directory: Path, profile) -> None:
         directory.mkdir()
         self.directory, self.profile = directory, profile
-        self.inputs = RingWriter(directory / "inputs-1.ring", input_columns(6), 100_000)
-        self.feedback = RingWriter(directory / "feedback-1.ring", feedback_columns(6), 100_000)
+        self.inputs = RingWriter(directory / "inputs-1.ring", InputRows(6).width, 100_000)
+        self.feedback = RingWriter(directory / "feedback-1.ring", FeedbackRows(6).width, 100_000)
         self.tally: Tally | None = None
         self.labels = 0
 

@@ -45,7 +45,8 @@ from driftkeeper.model.store import ModelStore
 from driftkeeper.policy import default_policy
 from driftkeeper.serving import monitor
 from driftkeeper.serving.metrics import report_metrics
-from driftkeeper.serving.rings import RingWriter, feedback_columns, input_columns
+from driftkeeper.contract.rings import FeedbackRows, InputRows
+from driftkeeper.serving.rings import RingWriter
 from driftkeeper.serving.runtime import ServingModel
 from driftkeeper.serving.tally import tally_metrics, update_tally
 
@@ -61,9 +62,9 @@ X[:, 0] *= 1.4
 p = model.predict(X)
 r = np.where(X[:, 2] < 3, 0.3 * p, 0.0) + rng.normal(0, 300, 1000)
 d, now = Path(tempfile.mkdtemp()), time.time()
-RingWriter(d / "inputs-1.ring", input_columns(6), 5000).append(
+RingWriter(d / "inputs-1.ring", InputRows(6).width, 5000).append(
     np.column_stack([np.full(1000, now), X, np.full(1000, model.number), p]))
-RingWriter(d / "feedback-1.ring", feedback_columns(6), 5000).append(
+RingWriter(d / "feedback-1.ring", FeedbackRows(6).width, 5000).append(
     np.column_stack([np.full(1000, now), np.full(1000, model.number), r, p, X]))
 report = monitor.evaluate(model, default_policy(), d, now)
 assert report.data.drift and report.prediction.pvalue is not None, report

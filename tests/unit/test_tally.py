@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from driftkeeper.contract.rings import FeedbackRows, InputRows
 from driftkeeper.drift.segments import segment_sums
 from driftkeeper.drift.windows import data_window, prediction_window, residual_window
 from driftkeeper.model.store import ModelStore
-from driftkeeper.serving.monitor import input_columns
-from driftkeeper.serving.rings import RingWriter, feedback_columns, read_ring_tail
+from driftkeeper.serving.rings import RingWriter, read_ring_tail
 from driftkeeper.serving.tally import Tally, load_tally, update_tally
 from exposition import as_classifier, classifier_residuals, tally_exposition
 
@@ -23,7 +23,7 @@ def profile(trained_model_dir: Path):
     return ModelStore(trained_model_dir).load(with_estimator=False).profile
 
 
-WIDTH = input_columns(6)  # ts, 6 features, model version number, prediction
+WIDTH = InputRows(6).width  # ts, 6 features, model version number, prediction
 
 
 def _inputs(encoded: np.ndarray, start: int, n: int, version: int = 1) -> np.ndarray:
@@ -46,7 +46,7 @@ def _feedback(residuals: np.ndarray, version: int, rows: np.ndarray) -> np.ndarr
 def test_two_workers_counted_like_one_window(tmp_path: Path, profile, encoded) -> None:
     a = RingWriter(tmp_path / "inputs-1.ring", WIDTH, 1000)
     b = RingWriter(tmp_path / "inputs-2.ring", WIDTH, 1000)
-    fb = RingWriter(tmp_path / "feedback-1.ring", feedback_columns(6), 1000)
+    fb = RingWriter(tmp_path / "feedback-1.ring", FeedbackRows(6).width, 1000)
     a.append(_inputs(encoded, 0, 300))
     b.append(_inputs(encoded, 300, 200))
     residuals = np.random.default_rng(0).normal(0, 500, 400)
@@ -202,7 +202,7 @@ def test_a_classifiers_log_loss_and_correct_rows_are_counted(tmp_path: Path, pro
     exactly as its window sums them, and exported only for a classifier."""
     classifier = as_classifier(profile)
     residuals = classifier_residuals(400, 1)
-    fb = RingWriter(tmp_path / "feedback-1.ring", feedback_columns(6), 1000)
+    fb = RingWriter(tmp_path / "feedback-1.ring", FeedbackRows(6).width, 1000)
     fb.append(_feedback(residuals[:250], 1, encoded[:250]))
     tally, _ = update_tally(None, classifier, "v1", 1, tmp_path, now=1.0)
     fb.append(_feedback(residuals[250:], 1, encoded[250:400]))
@@ -219,7 +219,7 @@ def test_a_classifiers_log_loss_and_correct_rows_are_counted(tmp_path: Path, pro
     # A regression's tally has neither.
     fb2 = tmp_path / "regression"
     fb2.mkdir()
-    RingWriter(fb2 / "feedback-1.ring", feedback_columns(6), 1000).append(
+    RingWriter(fb2 / "feedback-1.ring", FeedbackRows(6).width, 1000).append(
         _feedback(np.random.default_rng(0).normal(0, 500, 50), 1, encoded[:50]))
     regression, _ = update_tally(None, profile, "v1", 1, fb2, now=1.0)
     assert regression.concept_rows == 50 and regression.log_loss_sum is None
@@ -230,7 +230,7 @@ def test_a_classifiers_log_loss_and_correct_rows_are_counted(tmp_path: Path, pro
 def test_a_format_4_tally_still_loads(tmp_path: Path, profile, encoded) -> None:
     """Files written before the classifier sums load: a regression's counts continue, a
     classifier's restart (their counters must all cover the same rows)."""
-    fb = RingWriter(tmp_path / "feedback-1.ring", feedback_columns(6), 1000)
+    fb = RingWriter(tmp_path / "feedback-1.ring", FeedbackRows(6).width, 1000)
     fb.append(_feedback(np.random.default_rng(0).normal(0, 500, 60), 1, encoded[:60]))
     tally, _ = update_tally(None, profile, "v1", 1, tmp_path, now=1.0)
     old = tally.to_dict()

@@ -7,7 +7,7 @@ appears in the text and in PromQL, :attr:`Family.name` the one a collector regis
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -17,11 +17,10 @@ class Family:
     name: str
     labels: tuple[str, ...]
     counter: bool = True
+    sample: str = field(init=False)  # its samples' name in the exposition and in PromQL
 
-    @property
-    def sample(self) -> str:
-        """The name of its samples in the exposition and in PromQL."""
-        return f"{self.name}_total" if self.counter else self.name
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sample", f"{self.name}_total" if self.counter else self.name)
 
 
 # Label names and values the readers match on.

@@ -16,6 +16,7 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from .. import __version__
+from ..contract.rings import FeedbackRows, InputRows
 from ..drift.histograms import histograms
 from ..errors import InvalidInputError
 from ..model.feedback import FeedbackStore
@@ -296,9 +297,9 @@ def create_app(config: ServiceConfig, start_background: bool = True) -> Flask:
         X, _ = state.validator(model, with_target=False).encode(rows, batch)
         predictions = model.predict(X)
         now = time.time()
-        state.ring(monitor.INPUTS, monitor.input_columns(X.shape[1])).append(
-            np.column_stack([_timestamps(now, len(X)), X, np.full(len(X), model.number),
-                             predictions]))
+        layout = InputRows(X.shape[1])
+        state.ring(layout.prefix, layout.width).append(
+            layout.pack(_timestamps(now, len(X)), X, model.number, predictions))
         metrics.PREDICTIONS.inc(len(X))
         body: dict[str, Any] = {"model_version": model.version, "request_id": g.request_id}
         body.update(_predictions(model.bundle.schema.target, predictions, batch))
@@ -313,9 +314,9 @@ def create_app(config: ServiceConfig, start_background: bool = True) -> Flask:
         predictions = model.predict(X)
         residuals = y - predictions
         now = time.time()
-        state.ring(monitor.FEEDBACK, monitor.feedback_columns(X.shape[1])).append(
-            np.column_stack([_timestamps(now, len(X)), np.full(len(X), model.number),
-                             residuals, predictions, X]))
+        layout = FeedbackRows(X.shape[1])
+        state.ring(layout.prefix, layout.width).append(
+            layout.pack(_timestamps(now, len(X)), model.number, residuals, predictions, X))
         store = state.feedback_store(model)
         # Answered only once the rows are on disk (a group commit shares the fsync with
         # concurrent requests); a full store is pruned by the background loop, not here.

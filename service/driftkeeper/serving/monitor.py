@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..contract.rings import FeedbackRows, InputRows
 from ..drift.evaluate import (
     evaluate_concept,
     evaluate_data,
@@ -39,13 +40,12 @@ from ..drift.windows import (
 )
 from ..files import write_atomic
 from ..policy import DriftPolicy, WindowSettings
-from .rings import feedback_columns, input_columns, read_ring, read_rings
+from .rings import read_ring, read_rings
 from .runtime import ServingModel
 
 log = logging.getLogger("driftkeeper.monitor")
 
-INPUTS = "inputs"  # ring columns: ts, encoded features..., model version number, prediction
-FEEDBACK = "feedback"  # ring columns: ts, model version number, residual, prediction, features
+STAMP = 0  # both layouts (contract/rings.py) start with the row's time stamp
 
 
 def _select(rings: list[np.ndarray], window: WindowSettings, now: float,
@@ -55,8 +55,8 @@ def _select(rings: list[np.ndarray], window: WindowSettings, now: float,
     if keep is not None:
         rings = [r[keep_rows] for r, keep_rows in zip(rings, keep, strict=True)]
     oldest = now - window.max_age
-    rings = [r[r[:, 0] >= oldest] for r in rings]
-    stamps = np.concatenate([r[:, 0] for r in rings]) if rings else np.empty(0)
+    rings = [r[r[:, STAMP] >= oldest] for r in rings]
+    stamps = np.concatenate([r[:, STAMP] for r in rings]) if rings else np.empty(0)
     if len(stamps) > window.size:
         # Exactly ``size`` rows, also when workers stamped rows alike at the cutoff.
         newest = np.zeros(len(stamps), dtype=bool)
@@ -79,48 +79,48 @@ def evaluate_windows(model: ServingModel, policy: DriftPolicy, windows_dir: Path
     """The report plus the merged windows it was computed from."""
     now = time.time() if now is None else now
     profile = model.bundle.profile
-    n_features = len(profile.schema.features)
+    layout = InputRows(len(profile.schema.features))
     # A window is the newest `size` rows of all workers: each ring's newest `size` rows
     # hold them (rings are in time order, and newer rows are the serving version's).
-    rings = [r for r in read_rings(windows_dir, INPUTS, policy.data_window.size)
-             if r.shape[1] == input_columns(n_features)]  # not another schema's rings
+    rings = [r for r in read_rings(windows_dir, layout.prefix, policy.data_window.size)
+             if r.shape[1] == layout.width]  # not another schema's rings
     inputs = _select(rings, policy.data_window, now)
     data = DataWindow({}, 0)
-    parts = [data_window(profile, r[:, 1:1 + n_features]) for r in inputs if len(r)]
+    parts = [data_window(profile, layout.features(r)) for r in inputs if len(r)]
     if parts:
         data = parts[0]
         for p in parts[1:]:
             data = data + p  # mergeable: per-worker windows add up
     else:
-        data = data_window(profile, np.empty((0, len(profile.schema.features))))
+        data = data_window(profile, layout.features(layout.empty()))
     data_verdict = evaluate_data(profile, data, policy.monitor.data, predict=model.predict)
 
     # Predictions of the serving version only: an older model's are not this one's drift.
     served = _select(rings, policy.data_window, now,
-                     keep=[r[:, -2] == model.number for r in rings])
-    served_rows = (np.concatenate(served) if served
-                   else np.empty((0, input_columns(n_features))))
-    predictions = prediction_window(profile, served_rows[:, -1])
+                     keep=[layout.versions(r) == model.number for r in rings])
+    served_rows = np.concatenate(served) if served else layout.empty()
+    predictions = prediction_window(profile, layout.predictions(served_rows))
     prediction_verdict = evaluate_prediction(profile, predictions, policy.monitor.prediction)
-    estimates = model.estimate_squared_errors(served_rows[:, 1:1 + n_features],
-                                              served_rows[:, -1])
+    estimates = model.estimate_squared_errors(layout.features(served_rows),
+                                              layout.predictions(served_rows))
     performance_verdict = evaluate_performance(
         profile, None if estimates is None else estimate_window(estimates),
         policy.monitor.performance)
 
-    feedback = [r for r in read_rings(windows_dir, FEEDBACK, policy.concept_window.size)
-                if r.shape[1] == feedback_columns(n_features)]
-    current = [r[:, 1] == model.number for r in feedback]
+    labels = FeedbackRows(layout.n_features)
+    feedback = [r for r in read_rings(windows_dir, labels.prefix, policy.concept_window.size)
+                if r.shape[1] == labels.width]
+    current = [labels.versions(r) == model.number for r in feedback]
     labelled = _select(feedback, policy.concept_window, now, keep=current)
     residuals = residual_window(profile, np.empty(0))
     for r in labelled:
         if len(r):
-            residuals = residuals + residual_window(profile, r[:, 2])
+            residuals = residuals + residual_window(profile, labels.residuals(r))
     concept_verdict = evaluate_concept(profile, residuals, policy.monitor.concept)
     if concept_verdict.drift and profile.segments is not None:
-        rows = (np.concatenate(labelled) if labelled
-                else np.empty((0, feedback_columns(n_features))))
-        located = locate_concept_drift(profile, rows[:, 4:], rows[:, 2], rows[:, 3],
+        rows = np.concatenate(labelled) if labelled else labels.empty()
+        located = locate_concept_drift(profile, labels.features(rows), labels.residuals(rows),
+                                       labels.predictions(rows),
                                        policy.monitor.concept.segments)
         concept_verdict = replace(concept_verdict, segments=located)
     report = DriftReport(data_verdict, concept_verdict, model.version, now,
@@ -191,7 +191,7 @@ def prune_rings(windows_dir: Path, horizon: float, now: float) -> None:
         if _alive(pid):
             continue
         rows = read_ring(path)
-        if not rows.size or rows[:, 0].max() < now - horizon:
+        if not rows.size or rows[:, STAMP].max() < now - horizon:
             with contextlib.suppress(OSError):
                 path.unlink()
 

@@ -26,18 +26,6 @@ HEADER_WORDS = 8
 _MAGIC, _COLUMNS, _CAPACITY, _HEAD, _CLAIM = range(5)
 
 
-def input_columns(n_features: int) -> int:
-    """Width of an inputs ring row: the stamp, the features, the model version number and
-    the prediction (``serving/monitor.py`` reads them, ``serving/tally.py`` counts them)."""
-    return n_features + 3
-
-
-def feedback_columns(n_features: int) -> int:
-    """Width of a feedback ring row: the stamp, the model version number, the residual, the
-    prediction and the features (where concept drift lives needs the segment of each)."""
-    return n_features + 4
-
-
 class RingWriter:
     """Append-only ring owned by this process (thread-safe within it)."""
 

@@ -24,12 +24,13 @@ import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ..contract import names
+from ..contract.rings import FeedbackRows, InputRows
 from ..drift.probability import correct, log_losses
 from ..drift.profile import NumericalProfile, ReferenceProfile
 from ..drift.segments import SegmentSums, segment_sums
 from ..drift.stats import NumericBins
 from ..files import write_atomic
-from .rings import feedback_columns, input_columns, read_ring_tail
+from .rings import read_ring_tail
 
 FORMAT = 5  # 2: prediction counts; 3: estimated squared errors; 4: segment sums;
 # 5: a classifier's summed log loss and correct count
@@ -219,7 +220,7 @@ def load_tally(path: Path) -> Tally | None:
 
 def update_tally(tally: Tally | None, profile: ReferenceProfile, version: str,
                  version_number: int, windows_dir: Path, now: float,
-                 inputs_prefix: str = "inputs", feedback_prefix: str = "feedback",
+                 inputs_prefix: str = InputRows.prefix, feedback_prefix: str = FeedbackRows.prefix,
                  estimate: Estimator | None = None) -> tuple[Tally, bool]:
     """Count the rows that arrived in the rings since the last update.
 
@@ -259,22 +260,24 @@ def update_tally(tally: Tally | None, profile: ReferenceProfile, version: str,
             continue
         changed = True
         if prefix == inputs_prefix:
-            n_features = len(profile.schema.features)
-            if rows.shape[1] != input_columns(n_features):
+            layout = InputRows(len(profile.schema.features))
+            if rows.shape[1] != layout.width:
                 continue  # a ring of another schema: not this version's rows
-            tally.add_inputs(profile, rows[:, 1:1 + n_features])
-            served = rows[rows[:, -2] == version_number]
-            tally.add_predictions(profile, served[:, -1])
-            estimates = None if estimate is None else estimate(served[:, 1:1 + n_features],
-                                                               served[:, -1])
+            tally.add_inputs(profile, layout.features(rows))
+            served = rows[layout.versions(rows) == version_number]
+            tally.add_predictions(profile, layout.predictions(served))
+            estimates = None if estimate is None else estimate(layout.features(served),
+                                                               layout.predictions(served))
             if estimates is not None:
                 tally.add_estimates(estimates)
         else:
-            if rows.shape[1] != feedback_columns(len(profile.schema.features)):
+            labels = FeedbackRows(len(profile.schema.features))
+            if rows.shape[1] != labels.width:
                 continue  # a ring of another schema
-            served = rows[rows[:, 1] == version_number]
-            tally.add_residuals(profile, served[:, 2])
-            tally.add_segments(profile, served[:, 4:], served[:, 2], served[:, 3])
+            served = rows[labels.versions(rows) == version_number]
+            tally.add_residuals(profile, labels.residuals(served))
+            tally.add_segments(profile, labels.features(served), labels.residuals(served),
+                               labels.predictions(served))
     for gone in set(tally.positions) - seen:  # pruned rings of dead workers
         del tally.positions[gone]
         changed = True

@@ -1,0 +1,82 @@
+"""The ring rows' column layouts: what ``/predict`` and ``/feedback`` append (``serving/
+app.py``) and the pod's evaluator and tally read (``serving/monitor.py``, ``tally.py``).
+
+One place, named columns: a reader never picks a column by a position it has to know.
+Rows are float64 (``serving/rings.py``); ``n_features`` is the serving schema's width, and
+a ring whose width does not match belongs to another schema and is skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class InputRows:
+    """``/predict``'s rows: the stamp, the encoded features, the model version number and
+    the prediction."""
+
+    n_features: int
+    prefix = "inputs"  # ring files are <prefix>-<pid>.ring
+
+    @property
+    def width(self) -> int:
+        return self.n_features + 3
+
+    def pack(self, stamps: np.ndarray, X: np.ndarray, version_number: int,
+             predictions: np.ndarray) -> np.ndarray:
+        return np.column_stack([stamps, X, np.full(len(X), version_number), predictions])
+
+    def empty(self) -> np.ndarray:
+        return np.empty((0, self.width))
+
+    def stamps(self, rows: np.ndarray) -> np.ndarray:
+        return rows[:, 0]
+
+    def features(self, rows: np.ndarray) -> np.ndarray:
+        return rows[:, 1:1 + self.n_features]
+
+    def versions(self, rows: np.ndarray) -> np.ndarray:
+        return rows[:, 1 + self.n_features]
+
+    def predictions(self, rows: np.ndarray) -> np.ndarray:
+        return rows[:, 2 + self.n_features]
+
+
+@dataclass(frozen=True)
+class FeedbackRows:
+    """``/feedback``'s rows: the stamp, the model version number, the residual, the
+    prediction and the encoded features (where concept drift lives needs each row's
+    segment)."""
+
+    n_features: int
+    prefix = "feedback"
+
+    @property
+    def width(self) -> int:
+        return self.n_features + 4
+
+    def pack(self, stamps: np.ndarray, version_number: int, residuals: np.ndarray,
+             predictions: np.ndarray, X: np.ndarray) -> np.ndarray:
+        return np.column_stack([stamps, np.full(len(X), version_number), residuals,
+                                predictions, X])
+
+    def empty(self) -> np.ndarray:
+        return np.empty((0, self.width))
+
+    def stamps(self, rows: np.ndarray) -> np.ndarray:
+        return rows[:, 0]
+
+    def versions(self, rows: np.ndarray) -> np.ndarray:
+        return rows[:, 1]
+
+    def residuals(self, rows: np.ndarray) -> np.ndarray:
+        return rows[:, 2]
+
+    def predictions(self, rows: np.ndarray) -> np.ndarray:
+        return rows[:, 3]
+
+    def features(self, rows: np.ndarray) -> np.ndarray:
+        return rows[:, 4:4 + self.n_features]
