@@ -6,15 +6,9 @@ pod's own evaluator, on the whole Deployment's traffic.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from functools import partial
 
-from driftkeeper.drift.evaluate import (
-    evaluate_concept,
-    evaluate_data,
-    evaluate_performance,
-    evaluate_prediction,
-    locate_in_sums,
-)
+from driftkeeper.drift.judge import Windows, evaluate_all
 from driftkeeper.drift.profile import ReferenceProfile
 from driftkeeper.drift.report import DriftReport
 from driftkeeper.model.predictor import TreePredictor
@@ -33,20 +27,13 @@ from .sources import FleetView
 def judge_fleet(profile: ReferenceProfile, view: FleetView, policy: DriftPolicy,
                 predictor: TreePredictor | None, now: float) -> DriftReport:
     """Every kind's verdict on the fleet's windows; where concept drift lives once it is
-    found; each drifted feature's impact when the version's arrays are at hand."""
+    found (from the fleet's segment counters); each drifted feature's impact when the
+    version's arrays are at hand."""
     assert view.version is not None
-    concept = evaluate_concept(profile, residual_window_of(profile, view.concept),
-                               policy.monitor.concept)
-    if concept.drift:  # where it lives, from the fleet's segment counters
-        concept = replace(concept, segments=locate_in_sums(
-            profile, segment_window_of(profile, view.concept),
-            policy.monitor.concept.segments))
-    return DriftReport(
-        evaluate_data(profile, data_window_of(profile, view.data), policy.monitor.data,
-                      predict=predictor.predict if predictor else None),
-        concept,
-        view.version, now,
-        prediction=evaluate_prediction(profile, prediction_window_of(profile, view.data),
-                                       policy.monitor.prediction),
-        performance=evaluate_performance(profile, estimate_window_of(profile, view.data),
-                                         policy.monitor.performance))
+    windows = Windows(data_window_of(profile, view.data),
+                      prediction_window_of(profile, view.data),
+                      estimate_window_of(profile, view.data),
+                      residual_window_of(profile, view.concept),
+                      partial(segment_window_of, profile, view.concept))
+    return evaluate_all(profile, windows, policy.monitor, view.version, now,
+                        predict=predictor.predict if predictor else None)

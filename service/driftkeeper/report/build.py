@@ -7,7 +7,7 @@ Both paths end in the same three dicts (report, histograms, model) and the same
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -17,18 +17,10 @@ import pandas as pd
 import requests
 
 from ..data import read_current
-from ..drift.evaluate import (
-    evaluate_concept,
-    evaluate_data,
-    evaluate_performance,
-    evaluate_prediction,
-    locate_concept_drift,
-)
 from ..drift.histograms import histograms
+from ..drift.judge import Windows, evaluate_all
 from ..drift.performance import estimate_window
-from ..drift.report import DriftReport
-from ..drift.segment_verdict import SegmentVerdict
-from ..drift.segments import SegmentSettings
+from ..drift.segments import SegmentSums, segment_sums
 from ..drift.windows import ResidualWindow, data_window, prediction_window, residual_window
 from ..errors import DriftkeeperError, ModelStoreError
 from ..model.store import ModelBundle, ModelStore
@@ -73,14 +65,15 @@ def _residuals(bundle: ModelBundle, X: np.ndarray, target: pd.Series) -> np.ndar
     return actual[rows] - predicted
 
 
-def _locate(bundle: ModelBundle, X: np.ndarray, actual: pd.Series,
-            settings: SegmentSettings) -> SegmentVerdict | None:
-    """Where concept drift lives, from the rows that have a label and can be scored."""
+def _segment_sums(bundle: ModelBundle, X: np.ndarray, actual: pd.Series) -> SegmentSums | None:
+    """The labelled rows' sums per segment (rows that have a label and can be scored)."""
+    if bundle.profile.segments is None:
+        return None
     y = bundle.schema.encode_target(actual)
     rows = bundle.schema.complete_rows(X) & np.isfinite(y)
     predicted = np.asarray(bundle.model.predict(X[rows]), dtype=np.float64)
-    return locate_concept_drift(bundle.profile, X[rows], y[rows] - predicted, predicted,
-                                settings)
+    return segment_sums(bundle.profile.segments.layout, X[rows], y[rows] - predicted,
+                        predicted)
 
 
 def _policy(policy_path: str | Path | None, schema: FeatureSchema) -> DriftPolicy:
@@ -103,27 +96,20 @@ def report_from_csv(model_dir: str | Path, current_csv: str | Path, output: str 
     profile = bundle.profile
     window = data_window(profile, X)
     residuals: ResidualWindow | None = None
-    concept = None
+    segments = None
     if schema.target.name in frame.columns and profile.residuals is not None:
-        labelled = _residuals(bundle, X, frame[schema.target.name])
-        residuals = residual_window(profile, labelled)
-        concept = evaluate_concept(profile, residuals, settings.concept)
-        if concept.drift:
-            concept = replace(concept, segments=_locate(bundle, X, frame[schema.target.name],
-                                                        settings.concept.segments))
+        actual = frame[schema.target.name]
+        residuals = residual_window(profile, _residuals(bundle, X, actual))
+        segments = partial(_segment_sums, bundle, X, actual)  # asked for only on drift
     complete = schema.complete_rows(X)  # rows the model can score
     scored = np.asarray(bundle.model.predict(X[complete]) if complete.any() else np.empty(0),
                         dtype=np.float64)
-    predictions = prediction_window(profile, scored)
     estimates = ServingModel.from_bundle(bundle).estimate_squared_errors(X[complete], scored)
-    report = DriftReport(evaluate_data(profile, window, settings.data,
-                                       predict=bundle.model.predict), concept,
-                         bundle.version, time.time(),
-                         prediction=evaluate_prediction(profile, predictions,
-                                                        settings.prediction),
-                         performance=evaluate_performance(
-                             profile, None if estimates is None else estimate_window(estimates),
-                             settings.performance)).to_dict()
+    windows = Windows(window, prediction_window(profile, scored),
+                      None if estimates is None else estimate_window(estimates),
+                      residuals, segments)
+    report = evaluate_all(profile, windows, settings, bundle.version, time.time(),
+                          predict=bundle.model.predict).to_dict()
     report["source"] = str(source)
     report["policy"] = policy.name
     return render_report(report, histograms(profile, window, residuals),

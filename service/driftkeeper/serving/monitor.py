@@ -15,22 +15,16 @@ import json
 import logging
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..contract.rings import FeedbackRows, InputRows
-from ..drift.evaluate import (
-    evaluate_concept,
-    evaluate_data,
-    evaluate_performance,
-    evaluate_prediction,
-    locate_concept_drift,
-)
+from ..drift.judge import Windows, evaluate_all
 from ..drift.performance import estimate_window
 from ..drift.report import DriftReport
+from ..drift.segments import SegmentSums, segment_sums
 from ..drift.windows import (
     DataWindow,
     ResidualWindow,
@@ -93,19 +87,13 @@ def evaluate_windows(model: ServingModel, policy: DriftPolicy, windows_dir: Path
             data = data + p  # mergeable: per-worker windows add up
     else:
         data = data_window(profile, layout.features(layout.empty()))
-    data_verdict = evaluate_data(profile, data, policy.monitor.data, predict=model.predict)
 
     # Predictions of the serving version only: an older model's are not this one's drift.
     served = _select(rings, policy.data_window, now,
                      keep=[layout.versions(r) == model.number for r in rings])
     served_rows = np.concatenate(served) if served else layout.empty()
-    predictions = prediction_window(profile, layout.predictions(served_rows))
-    prediction_verdict = evaluate_prediction(profile, predictions, policy.monitor.prediction)
     estimates = model.estimate_squared_errors(layout.features(served_rows),
                                               layout.predictions(served_rows))
-    performance_verdict = evaluate_performance(
-        profile, None if estimates is None else estimate_window(estimates),
-        policy.monitor.performance)
 
     labels = FeedbackRows(layout.n_features)
     feedback = [r for r in read_rings(windows_dir, labels.prefix, policy.concept_window.size)
@@ -116,15 +104,19 @@ def evaluate_windows(model: ServingModel, policy: DriftPolicy, windows_dir: Path
     for r in labelled:
         if len(r):
             residuals = residuals + residual_window(profile, labels.residuals(r))
-    concept_verdict = evaluate_concept(profile, residuals, policy.monitor.concept)
-    if concept_verdict.drift and profile.segments is not None:
+
+    def segments() -> SegmentSums | None:
+        if profile.segments is None:
+            return None
         rows = np.concatenate(labelled) if labelled else labels.empty()
-        located = locate_concept_drift(profile, labels.features(rows), labels.residuals(rows),
-                                       labels.predictions(rows),
-                                       policy.monitor.concept.segments)
-        concept_verdict = replace(concept_verdict, segments=located)
-    report = DriftReport(data_verdict, concept_verdict, model.version, now,
-                         prediction=prediction_verdict, performance=performance_verdict)
+        return segment_sums(profile.segments.layout, labels.features(rows),
+                            labels.residuals(rows), labels.predictions(rows))
+
+    windows = Windows(data, prediction_window(profile, layout.predictions(served_rows)),
+                      None if estimates is None else estimate_window(estimates),
+                      residuals, segments)
+    report = evaluate_all(profile, windows, policy.monitor, model.version, now,
+                          predict=model.predict)
     return report, data, residuals
 
 
