@@ -36,4 +36,7 @@ def as_classifier(profile: ReferenceProfile) -> ReferenceProfile:
     window counters need of a classifier, without training one."""
     residuals = build_residual_profile(classifier_residuals(2000, 0), np.random.default_rng(0),
                                        trials=500, classification=True)
-    return replace(profile, residuals=residuals)
+    target = replace(profile.schema.target, task="classification", classes=("no", "yes"),
+                     exclusive_minimum=None, maximum=None)
+    return replace(profile, residuals=residuals,
+                   schema=replace(profile.schema, target=target))

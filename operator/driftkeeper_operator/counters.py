@@ -240,7 +240,7 @@ def residual_window_of(profile: ReferenceProfile, counts: Counters) -> ResidualW
     if profile.residuals is None:
         raise ValueError("the reference profile has no held-out residuals")
     dense = _dense(counts.residual_bins, len(profile.residuals.bins.edges) + 1)
-    classifier = profile.residuals.log_loss is not None
+    classifier = profile.is_classifier
     return ResidualWindow(stats.NumericCounts(dense), round(dense.sum()),
                           counts.residual_positive - counts.residual_negative,
                           counts.residual_squares,

@@ -139,6 +139,12 @@ class ReferenceProfile:
     # Held-out residuals per segment (drift/segments.py): where concept drift lives.
     segments: SegmentProfile | None = None
 
+    @property
+    def is_classifier(self) -> bool:
+        """A classifier's version, as its schema's target says: its residuals are y - p,
+        and its windows also sum log loss and correct rows."""
+        return self.schema.target.is_classification
+
     def to_dict(self) -> dict[str, Any]:
         return {"format": PROFILE_FORMAT, "schema": self.schema.to_dict(),
                 "n_reference": self.n_reference,

@@ -75,7 +75,7 @@ def residual_window(profile: ReferenceProfile, residuals: np.ndarray) -> Residua
         raise ValueError("this profile has no residual reference (trained without hold-out)")
     r = np.asarray(residuals, dtype=np.float64)
     r = r[np.isfinite(r)]
-    classifier = profile.residuals.log_loss is not None
+    classifier = profile.is_classifier
     return ResidualWindow(profile.residuals.bins.count(r), len(r), float(r.sum()),
                           float(np.sum(r * r)),
                           float(log_losses(r).sum()) if classifier else None,

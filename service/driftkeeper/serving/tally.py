@@ -96,8 +96,8 @@ class Tally:
                    prediction_counts=np.zeros(prediction_bins),
                    segments=(None if profile.segments is None
                              else SegmentSums.empty(profile.segments.layout)),
-                   log_loss_sum=0.0 if _classifier(profile) else None,
-                   correct=0 if _classifier(profile) else None)
+                   log_loss_sum=0.0 if profile.is_classifier else None,
+                   correct=0 if profile.is_classifier else None)
 
     def add_inputs(self, profile: ReferenceProfile, encoded: np.ndarray) -> None:
         """Count encoded input rows (rows x schema features)."""
@@ -201,11 +201,6 @@ class Tally:
         write_atomic(path, json.dumps(self.to_dict(), separators=(",", ":")), durable=False)
 
 
-def _classifier(profile: ReferenceProfile) -> bool:
-    """A classifier's version: its held-out residuals carry a log loss."""
-    return profile.residuals is not None and profile.residuals.log_loss is not None
-
-
 def _bin_counts(bins: NumericBins, values: np.ndarray, size: int) -> np.ndarray:
     """Finite values counted per bin (under, K reference bins, over)."""
     return np.bincount(bins.bin_index(values), minlength=size)
@@ -233,7 +228,7 @@ def update_tally(tally: Tally | None, profile: ReferenceProfile, version: str,
     """
     changed = False
     if (tally is None or tally.model_version != version
-            or (_classifier(profile) and tally.log_loss_sum is None)):
+            or (profile.is_classifier and tally.log_loss_sum is None)):
         # A new version, or a classifier's counts from a file without its sums (format 4):
         # start from zero, so every counter covers the same rows.
         positions = tally.positions if tally is not None else {}
