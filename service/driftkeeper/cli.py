@@ -234,6 +234,11 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-rows", type=int, default=int(env.get("max_rows", 10_000)),
                    help="rows per request (default 10000)")
     p.add_argument("--access-log", action="store_true")
+    p.add_argument("--monitor", choices=("internal", "external"),
+                   default=env.get("monitor", "internal"),
+                   help="internal (default): run and restart the monitor process (counting, "
+                   "drift evaluation) beside the workers; external: another process or "
+                   "container runs `driftkeeper monitor` on the same --state-dir")
 
 
 def _env_defaults() -> dict[str, str]:
@@ -252,9 +257,71 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     config = ServiceConfig(model_dir=args.model_dir, state_dir=state_dir, policy=args.policy,
                            host=args.host, port=args.port, workers=args.workers,
                            threads=args.threads, max_rows=args.max_rows,
-                           access_log=args.access_log)
+                           access_log=args.access_log, monitor=args.monitor)
     serve(config)
     return EXIT_OK
+
+
+def _add_monitor(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("monitor", help="count and evaluate a service's windows (the pod's "
+                       "monitor process)",
+                       description="Reads the rows every `serve` worker appends under "
+                       "--state-dir, keeps the window counters and evaluates drift against "
+                       "the serving version's reference; `serve` reads what it publishes. "
+                       "`serve` runs it itself unless started with --monitor external. "
+                       "Every flag also reads DRIFTKEEPER_<FLAG> from the environment.")
+    env = _env_defaults()
+    p.add_argument("--model-dir", type=Path, default=env.get("model_dir"), metavar="DIR",
+                   required="model_dir" not in env)
+    p.add_argument("--state-dir", type=Path, default=env.get("state_dir"), metavar="DIR",
+                   required="state_dir" not in env, help="the serving workers' --state-dir")
+    p.add_argument("--policy", type=Path, default=env.get("policy"), metavar="FILE",
+                   help="DriftPolicy file with thresholds and windows; re-read on change")
+    p.add_argument("--reload-interval", type=float,
+                   default=float(env.get("reload_interval", 1.0)), metavar="SECONDS",
+                   help="seconds between looks at new rows, models and the policy (default 1)")
+    p.add_argument("--health-host", default="127.0.0.1",
+                   help="address of the /healthz endpoint (0.0.0.0 in a pod)")
+    p.add_argument("--health-port", type=int, default=None, metavar="PORT",
+                   help="serve /healthz (200 while the loop ticks cleanly) on this port")
+    p.add_argument("--parent-pid", type=int, default=None, metavar="PID",
+                   help="exit when this process (the supervising `serve`) is gone")
+
+
+def _cmd_monitor(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    if args.parent_pid is not None:
+        _die_with_parent(args.parent_pid)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from .serving import multiproc
+
+    multiproc.use_directory(args.state_dir / "prometheus", multiproc.MONITOR_IDENTITY)
+    from threadpoolctl import threadpool_limits
+
+    from .serving import monitor_process
+    from .serving.config import ServiceConfig
+
+    config = ServiceConfig(model_dir=args.model_dir, state_dir=args.state_dir,
+                           policy=args.policy, reload_interval=args.reload_interval)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    threadpool_limits(1)  # one core's worth, like a worker; its container sets the limit
+    monitor_process.run(config, stop, args.health_host, args.health_port)
+    return EXIT_OK
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGTERM when the supervising process dies, and exit now if it already has."""
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != parent:
+        raise DriftkeeperError(f"the supervising process {parent} is gone")
 
 
 def _add_drift(sub: argparse._SubParsersAction) -> None:
@@ -572,7 +639,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": (_add_train, _cmd_train), "retrain": (_add_retrain, _cmd_retrain),
-            "serve": (_add_serve, _cmd_serve),
+            "serve": (_add_serve, _cmd_serve), "monitor": (_add_monitor, _cmd_monitor),
             "drift": (_add_drift, _cmd_drift), "simulate": (_add_simulate, _cmd_simulate),
             "operator": (_add_operator, _cmd_operator), "report": (_add_report, _cmd_report),
             "demo": (_add_demo, _cmd_demo)}

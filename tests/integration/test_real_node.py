@@ -142,9 +142,14 @@ def test_the_chart_runs_and_helm_test_passes(node: Node) -> None:
     pods = node.model_pods()
     assert len(pods) == 2
     for pod in pods:
-        assert all(c["ready"] for c in pod["status"]["containerStatuses"])
+        statuses = pod["status"]["containerStatuses"]
+        assert sorted(c["name"] for c in statuses) == ["model", "monitor"], statuses
+        assert all(c["ready"] for c in statuses)
         args = pod["spec"]["containers"][0]["args"]
         assert "--workers=2" in args, args
+        # The monitor container counts and evaluates; the workers show its heartbeat.
+        beat = node.in_pod(pod["metadata"]["name"], "/healthz")["monitor"]
+        assert beat["ok"] and beat["serving"] == "v1", beat
     operator = node.get("pods", "-l", "app.kubernetes.io/component=operator")["items"]
     assert [all(c["ready"] for c in p["status"]["containerStatuses"]) for p in operator] == [
         True]
@@ -163,8 +168,11 @@ def test_the_chart_runs_and_helm_test_passes(node: Node) -> None:
               "home = pathlib.Path(os.environ['HOME']) / '.probe'\n"
               "home.write_text('x'); home.unlink()\n"
               "print(json.dumps({'uid': os.getuid(), 'named': named, 'root': root}))")
-    for name in [pods[0]["metadata"]["name"], operator[0]["metadata"]["name"]]:
-        seen = json.loads(node.kubectl("exec", name, "--", "python", "-c", script))
+    model = pods[0]["metadata"]["name"]
+    for name, container in [(model, "model"), (model, "monitor"),
+                            (operator[0]["metadata"]["name"], "operator")]:
+        seen = json.loads(node.kubectl("exec", name, "-c", container, "--", "python", "-c",
+                                       script))
         assert seen == {"uid": 10001, "named": False, "root": "Read-only file system"}, seen
 
 
@@ -252,9 +260,11 @@ def test_a_concept_shift_is_retrained_promoted_and_cleared(node: Node) -> None:
     wait_until(lambda: {node.in_pod(p["metadata"]["name"], "/reference")["model_version"]
                         for p in node.model_pods()} == {"v2"}, 180,
                "every pod serving v2", interval=3)
-    # The reload happened in place: no probe failed, no container restarted.
-    assert [c["restartCount"] for p in node.model_pods()
-            for c in p["status"]["containerStatuses"]] == [0, 0]
+    # The reload happened in place: no probe failed, no container restarted (serving or
+    # monitoring, in either replica).
+    restarts = {(p["metadata"]["name"], c["name"]): c["restartCount"]
+                for p in node.model_pods() for c in p["status"]["containerStatuses"]}
+    assert len(restarts) == 4 and set(restarts.values()) == {0}, restarts
     wait_until(lambda: "DriftCleared" in node.reasons()[node.reasons().index(
         "ModelPromoted"):], 600, "DriftCleared after the promotion", interval=5)
     reasons = node.reasons()

@@ -192,19 +192,62 @@ def test_hot_reload_under_load_fails_no_request(model_dir, tmp_path, fast_policy
         svc.wait_for(lambda r: r["model_version"] == "v2", what="drift measured against v2")
 
 
-def test_one_evaluator_survives_its_worker_dying(model_dir, tmp_path, fast_policy,
-                                                 diamonds) -> None:
-    """Four workers, one evaluator; kill it and another worker takes over."""
-    with running_service(model_dir, tmp_path, workers=4, policy=fast_policy) as svc:
-        send_each(svc.url + "/predict", to_rows(diamonds.sample(300, random_state=5)))
+def _counter(url: str, name: str) -> float:
+    return sum(s.value for s in _samples(url, name))
+
+
+def test_a_killed_monitor_is_restarted_and_serving_never_stops(model_dir, tmp_path,
+                                                               fast_policy, diamonds) -> None:
+    """The monitor is a process of its own, off the request path: SIGKILL it while
+    clients predict, and not one request fails; `serve` starts a new monitor, which
+    counts on from the dead one's counters (none lost, none twice) and evaluates again.
+    Workers never evaluate: every report comes from the monitor."""
+    rows = to_rows(diamonds.sample(600, random_state=5))
+    with running_service(model_dir, tmp_path, workers=2, policy=fast_policy) as svc:
+        send_each(svc.url + "/predict", rows[:300])
         report = svc.wait_for(lambda r: r["data"]["samples"] == 300, what="300 rows")
-        leader = report["evaluator_pid"]
-        os.kill(leader, signal.SIGKILL)
-        t0 = time.time()
-        report = svc.wait_for(lambda r: (r.get("evaluated_at") or 0) > t0 + 0.5,
-                              timeout=40, what="a new evaluator")
-        assert report["evaluator_pid"] != leader
-        assert report["data"]["samples"] == 300  # the dead worker's rows still count
+        monitor_pid = report["evaluator_pid"]
+        workers = {requests.get(svc.url + "/healthz", timeout=5).json()["pid"]
+                   for _ in range(20)}
+        assert monitor_pid not in workers and monitor_pid != svc.process.pid
+        assert _counter(svc.url, "driftkeeper_window_rows_total") >= 300
+
+        statuses: list[int] = []
+        stop = threading.Event()
+
+        def client() -> None:
+            for row in rows[300:]:
+                if stop.is_set():
+                    return
+                statuses.append(requests.post(svc.url + "/predict", json=row,
+                                              timeout=10).status_code)
+
+        thread = threading.Thread(target=client)
+        thread.start()
+        try:
+            time.sleep(0.3)
+            os.kill(monitor_pid, signal.SIGKILL)
+            thread.join(timeout=120)
+        finally:
+            stop.set()
+            thread.join()
+        assert len(statuses) == 300 and set(statuses) == {200}  # serving never stopped
+        report = svc.wait_for(lambda r: r["evaluator_pid"] != monitor_pid
+                              and r["data"]["samples"] == 600, timeout=60,
+                              what="a new monitor's report of all 600 rows")
+        assert _counter(svc.url, "driftkeeper_monitor_restarts_total") == 1
+        data_rows = [s for s in _samples(svc.url, "driftkeeper_window_rows_total")
+                     if s.labels["kind"] == "data"]
+        assert [s.value for s in data_rows] == [600.0]  # every row once
+        assert "restarting it" in svc.log()
+
+
+def _samples(url: str, name: str) -> list:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(url + "/metrics", timeout=5).text
+    return [s for f in text_string_to_metric_families(text) for s in f.samples
+            if s.name == name]
 
 
 def test_every_acknowledged_label_survives_the_service_being_killed(model_dir, tmp_path,

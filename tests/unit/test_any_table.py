@@ -17,6 +17,7 @@ from driftkeeper.model.train import TrainingConfig, train
 from driftkeeper.report import report_from_csv
 from driftkeeper.serving.app import create_app, state_of
 from driftkeeper.serving.config import ServiceConfig
+from driftkeeper.serving.monitor_process import Monitor
 
 FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
 
@@ -97,7 +98,7 @@ def test_monitored_and_exported_under_its_feature_names(client, table) -> None:
     assert http.post("/predict", json={"instances": _rows(sample)}).status_code == 200
     feedback = http.post("/feedback", json={"instances": _rows(sample, target=True)})
     assert feedback.status_code == 200 and feedback.get_json()["accepted"] == 400
-    state_of(app).tick()
+    Monitor(state_of(app).config).tick()
     report = http.get("/drift").get_json()
     assert list(report["data"]["features"]) == FEATURES
     assert report["data"]["samples"] == 400

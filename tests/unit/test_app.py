@@ -27,6 +27,7 @@ from driftkeeper.model.train import TrainingConfig, train
 from driftkeeper.schema import DIAMONDS_SCHEMA, FeatureSchema
 from driftkeeper.serving.app import create_app, state_of
 from driftkeeper.serving.config import ServiceConfig
+from driftkeeper.serving.monitor_process import Monitor
 
 
 def _app(model_dir: Path, tmp_path: Path, policy: Path | None = None, **kw):
@@ -129,7 +130,7 @@ def test_drift_report_after_an_evaluation(served, diamonds) -> None:
     for chunk in (rows[:50], rows[50:100], rows[100:150], rows[150:200], rows[200:250]):
         client.post("/predict", json={"instances": [{k: v for k, v in r.items() if k != "price"}
                                                     for r in chunk]})
-    state_of(app).tick()
+    Monitor(state_of(app).config).tick()  # the pod's monitor process, one tick
     report = client.get("/drift").get_json()
     assert report["data"]["samples"] == 250
     assert report["data"]["drift"] is False
@@ -237,7 +238,7 @@ def test_policy_file_is_reloaded_and_bad_policy_rejected(model_dir: Path, tmp_pa
     policy.write_text(yaml.safe_dump(doc))
     app, client = _app(model_dir, tmp_path, policy=policy)
     try:
-        state = state_of(app)
+        state = Monitor(state_of(app).config)  # the policy is the monitor's
         assert state.policy.policy.data_window.size == 300
         doc["spec"]["window"]["size"] = 400
         doc["metadata"]["name"] = "p2"
@@ -294,7 +295,7 @@ def test_drift_is_read_from_the_published_report_never_evaluated_on_request(
     rows = diamonds.head(60).drop(columns="price").astype(
         {"cut": str, "color": str, "clarity": str}).to_dict("records")
     client.post("/predict", json={"instances": rows[:40]})
-    state_of(app).tick()
+    Monitor(state_of(app).config).tick()
     client.post("/predict", json={"instances": rows[40:]})  # after the evaluation
     doc = client.get("/drift?histograms=1").get_json()
     assert doc["data"]["samples"] == 40  # what was evaluated, not re-evaluated now

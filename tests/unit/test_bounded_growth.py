@@ -20,6 +20,7 @@ from driftkeeper.model.store import ModelStore
 from driftkeeper.schema import Feature, FeatureSchema, Target
 from driftkeeper.serving.app import create_app, state_of
 from driftkeeper.serving.config import ServiceConfig
+from driftkeeper.serving.monitor_process import Monitor
 from driftkeeper.serving.runtime import ServingModel
 
 
@@ -45,6 +46,7 @@ def test_two_hundred_promotions_leave_bounded_disk_memory_and_series(
     app = create_app(config, start_background=False)
     client = app.test_client()
     state = state_of(app)
+    monitor = Monitor(config)
     labelled = {**GOOD_ROW, "price": 1700}
     series_after: dict[int, set] = {}
     try:
@@ -53,7 +55,8 @@ def test_two_hundred_promotions_leave_bounded_disk_memory_and_series(
             store.promote(f"v{n}")
             deleted = store.prune(keep=10)
             assert f"v{n}" not in deleted and f"v{n - 1}" not in deleted
-            state.tick(now=1_800_000_000.0 + n)
+            state.tick()
+            monitor.tick(now=1_800_000_000.0 + n)
             assert client.post("/predict", json=GOOD_ROW).get_json()["model_version"] == f"v{n}"
             assert client.post("/feedback", json=labelled).status_code == 200
             scraped = client.get("/metrics").get_data(as_text=True)  # as Prometheus does
@@ -67,7 +70,9 @@ def test_two_hundred_promotions_leave_bounded_disk_memory_and_series(
         assert len(state._validators) <= 2  # the serving version's, with and without target
         gc.collect()
         serving = [o for o in gc.get_objects() if isinstance(o, ServingModel)]
-        assert len(serving) <= 2  # the current model (and at most one still referenced)
+        # Two holders, the worker's and the monitor's: each its current model (and at most
+        # one still referenced).
+        assert len(serving) <= 4
         # The same series after 20 promotions and after 200: no label grows with versions.
         assert series_after[201] == series_after[21], series_after[201] ^ series_after[21]
         text = client.get("/metrics").get_data(as_text=True)

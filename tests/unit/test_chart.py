@@ -144,8 +144,27 @@ def test_the_objects_are_wired_together() -> None:
     assert volumes["policy"]["configMap"] == {
         "name": f"driftpolicy-{policy['metadata']['name']}", "optional": True}
     assert pod["initContainers"][0]["args"] == ["train", "--output", "/models", "--if-empty"]
-    container = pod["containers"][0]
+    container, monitor = pod["containers"]
     assert "--policy=/etc/driftkeeper/policy.yaml" in container["args"]
+    # The monitor: a container of its own beside the workers, on their state directory.
+    assert (container["name"], monitor["name"]) == ("model", "monitor")
+    assert monitor["args"][0] == "monitor" and monitor["image"] == container["image"]
+    assert "--policy=/etc/driftkeeper/policy.yaml" in monitor["args"]
+    serving_env = {e["name"]: e["value"] for e in container["env"]}
+    monitor_env = {e["name"]: e["value"] for e in monitor["env"]}
+    assert serving_env["DRIFTKEEPER_MONITOR"] == "external"
+    assert serving_env["DRIFTKEEPER_STATE_DIR"] == monitor_env["DRIFTKEEPER_STATE_DIR"]
+    mounts = {m["name"]: m for m in monitor["volumeMounts"]}
+    assert mounts["tmp"]["mountPath"] == "/tmp" and volumes["tmp"] == {"name": "tmp",
+                                                                         "emptyDir": {}}
+    assert monitor_env["DRIFTKEEPER_STATE_DIR"].startswith("/tmp/")
+    assert mounts["models"]["readOnly"] is True  # it never writes the model store
+    assert monitor["livenessProbe"]["httpGet"] == {"path": "/healthz",
+                                                   "port": "monitor-health"}
+    assert f"--health-port={monitor['ports'][0]['containerPort']}" in monitor["args"]
+    assert monitor["resources"]["limits"]["memory"] and monitor["resources"] != container[
+        "resources"]
+    assert "readinessProbe" not in monitor  # the Service never sends it traffic
     # The operator: one replica, replaced not rolled, its own namespace, the Jobs' image.
     assert operator["spec"]["replicas"] == 1
     assert operator["spec"]["strategy"] == {"type": "Recreate"}

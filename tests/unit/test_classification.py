@@ -35,6 +35,7 @@ from driftkeeper.model.train import TrainingConfig, _group_folds, train
 from driftkeeper.schema import Feature, FeatureSchema, Target
 from driftkeeper.serving.app import create_app, state_of
 from driftkeeper.serving.config import ServiceConfig
+from driftkeeper.serving.monitor_process import Monitor
 from driftkeeper.serving.openapi import openapi_document
 from driftkeeper.serving.validation import RowValidator
 
@@ -324,7 +325,7 @@ def test_the_service_reports_a_classifiers_measures(served, cancer: pd.DataFrame
     for start in range(0, 250, 50):
         assert client.post("/feedback", json={"instances": rows[start:start + 50]}
                            ).status_code == 200
-    state_of(app).tick()
+    Monitor(state_of(app).config).tick()
     concept = client.get("/drift").get_json()["concept"]
     assert concept["samples"] == 250
     assert concept["accuracy"] > 0.9 and concept["log_loss"] < concept["log_loss_reference"] * 3

@@ -4,16 +4,20 @@ background loop that keeps failing shows in a metric and in /healthz's details."
 
 from __future__ import annotations
 
+import json
 import shutil
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from driftkeeper.model.store import PREDICTOR_FILE, ModelStore
 from driftkeeper.model.train import TrainingConfig, train
-from driftkeeper.serving import health, monitor
+from driftkeeper.serving import health, monitor, monitor_process
 from driftkeeper.serving.app import create_app, state_of
 from driftkeeper.serving.config import ServiceConfig
+from driftkeeper.serving.monitor_process import Monitor
 from driftkeeper.serving.runtime import RETRY_FIRST, RETRY_MAX, ModelHolder
 
 
@@ -94,7 +98,7 @@ def test_a_worker_that_cannot_load_its_model_fails_liveness_after_a_grace(
         state.stop()
 
 
-def test_a_background_loop_that_keeps_failing_shows_and_then_fails_liveness(
+def test_a_workers_loop_that_keeps_failing_shows_and_then_fails_liveness(
         model_dir: Path, tmp_path: Path, monkeypatch) -> None:
     app = _app(model_dir, tmp_path)
     client = app.test_client()
@@ -103,27 +107,79 @@ def test_a_background_loop_that_keeps_failing_shows_and_then_fails_liveness(
     state.health.clock = clock
     state.health.start()  # as the worker's loop does
     try:
-        def broken(*args, **kwargs):
+        def broken() -> bool:
             raise OSError("disk full")
 
-        monkeypatch.setattr(monitor, "evaluate_windows", broken)
-        for i in range(3):
-            state.tick(now=2000.0 + i * 100)
+        monkeypatch.setattr(state.models, "refresh", broken)
+        for _ in range(3):
+            state.tick()
         body = client.get("/healthz").get_json()
-        failing = body["checks"]["background"]["failing"]
-        assert failing["evaluate"] == {"failures_in_a_row": 3,
-                                       "last_error": "OSError: disk full"}
+        assert body["checks"]["background"]["failing"]["reload"] == {
+            "failures_in_a_row": 3, "last_error": "OSError: disk full"}
         metrics = client.get("/metrics").get_data(as_text=True)
-        assert 'driftkeeper_background_errors_total{loop="evaluate"} 3.0' in metrics
+        assert 'driftkeeper_background_errors_total{loop="reload"} 3.0' in metrics
         assert client.get("/healthz").status_code == 200  # not yet stale
         clock.now += health.STALE_AFTER + 1
         assert client.get("/healthz").status_code == 503
         monkeypatch.undo()
-        state.tick(now=3000.0)  # a clean tick: healthy again
+        state.tick()  # a clean tick: healthy again
         healed = client.get("/healthz")
         assert healed.status_code == 200 and healed.get_json()["checks"]["background"][
             "failing"] == {}
         assert "driftkeeper_background_last_clean_tick_timestamp_seconds" in client.get(
             "/metrics").get_data(as_text=True)
     finally:
+        state.stop()
+
+
+def _probe(port: int) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_a_monitor_that_keeps_failing_fails_its_own_liveness_never_the_workers(
+        model_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """The monitor's failures show in its heartbeat, in the workers' /healthz (as
+    information), in the metrics, and fail the monitor's own probe once stale; the
+    workers that serve stay healthy."""
+    app = _app(model_dir, tmp_path)
+    client = app.test_client()
+    state = state_of(app)
+    mon = Monitor(state.config)
+    clock = Clock()
+    mon.health.clock = clock
+    mon.health.start()
+    server = monitor_process._health_server(mon, "127.0.0.1", 0)
+    port = server.server_address[1]
+    try:
+        def broken(*args, **kwargs):
+            raise OSError("disk full")
+
+        monkeypatch.setattr(monitor, "evaluate_windows", broken)
+        for i in range(3):
+            mon.tick(now=2000.0 + i * 100)
+        shown = client.get("/healthz")
+        assert shown.status_code == 200
+        assert shown.get_json()["monitor"]["background"]["failing"]["evaluate"] == {
+            "failures_in_a_row": 3, "last_error": "OSError: disk full"}
+        metrics = client.get("/metrics").get_data(as_text=True)
+        assert 'driftkeeper_background_errors_total{loop="evaluate"} 3.0' in metrics
+        assert _probe(port)[0] == 200  # not yet stale
+        clock.now += health.STALE_AFTER + 1
+        status, body = _probe(port)
+        assert status == 503 and body["ok"] is False
+        assert client.get("/healthz").status_code == 200  # serving is not monitoring
+        monkeypatch.undo()
+        mon.tick(now=3000.0)  # a clean tick: healthy again
+        status, body = _probe(port)
+        assert status == 200 and body["background"]["failing"] == {}
+        assert body["serving"] == "v1"
+        assert "driftkeeper_monitor_last_clean_tick_timestamp_seconds" in client.get(
+            "/metrics").get_data(as_text=True)
+    finally:
+        server.shutdown()
+        server.server_close()
         state.stop()

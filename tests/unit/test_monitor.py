@@ -1,4 +1,4 @@
-"""The pod's evaluator: which rows make a window, and which worker evaluates."""
+"""The pod's evaluator: which rows make a window, one monitor per pod, which rings go."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 from driftkeeper.policy import WindowSettings
-from driftkeeper.serving.monitor import Leadership, _select
-from driftkeeper.serving.rings import RingWriter, read_ring, read_rings
+from driftkeeper.serving.config import ServiceConfig
+from driftkeeper.serving.monitor import _select, prune_rings
+from driftkeeper.serving.monitor_process import MonitorBusyError, exclusive
+from driftkeeper.serving.rings import RingWriter, read_ring, read_rings, writer_alive
 
 
 def _ring(stamps: list[float], tag: float) -> np.ndarray:
@@ -88,60 +90,53 @@ def test_the_window_of_the_newest_rows_equals_the_window_of_whole_rings(tmp_path
     np.testing.assert_array_equal(np.sort(whole[:, 0]), np.sort(newest[:, 0]))
 
 
-def test_one_leader_per_state_directory(tmp_path: Path) -> None:
-    first, second = Leadership(tmp_path / "lock"), Leadership(tmp_path / "lock")
-    assert first.try_acquire() and first.held
-    assert first.try_acquire()  # idempotent for the holder
-    assert not second.try_acquire() and not second.held
-    first.release()
-    assert not first.held
-    assert second.try_acquire()
-    assert not first.try_acquire()
-    second.release()
+def test_one_monitor_per_state_directory(tmp_path: Path) -> None:
+    config = ServiceConfig(model_dir=tmp_path / "models", state_dir=tmp_path / "state")
+    busy = pytest.raises(MonitorBusyError, match="one monitor per state directory")
+    with exclusive(config), busy, exclusive(config):
+        pass
+    with exclusive(config):  # released with the first
+        pass
 
 
-HOLD = """
+WRITE = """
 import sys, time
-from pathlib import Path
-from driftkeeper.serving.monitor import Leadership
-print(Leadership(Path(sys.argv[1])).try_acquire(), flush=True)
-time.sleep(600)  # the test kills us while we hold the lock
+import numpy as np
+from driftkeeper.serving.rings import RingWriter
+ring = RingWriter(sys.argv[1], 2, 8)
+ring.append(np.array([[1.0, 2.0]]))
+print("ready", flush=True)
+time.sleep(600)  # the test kills us while we hold the ring
 """
 
 
-def test_a_killed_leader_frees_the_lock(tmp_path: Path) -> None:
-    """The kernel drops a dead process's flock: the next worker takes over."""
-    child = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "lock")],
+def test_a_ring_is_pruned_only_once_its_writer_is_gone(tmp_path: Path) -> None:
+    """Liveness comes from the writer's lock, not the pid in the name: in the chart the
+    monitor runs in another PID namespace, where a worker's pid means nothing (here the
+    name carries this test's own live pid, and the ring is pruned all the same)."""
+    ring = tmp_path / f"inputs-{os.getpid()}.ring"
+    child = subprocess.Popen([sys.executable, "-c", WRITE, str(ring)],
                              stdout=subprocess.PIPE, text=True)
     try:
-        assert child.stdout is not None and child.stdout.readline().strip() == "True"
-        survivor = Leadership(tmp_path / "lock")
-        assert not survivor.try_acquire()
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        assert writer_alive(ring)
+        prune_rings(tmp_path, horizon=10.0, now=1e9)  # every row far too old
+        assert ring.exists()  # its writer lives: kept
         os.kill(child.pid, signal.SIGKILL)
         child.wait(10)
-        assert survivor.try_acquire()
-        survivor.release()
+        assert not writer_alive(ring)
+        prune_rings(tmp_path, horizon=10.0, now=2.0)  # dead, but its row is recent
+        assert ring.exists()
+        prune_rings(tmp_path, horizon=10.0, now=1e9)
+        assert not ring.exists()
     finally:
         if child.poll() is None:
             os.kill(child.pid, signal.SIGKILL)
             child.wait(10)
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
-def test_a_forked_child_does_not_inherit_leadership(tmp_path: Path) -> None:
-    """gunicorn forks workers: a child must not believe it leads through the parent's fd."""
-    leader = Leadership(tmp_path / "lock")
-    assert leader.try_acquire()
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child reports (held, could acquire) and exits at once
-        result = f"{int(leader.held)}{int(Leadership(tmp_path / 'lock').try_acquire())}"
-        os.write(write_end, result.encode())
-        os._exit(0)
-    os.close(write_end)
-    try:
-        assert os.read(read_end, 2) == b"00"
-    finally:
-        os.close(read_end)
-        os.waitpid(pid, 0)
-        leader.release()
+def test_a_closed_writer_lets_go_of_its_ring(tmp_path: Path) -> None:
+    writer = RingWriter(tmp_path / "feedback-1.ring", 3, 4)
+    assert writer_alive(writer.path)
+    writer.close()
+    assert not writer_alive(writer.path) and not writer_alive(tmp_path / "missing.ring")

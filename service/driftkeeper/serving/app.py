@@ -17,18 +17,17 @@ from werkzeug.exceptions import HTTPException
 
 from .. import __version__
 from ..contract.rings import FeedbackRows, InputRows
-from ..drift.histograms import histograms
 from ..errors import InvalidInputError
 from ..model.feedback import FeedbackStore
 from ..model.store import ModelStore
 from ..schema import Target
-from . import metrics, monitor
+from . import metrics
 from .config import ServiceConfig
 from .health import LoopHealth, liveness
+from .monitor_process import read_heartbeat
 from .openapi import openapi_document
 from .rings import RingWriter
-from .runtime import ModelHolder, PolicyHolder, ServingModel
-from .tally import Tally, load_tally, update_tally
+from .runtime import ModelHolder, ServingModel
 from .validation import RowValidator, UnknownCategoryError, extract_rows, parse_body
 
 log = logging.getLogger("driftkeeper.service")
@@ -37,20 +36,20 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 class ServiceState:
-    """Everything one worker process holds. Created after gunicorn forks the worker."""
+    """Everything one worker process holds. Created after gunicorn forks the worker.
+
+    A worker validates, predicts, appends rows to its ring and counts requests; its own
+    small loop only reloads the model and prunes the feedback store. Counting and drift
+    evaluation happen in the pod's monitor process (``monitor_process.py``)."""
 
     def __init__(self, config: ServiceConfig) -> None:
         self.config = config
         self.models = ModelHolder(ModelStore(config.model_dir))
-        self.policy = PolicyHolder(config.policy)
-        self.leadership = monitor.Leadership(config.monitor_lock)
         self.health = LoopHealth()
         self._validators: dict[tuple[int, bool], RowValidator] = {}
         self._rings: dict[str, RingWriter] = {}
         self._feedback: FeedbackStore | None = None
         self._lazy_lock = threading.Lock()  # request threads create rings and stores lazily
-        self._next_evaluation = 0.0
-        self._tally: Tally | None = None  # the window counters, while this worker leads
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         config.windows_dir.mkdir(parents=True, exist_ok=True)
@@ -59,94 +58,49 @@ class ServiceState:
     # -- background work ---------------------------------------------------------------
 
     def refresh(self) -> None:
-        if self.models.refresh():
-            self.policy.invalidate()
-        self.policy.refresh(self.models.model)
+        self.models.refresh()
 
-    def tick(self, now: float | None = None) -> dict[str, Any] | None:
-        """One step of the background loop: reload what changed, evaluate when due and
-        leading. Returns the published report, if this tick published one. A failing step
-        is logged, counted and recorded for /healthz; the next tick tries again."""
-        now = time.time() if now is None else now
+    def tick(self) -> None:
+        """One step of the worker's loop: reload a new model, prune a full feedback store.
+        A failing step is logged, counted and recorded for /healthz; the next tick tries
+        again."""
         clean = self._step("reload", self.refresh)
         clean = clean and self.models.failure is None
         if self._feedback is not None and self._feedback.prune_due:
             clean = self._step("prune", self._feedback.prune) and clean
-        model = self.models.model
-        if model is None or not self.leadership.try_acquire():
-            self.health.tick_done(clean)
-            return None
-        clean = self._step("count", lambda: self._count(model, now)) and clean
-        if now < self._next_evaluation:
-            self.health.tick_done(clean)
-            return None
-        policy = self.policy.policy
-        self._next_evaluation = now + policy.interval
-        published: list[dict[str, Any]] = []
-        clean = self._step("evaluate", lambda: published.append(
-            self._evaluate(model, policy, now))) and clean
         self.health.tick_done(clean)
-        return published[0] if published else None
 
     def _step(self, name: str, work: Any) -> bool:
         """Run one step of a tick; False (logged, counted, recorded) when it fails."""
         try:
             work()
-        except Exception as exc:  # one bad step must not stop monitoring
+        except Exception as exc:  # one bad step must not stop the worker's loop
             log.exception("background %s failed", name)
             self.health.failed(name, exc)
             return False
         self.health.succeeded(name)
         return True
 
-    def _evaluate(self, model: ServingModel, policy: Any, now: float) -> dict[str, Any]:
-        report, data, residuals = monitor.evaluate_windows(model, policy,
-                                                           self.config.windows_dir, now)
-        doc = monitor.report_document(report, policy)
-        doc["policy_error"] = self.policy.error
-        doc["evaluator_pid"] = os.getpid()
-        monitor.publish(histograms(model.bundle.profile, data, residuals),
-                        self.config.histograms_path)
-        monitor.publish(doc, self.config.report_path)
-        horizon = max(policy.data_window.max_age, policy.concept_window.max_age)
-        monitor.prune_rings(self.config.windows_dir, horizon, now)
-        return doc
-
-    def _count(self, model: ServingModel, now: float) -> None:
-        """Add the rows that arrived since the last tick to the pod's window counters."""
-        if self._tally is None:  # another worker may have counted before us
-            self._tally = load_tally(self.config.tally_path)
-        try:
-            self._tally, changed = update_tally(self._tally, model.bundle.profile,
-                                                model.version, model.number,
-                                                self.config.windows_dir, now,
-                                                estimate=model.estimate_squared_errors)
-            if changed:
-                self._tally.save(self.config.tally_path)
-        except Exception:
-            self._tally = None  # re-read from the file on the next tick
-            raise
-
     def start(self) -> None:
         self.health.start()
-        self._thread = threading.Thread(target=self._loop, name="driftkeeper-monitor",
+        self._thread = threading.Thread(target=self._loop, name="driftkeeper-reload",
                                         daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
-        while not self._stop.wait(min(self.config.reload_interval,
-                                      self.policy.policy.interval)):
+        while not self._stop.wait(self.config.reload_interval):
             try:
                 self.tick()
             except Exception as exc:  # tick() catches its steps' errors: this is a bug
-                log.exception("monitor tick failed")
+                log.exception("worker tick failed")
                 self.health.failed("tick", exc)
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        self.leadership.release()
+        for ring in self._rings.values():
+            ring.close()
         if self._feedback is not None:
             self._feedback.close()
 
@@ -225,7 +179,7 @@ def _predictions(target: Target, p: np.ndarray, batch: bool) -> dict[str, Any]:
 
 
 def create_app(config: ServiceConfig, start_background: bool = True) -> Flask:
-    """Build the app for one worker; with ``start_background`` the monitor thread runs."""
+    """Build the app for one worker; with ``start_background`` its reload loop runs."""
     app = Flask("driftkeeper")
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     state = ServiceState(config)
@@ -332,9 +286,11 @@ def create_app(config: ServiceConfig, start_background: bool = True) -> Flask:
         if report is None:
             if state.models.model is None:
                 raise NotReadyError()
-            return _json({"error": "no drift report yet: the first evaluation comes within "
-                                   f"{state.policy.policy.interval:g}s of the first rows"},
-                         503)
+            beat = read_heartbeat(config)
+            why = ("the monitor process has not started yet" if beat is None else
+                   "the first evaluation comes within the policy's interval of the first "
+                   "rows")
+            return _json({"error": f"no drift report yet: {why}", "monitor": beat}, 503)
         return _json(report)
 
     @app.get("/metrics")
@@ -377,9 +333,11 @@ def create_app(config: ServiceConfig, start_background: bool = True) -> Flask:
     @app.get("/healthz")
     def healthz() -> Response:
         """Liveness of the worker that answers: can it serve, does its loop work (see
-        serving/health.py); 503 with every check's detail when not."""
+        serving/health.py); 503 with every check's detail when not. The monitor's last
+        heartbeat is shown too, but never fails a worker: the monitor has its own."""
         ok, detail = liveness(state.models, state.health)
-        return _json({**detail, "pid": os.getpid()}, 200 if ok else 503)
+        return _json({**detail, "pid": os.getpid(), "monitor": read_heartbeat(config)},
+                     200 if ok else 503)
 
     @app.get("/readyz")
     def readyz() -> Response:

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..errors import DriftkeeperError
 
 ENV_PREFIX = "DRIFTKEEPER_"
+MONITOR_MODES = ("internal", "external")
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,9 @@ class ServiceConfig:
     feedback_max_rows: int = 200_000
     ring_capacity: int = 50_000  # rows remembered per worker (>= the largest window)
     access_log: bool = False
+    # internal: `serve` runs and restarts the monitor process itself; external: something
+    # else does (the chart's monitor container), and `serve` keeps the monitor's files.
+    monitor: str = "internal"
 
     def __post_init__(self) -> None:
         problems = []
@@ -37,6 +41,9 @@ class ServiceConfig:
                      "ring_capacity"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.monitor not in MONITOR_MODES:
+            problems.append(f"monitor must be one of {', '.join(MONITOR_MODES)}, "
+                            f"got {self.monitor!r}")
         if self.reload_interval <= 0:
             problems.append(f"reload_interval must be > 0, got {self.reload_interval}")
         if problems:
@@ -65,6 +72,10 @@ class ServiceConfig:
     @property
     def monitor_lock(self) -> Path:
         return self.state_dir / "monitor.lock"
+
+    @property
+    def heartbeat_path(self) -> Path:
+        return self.state_dir / "monitor.json"
 
     @property
     def feedback_dir(self) -> Path:

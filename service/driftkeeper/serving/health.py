@@ -1,13 +1,17 @@
-"""Whether this worker can serve, for ``/healthz`` (liveness) and ``/readyz`` (readiness).
+"""Whether a worker can serve and the monitor can monitor: liveness and readiness.
 
 Liveness must fail only for what a restart would fix, never for a slow first model or a
-drifting window: the kubelet restarts a container whose liveness probe keeps failing. So
-``/healthz`` fails when this worker cannot serve and will not recover by itself:
+drifting window: the kubelet restarts a container whose liveness probe keeps failing. So a
+worker's ``/healthz`` fails when it cannot serve and will not recover by itself:
 
 * its model: no model loaded while the current version has kept failing to load for
   ``LOAD_GRACE`` seconds (a transient failure is retried with backoff meanwhile);
-* its background loop (reloading, counting, evaluating): no tick completed without an
-  error for ``STALE_AFTER`` seconds (it keeps failing, or it is stuck).
+* its background loop (reloading the model, pruning feedback): no tick completed without
+  an error for ``STALE_AFTER`` seconds (it keeps failing, or it is stuck).
+
+The monitor process (counting, evaluating) has its own loop record, the same rule, and its
+own liveness (``monitor_process.py``): monitoring that fails restarts the monitor, never
+the workers that serve.
 
 Readiness (``/readyz``) fails without a model. Each answer lists every check, and every
 failing step of the loop is counted in ``driftkeeper_background_errors_total{loop}``.
@@ -42,6 +46,7 @@ class LoopHealth:
     """The background loop's record, written by its thread, read by request threads."""
 
     clock: Callable[[], float] = time.monotonic
+    last_clean_gauge: Any = metrics.BACKGROUND_LAST_CLEAN  # where a clean tick is shown
     running: bool = False
     started: float = 0.0
     last_clean: float | None = None  # the last tick with no failing step
@@ -65,7 +70,7 @@ class LoopHealth:
     def tick_done(self, clean: bool) -> None:
         if clean:
             self.last_clean = self.clock()
-            metrics.BACKGROUND_LAST_CLEAN.set(time.time())
+            self.last_clean_gauge.set(time.time())
 
     def check(self) -> dict[str, Any]:
         now = self.clock()

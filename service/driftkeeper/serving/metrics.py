@@ -51,8 +51,15 @@ BACKGROUND_ERRORS = Counter("driftkeeper_background_errors",
                             "Failed steps of a worker's background loop (reload, prune, count, "
                             "evaluate, tick); /healthz says which keep failing.", ["loop"])
 BACKGROUND_LAST_CLEAN = Gauge("driftkeeper_background_last_clean_tick_timestamp_seconds",
-                              "When a worker's background loop last ticked without an error "
-                              "(the newest of the live workers).", multiprocess_mode="livemax")
+                              "When a worker's background loop (model reload, feedback prune) "
+                              "last ticked without an error (the newest of the live workers).",
+                              multiprocess_mode="livemax")
+MONITOR_LAST_CLEAN = Gauge("driftkeeper_monitor_last_clean_tick_timestamp_seconds",
+                           "When the pod's monitor process (counting, evaluating) last ticked "
+                           "without an error.", multiprocess_mode="max")
+MONITOR_RESTARTS = Counter("driftkeeper_monitor_restarts",
+                           "Times the pod's monitor process started again (it exited, or "
+                           "stopped ticking and was restarted by `serve` or the kubelet).")
 
 
 def _verdict_value(drift: bool | None) -> float:

@@ -1,19 +1,16 @@
-"""The pod's drift evaluator: one per pod, whatever the number of workers.
+"""What the pod's monitor evaluates: every worker's rows against the serving reference.
 
-Every worker runs a monitor loop, but only the holder of an exclusive ``flock`` on the state
-directory's lock file evaluates; if that worker dies the kernel releases the lock and another
-worker takes over on its next tick. The evaluator merges every worker's ring (mergeable
-windows), evaluates against the serving model's reference profile, and publishes the report
-by atomic rename, so ``GET /drift`` and ``/metrics`` in any worker read the same verdict.
+The evaluator merges every worker's ring (mergeable windows), evaluates against the serving
+model's reference profile, and publishes the report by atomic rename, so ``GET /drift`` and
+``/metrics`` in any worker read the same verdict. It runs in the monitor process
+(``monitor_process.py``), never in a request-serving worker.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -34,7 +31,7 @@ from ..drift.windows import (
 )
 from ..files import write_atomic
 from ..policy import DriftPolicy, WindowSettings
-from .rings import read_ring, read_rings
+from .rings import read_ring, read_rings, writer_alive
 from .runtime import ServingModel
 
 log = logging.getLogger("driftkeeper.monitor")
@@ -140,59 +137,12 @@ def publish(doc: dict[str, Any], path: Path) -> None:
     write_atomic(path, json.dumps(doc), durable=False)
 
 
-class Leadership:
-    """Non-blocking exclusive lock: held by at most one process per state directory."""
-
-    def __init__(self, lock_path: Path) -> None:
-        self.lock_path = lock_path
-        self._fd: int | None = None
-        self._pid = 0
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None and self._pid == os.getpid()
-
-    def try_acquire(self) -> bool:
-        if self.held:
-            return True
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self._fd, self._pid = fd, os.getpid()
-        log.info("worker %d is the drift evaluator", self._pid)
-        return True
-
-    def release(self) -> None:
-        if self.held and self._fd is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-                os.close(self._fd)
-        self._fd = None
-
-
 def prune_rings(windows_dir: Path, horizon: float, now: float) -> None:
     """Delete rings of dead workers once all their rows are older than ``horizon`` seconds."""
     for path in windows_dir.glob("*.ring"):
-        try:
-            pid = int(path.stem.rsplit("-", 1)[-1])
-        except ValueError:
-            continue
-        if _alive(pid):
+        if writer_alive(path):
             continue
         rows = read_ring(path)
         if not rows.size or rows[:, STAMP].max() < now - horizon:
             with contextlib.suppress(OSError):
                 path.unlink()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

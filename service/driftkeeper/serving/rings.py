@@ -11,10 +11,16 @@ copies the rows below ``head`` and then reads ``claim`` again: every copied row 
 a write may have touched meanwhile (position below ``claim - capacity``) is discarded and
 counted as dropped, so a reader racing a wrap-around never counts a torn, stale or repeated
 row, and says how many it lost.
+
+A writer holds a shared ``flock`` on its file for as long as it lives, so whoever prunes
+rings can tell a dead writer's file from a live one without knowing its process id: the
+monitor runs in another container of the pod, in another PID namespace, where a worker's
+pid means nothing (or another process).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 from pathlib import Path
@@ -42,6 +48,9 @@ class RingWriter:
         header[_MAGIC] = MAGIC
         header.flush()
         del header
+        # Locked before it is visible: a pruner never sees this ring without its writer.
+        self._alive = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
+        fcntl.flock(self._alive, fcntl.LOCK_SH)
         os.replace(tmp, self.path)  # readers never see a file without a header
         self._header = np.memmap(self.path, dtype=np.int64, mode="r+", shape=(HEADER_WORDS,))
         self._data = np.memmap(self.path, dtype=np.float64, mode="r+",
@@ -64,6 +73,29 @@ class RingWriter:
                 self._data[start:] = rows[:split]
                 self._data[: end - self.capacity] = rows[split:]
             self._header[_HEAD] = head + n
+
+
+    def close(self) -> None:
+        """Let go of the file (its rows stay readable until the ring is pruned)."""
+        fd, self._alive = self._alive, -1
+        if fd >= 0:
+            os.close(fd)
+
+
+def writer_alive(path: str | Path) -> bool:
+    """Whether a process still holds this ring open for writing (its shared lock); False
+    for a missing file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also releases the exclusive lock, if it was taken
+    return False
 
 
 def _open(path: str | Path) -> tuple[np.ndarray, np.ndarray] | None:

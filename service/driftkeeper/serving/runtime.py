@@ -84,9 +84,11 @@ class LoadFailure:
 class ModelHolder:
     """The current model of a model directory, reloaded when ``current`` moves."""
 
-    def __init__(self, store: ModelStore, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, store: ModelStore, clock: Callable[[], float] = time.monotonic,
+                 serving: bool = True) -> None:
         self.store = store
         self.clock = clock
+        self.serving = serving  # a worker's (shown in model_info and reload counts)
         self.model: ServingModel | None = None
         self.failure: LoadFailure | None = None  # the target version, while it fails
 
@@ -110,16 +112,20 @@ class ModelHolder:
             if failed is None or failed.error != error:  # once per distinct error
                 log.error("cannot load model %s, keeping %s (retrying with backoff): %s",
                           target, loaded, error)
-            metrics.RELOADS.labels("failed").inc()
+            if self.serving:
+                metrics.RELOADS.labels("failed").inc()
             self.failure = LoadFailure(target, attempts, now + wait, error,
                                        failed.since if failed else now)
             return False
         old, self.model = self.model, new
+        self.failure = None
+        if not self.serving:
+            log.info("monitor %d follows model %s (was %s)", os.getpid(), new.version, loaded)
+            return True
         if old is not None:  # multiprocess gauges cannot be removed, only zeroed
             metrics.MODEL_INFO.labels(old.version, old.bundle.metadata["model"]["kind"]).set(0)
         metrics.MODEL_INFO.labels(new.version, new.bundle.metadata["model"]["kind"]).set(1)
         metrics.RELOADS.labels("loaded").inc()
-        self.failure = None
         log.info("worker %d serves model %s (was %s)", os.getpid(), new.version, loaded)
         return True
 

@@ -2,7 +2,9 @@
 
 ``PROMETHEUS_MULTIPROC_DIR`` is set and wiped before any worker starts, each worker builds
 its own app after the fork (no shared state inherited by accident), and a dead worker's live
-gauges are dropped in ``child_exit``.
+gauges are dropped in ``child_exit``. With the monitor ``internal`` the master also runs the
+monitor process (``supervisor.py``); ``external``, another container runs it, and a restart
+of this one keeps the monitor's files (its report, counters and metrics).
 """
 
 from __future__ import annotations
@@ -14,18 +16,45 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from . import multiproc
 from .config import ServiceConfig
 
 log = logging.getLogger("driftkeeper.service")
 
 
 def prepare_state_dir(config: ServiceConfig) -> None:
-    """Start every run from an empty state directory (stale metrics would be summed in)."""
-    for path in (config.prometheus_dir, config.windows_dir):
-        shutil.rmtree(path, ignore_errors=True)
-        path.mkdir(parents=True)
-    for path in (config.report_path, config.monitor_lock):
-        path.unlink(missing_ok=True)
+    """Start every run without the previous workers' state (stale live gauges would be
+    summed in, dead rings counted again); the monitor's own files stay when it is external,
+    since it may be running."""
+    external = config.monitor == "external"
+    shutil.rmtree(config.windows_dir, ignore_errors=True)
+    config.windows_dir.mkdir(parents=True)
+    config.prometheus_dir.mkdir(parents=True, exist_ok=True)
+    for path in config.prometheus_dir.iterdir():
+        if not (external and multiproc.is_monitor_file(path)):
+            path.unlink(missing_ok=True)
+    if not external:
+        for path in (config.report_path, config.histograms_path, config.heartbeat_path):
+            path.unlink(missing_ok=True)
+
+
+class _Monitor:
+    """The master's monitor supervisor, started once gunicorn is ready (internal mode)."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self.supervisor: Any = None
+
+    def start(self, server: Any) -> None:
+        if self.config.monitor == "internal" and self.supervisor is None:
+            from .supervisor import MonitorSupervisor
+
+            self.supervisor = MonitorSupervisor(self.config)
+            self.supervisor.start()
+
+    def stop(self, server: Any) -> None:
+        if self.supervisor is not None:
+            self.supervisor.stop()
 
 
 class DriftkeeperServer(BaseApplication):  # type: ignore[misc]
@@ -37,6 +66,7 @@ class DriftkeeperServer(BaseApplication):  # type: ignore[misc]
 
     def load_config(self) -> None:
         c = self.config
+        monitor = _Monitor(c)
         settings: dict[str, Any] = {
             "bind": f"{c.host}:{c.port}",
             "workers": c.workers,
@@ -50,6 +80,8 @@ class DriftkeeperServer(BaseApplication):  # type: ignore[misc]
             "loglevel": "info",
             "proc_name": "driftkeeper",
             "on_starting": lambda server: prepare_state_dir(c),
+            "when_ready": monitor.start,
+            "on_exit": monitor.stop,
             "child_exit": _child_exit,
             "worker_exit": _worker_exit,
             # gunicorn >= 25 opens a control socket in $HOME by default; two services on one
