@@ -63,7 +63,7 @@ def test_empty_rings_give_an_empty_window() -> None:
     assert len(picked) == 1 and len(picked[0]) == 0
 
 
-# -- leader election -------------------------------------------------------------------------
+# -- reading rings, one monitor per pod -----------------------------------------------------
 
 @pytest.mark.parametrize("written", [7, 10, 23])  # before, at and past wrapping around
 def test_reading_the_newest_rows_of_a_ring(tmp_path: Path, written: int) -> None:

@@ -76,7 +76,7 @@ def test_two_workers_counted_like_one_window(tmp_path: Path, profile, encoded) -
                                   tally.segments.features["color"].n)
 
 
-def test_rows_are_counted_once_across_updates_and_leaders(tmp_path: Path, profile,
+def test_rows_are_counted_once_across_updates_and_monitors(tmp_path: Path, profile,
                                                           encoded) -> None:
     ring = RingWriter(tmp_path / "inputs-1.ring", WIDTH, 1000)
     ring.append(_inputs(encoded, 0, 100))
@@ -85,7 +85,7 @@ def test_rows_are_counted_once_across_updates_and_leaders(tmp_path: Path, profil
     _, changed = update_tally(tally, profile, "v1", 1, tmp_path, now=2.0)
     assert not changed  # nothing new
     ring.append(_inputs(encoded, 100, 50))
-    # The leader died; the next one continues from the saved counters.
+    # The monitor died; the next one continues from the saved counters.
     successor = load_tally(tmp_path / "tally.json")
     successor, _ = update_tally(successor, profile, "v1", 1, tmp_path, now=3.0)
     assert successor.data_rows == 150

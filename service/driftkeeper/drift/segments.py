@@ -325,11 +325,28 @@ def segment_sums(layout: Sequence[SegmentFeature], X: np.ndarray, residuals: np.
     prediction is not finite are skipped; a row with a missing or unknown value in one
     feature is skipped in that feature only.
     """
-    X, r, p = _rows(layout, X, residuals, predictions)
+    return sums_by_segment(layout, segment_ids(layout, X), residuals,
+                           predictions)
+
+
+def segment_ids(layout: Sequence[SegmentFeature], X: np.ndarray) -> np.ndarray:
+    """Each row's segment per layout feature (rows x features; -1: none). Assigned once
+    per row when it is counted, and reused by every window the row is in."""
+    X = _matrix(X, len(layout))
+    out = np.empty(X.shape, dtype=np.int64)
+    for j, feat in enumerate(layout):
+        out[:, j] = feat.assign(X[:, j])
+    return out
+
+
+def sums_by_segment(layout: Sequence[SegmentFeature], ids: np.ndarray, residuals: np.ndarray,
+                    predictions: np.ndarray) -> SegmentSums:
+    """:func:`segment_sums` of rows whose segments are already assigned (``segment_ids``)."""
+    ids, r, p = _rows(layout, ids, residuals, predictions)
     weights = (np.maximum(r, 0.0), np.maximum(-r, 0.0), r * r, np.abs(p))
     out: dict[str, FeatureSums] = {}
     for j, feat in enumerate(layout):
-        seg = feat.assign(X[:, j])
+        seg = ids[:, j].astype(np.int64)
         ok = seg >= 0
         n = np.bincount(seg[ok], minlength=feat.size).astype(np.int64)
         sums = (np.bincount(seg[ok], weights=w[ok], minlength=feat.size) for w in weights)

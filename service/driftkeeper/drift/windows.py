@@ -69,16 +69,22 @@ def data_window(profile: ReferenceProfile, encoded: np.ndarray) -> DataWindow:
     return DataWindow(out, len(encoded))
 
 
-def residual_window(profile: ReferenceProfile, residuals: np.ndarray) -> ResidualWindow:
-    """Summarise residuals (actual - predicted) against the profile's residual bins."""
+def residual_window(profile: ReferenceProfile, residuals: np.ndarray,
+                    losses: np.ndarray | None = None) -> ResidualWindow:
+    """Summarise residuals (actual - predicted) against the profile's residual bins; a
+    classifier's per-row log losses are reused when given (the monitor derives them once
+    per row), computed from the residuals when not."""
     if profile.residuals is None:
         raise ValueError("this profile has no residual reference (trained without hold-out)")
     r = np.asarray(residuals, dtype=np.float64)
-    r = r[np.isfinite(r)]
+    finite = np.isfinite(r)
+    r = r[finite]
     classifier = profile.is_classifier
+    if classifier:
+        loss = float((log_losses(r) if losses is None else np.asarray(losses)[finite]).sum())
     return ResidualWindow(profile.residuals.bins.count(r), len(r), float(r.sum()),
                           float(np.sum(r * r)),
-                          float(log_losses(r).sum()) if classifier else None,
+                          loss if classifier else None,
                           int(correct(r).sum()) if classifier else None)
 
 

@@ -1,9 +1,10 @@
 """What the pod's monitor evaluates: every worker's rows against the serving reference.
 
-The evaluator merges every worker's ring (mergeable windows), evaluates against the serving
-model's reference profile, and publishes the report by atomic rename, so ``GET /drift`` and
-``/metrics`` in any worker read the same verdict. It runs in the monitor process
-(``monitor_process.py``), never in a request-serving worker.
+The evaluator merges every worker's rows (mergeable windows), as the monitor's copy of the
+rings holds them (``recent.py``), evaluates them against the serving model's reference
+profile, and publishes the report by atomic rename, so ``GET /drift`` and ``/metrics`` in
+any worker read the same verdict. It runs in the monitor process (``monitor_process.py``),
+never in a request-serving worker.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from ..contract.rings import FeedbackRows, InputRows
 from ..drift.judge import Windows, evaluate_all
 from ..drift.performance import estimate_window
 from ..drift.report import DriftReport
-from ..drift.segments import SegmentSums, segment_sums
+from ..drift.segments import SegmentSums, sums_by_segment
 from ..drift.windows import (
     DataWindow,
     ResidualWindow,
@@ -31,7 +32,8 @@ from ..drift.windows import (
 )
 from ..files import write_atomic
 from ..policy import DriftPolicy, WindowSettings
-from .rings import read_ring, read_rings, writer_alive
+from .recent import ESTIMATE, LOG_LOSS, SEGMENTS, Derivation, RecentRows
+from .rings import read_ring, writer_alive
 from .runtime import ServingModel
 
 log = logging.getLogger("driftkeeper.monitor")
@@ -58,23 +60,41 @@ def _select(rings: list[np.ndarray], window: WindowSettings, now: float,
     return rings
 
 
+def window_sizes(policy: DriftPolicy) -> dict[str, int]:
+    """Rows the monitor keeps of each ring: a window is the newest ``size`` rows of all
+    workers together, so each ring's newest ``size`` rows hold it."""
+    return {InputRows.prefix: policy.data_window.size,
+            FeedbackRows.prefix: policy.concept_window.size}
+
+
+def derivation(model: ServingModel) -> Derivation:
+    """What the serving version derives per row (its loss model's estimates, segments)."""
+    return Derivation(model.bundle.profile, model.version, model.number,
+                      model.estimate_squared_errors)
+
+
 def evaluate(model: ServingModel, policy: DriftPolicy, windows_dir: Path,
              now: float | None = None) -> DriftReport:
-    """Evaluate the merged windows of all workers against the model's reference."""
-    return evaluate_windows(model, policy, windows_dir, now)[0]
+    """Evaluate the rings as they are now, from a fresh copy (tools and tests; the
+    monitor keeps its copy from tick to tick)."""
+    recent = RecentRows()
+    for _ in recent.update(windows_dir, derivation(model), {}, window_sizes(policy)):
+        pass
+    return evaluate_windows(model, policy, recent, now)[0]
 
 
-def evaluate_windows(model: ServingModel, policy: DriftPolicy, windows_dir: Path,
+def evaluate_windows(model: ServingModel, policy: DriftPolicy, recent: RecentRows,
                      now: float | None = None
                      ) -> tuple[DriftReport, DataWindow, ResidualWindow]:
-    """The report plus the merged windows it was computed from."""
+    """The report plus the merged windows it was computed from.
+
+    The windows are cut from the monitor's copy of the rings' newest rows, whose derived
+    columns (estimates, log losses, segments) were computed once, when they were read."""
     now = time.time() if now is None else now
     profile = model.bundle.profile
-    layout = InputRows(len(profile.schema.features))
-    # A window is the newest `size` rows of all workers: each ring's newest `size` rows
-    # hold them (rings are in time order, and newer rows are the serving version's).
-    rings = [r for r in read_rings(windows_dir, layout.prefix, policy.data_window.size)
-             if r.shape[1] == layout.width]  # not another schema's rings
+    derive = derivation(model)
+    layout = derive.inputs
+    rings = recent.held(InputRows.prefix)
     inputs = _select(rings, policy.data_window, now)
     data = DataWindow({}, 0)
     parts = [data_window(profile, layout.features(r)) for r in inputs if len(r)]
@@ -86,35 +106,37 @@ def evaluate_windows(model: ServingModel, policy: DriftPolicy, windows_dir: Path
         data = data_window(profile, layout.features(layout.empty()))
 
     # Predictions of the serving version only: an older model's are not this one's drift.
-    served = _select(rings, policy.data_window, now,
-                     keep=[layout.versions(r) == model.number for r in rings])
-    served_rows = np.concatenate(served) if served else layout.empty()
-    estimates = model.estimate_squared_errors(layout.features(served_rows),
-                                              layout.predictions(served_rows))
+    served = _stack(_select(rings, policy.data_window, now,
+                            keep=[layout.versions(r) == model.number for r in rings]),
+                    derive.derive_inputs(layout.empty()))
+    estimates = (served[:, layout.width + ESTIMATE] if model.estimates_losses else None)
 
-    labels = FeedbackRows(layout.n_features)
-    feedback = [r for r in read_rings(windows_dir, labels.prefix, policy.concept_window.size)
-                if r.shape[1] == labels.width]
-    current = [labels.versions(r) == model.number for r in feedback]
-    labelled = _select(feedback, policy.concept_window, now, keep=current)
-    residuals = residual_window(profile, np.empty(0))
-    for r in labelled:
-        if len(r):
-            residuals = residuals + residual_window(profile, labels.residuals(r))
+    labels = derive.feedback
+    feedback = recent.held(FeedbackRows.prefix)
+    labelled = _stack(_select(feedback, policy.concept_window, now,
+                              keep=[labels.versions(r) == model.number for r in feedback]),
+                      derive.derive_feedback(labels.empty()))
+    extra = labelled[:, labels.width:]
+    residuals = residual_window(profile, labels.residuals(labelled), extra[:, LOG_LOSS])
 
     def segments() -> SegmentSums | None:
         if profile.segments is None:
             return None
-        rows = np.concatenate(labelled) if labelled else labels.empty()
-        return segment_sums(profile.segments.layout, labels.features(rows),
-                            labels.residuals(rows), labels.predictions(rows))
+        return sums_by_segment(profile.segments.layout, extra[:, SEGMENTS:],
+                               labels.residuals(labelled), labels.predictions(labelled))
 
-    windows = Windows(data, prediction_window(profile, layout.predictions(served_rows)),
+    windows = Windows(data, prediction_window(profile, layout.predictions(served)),
                       None if estimates is None else estimate_window(estimates),
                       residuals, segments)
     report = evaluate_all(profile, windows, policy.monitor, model.version, now,
                           predict=model.predict)
     return report, data, residuals
+
+
+def _stack(parts: list[np.ndarray], empty: np.ndarray) -> np.ndarray:
+    """The rings' selected rows as one array (``empty`` gives the width when none)."""
+    parts = [p for p in parts if len(p)]
+    return np.concatenate(parts) if parts else empty
 
 
 def report_document(report: DriftReport, policy: DriftPolicy) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from ..model.store import ModelStore
 from . import metrics, monitor
 from .config import ServiceConfig
 from .health import LoopHealth
+from .recent import RecentRows
 from .runtime import ModelHolder, PolicyHolder, ServingModel
 from .tally import Tally, load_tally, update_tally
 
@@ -53,6 +54,7 @@ class Monitor:
         self.started = time.time()
         self._next_evaluation = 0.0
         self._tally: Tally | None = None
+        self._recent = RecentRows()  # the rings' newest rows, read and derived once
         config.windows_dir.mkdir(parents=True, exist_ok=True)
         self.refresh()
 
@@ -91,8 +93,7 @@ class Monitor:
         return True
 
     def _evaluate(self, model: ServingModel, policy: Any, now: float) -> dict[str, Any]:
-        report, data, residuals = monitor.evaluate_windows(model, policy,
-                                                           self.config.windows_dir, now)
+        report, data, residuals = monitor.evaluate_windows(model, policy, self._recent, now)
         doc = monitor.report_document(report, policy)
         doc["policy_error"] = self.policy.error
         doc["evaluator_pid"] = os.getpid()
@@ -108,10 +109,10 @@ class Monitor:
         if self._tally is None:  # a previous monitor's counts, if it counted before us
             self._tally = load_tally(self.config.tally_path)
         try:
-            self._tally, changed = update_tally(self._tally, model.bundle.profile,
-                                                model.version, model.number,
-                                                self.config.windows_dir, now,
-                                                estimate=model.estimate_squared_errors)
+            self._tally, changed = update_tally(
+                self._tally, model.bundle.profile, model.version, model.number,
+                self.config.windows_dir, now, estimate=model.estimate_squared_errors,
+                recent=self._recent, sizes=monitor.window_sizes(self.policy.policy))
             if changed:
                 self._tally.save(self.config.tally_path)
         except Exception:

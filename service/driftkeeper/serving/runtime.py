@@ -55,11 +55,16 @@ class ServingModel:
     def predict(self, X: np.ndarray) -> np.ndarray:
         return np.asarray(self.predictor.predict(X), dtype=np.float64)
 
+    @property
+    def estimates_losses(self) -> bool:
+        """Whether this version estimates each row's loss before labels (performance)."""
+        return self.loss is not None and self.bundle.profile.performance is not None
+
     def estimate_squared_errors(self, X: np.ndarray, predictions: np.ndarray
                                 ) -> np.ndarray | None:
         """The loss model's estimate of each row's squared error (None without one).
         Batches only: the evaluator calls it, never the request path."""
-        if self.loss is None or self.bundle.profile.performance is None:
+        if self.loss is None or not self.estimates_losses:
             return None
         if not len(X):
             return np.empty(0)

@@ -15,7 +15,7 @@ request path free of counter updates.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,20 +24,17 @@ import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ..contract import names
-from ..contract.rings import FeedbackRows, InputRows
+from ..contract.rings import InputRows
 from ..drift.probability import correct, log_losses
 from ..drift.profile import NumericalProfile, ReferenceProfile
-from ..drift.segments import SegmentSums, segment_sums
+from ..drift.segments import SegmentSums, segment_ids, sums_by_segment
 from ..drift.stats import NumericBins
 from ..files import write_atomic
-from .rings import read_ring_tail
+from .recent import ESTIMATE, LOG_LOSS, SEGMENTS, Derivation, Estimator, NewRows, RecentRows
 
 FORMAT = 5  # 2: prediction counts; 3: estimated squared errors; 4: segment sums;
 # 5: a classifier's summed log loss and correct count
 READABLE = (4, 5)  # a format-4 file has no classifier sums (a classifier's restarts)
-
-Estimator = Callable[[np.ndarray, np.ndarray], np.ndarray | None]
-"""The loss model of the serving version: (features, predictions) -> estimated squared errors."""
 
 
 @dataclass
@@ -135,14 +132,26 @@ class Tally:
 
     def add_segments(self, profile: ReferenceProfile, X: np.ndarray, residuals: np.ndarray,
                      predictions: np.ndarray) -> None:
-        """Add labelled rows to their segments' residual sums."""
-        if self.segments is None or profile.segments is None or not len(X):
-            return
-        self.segments = self.segments + segment_sums(profile.segments.layout, X, residuals,
-                                                     predictions)
+        """Add labelled rows (encoded) to their segments' residual sums."""
+        if profile.segments is not None:
+            self.add_segment_ids(profile, segment_ids(profile.segments.layout, X), residuals,
+                                 predictions)
 
-    def add_residuals(self, profile: ReferenceProfile, residuals: np.ndarray) -> None:
-        r = residuals[np.isfinite(residuals)]
+    def add_segment_ids(self, profile: ReferenceProfile, ids: np.ndarray,
+                        residuals: np.ndarray, predictions: np.ndarray) -> None:
+        """:meth:`add_segments` of rows whose segments are already assigned (the monitor
+        assigns them once per row, ``recent.py``)."""
+        if self.segments is None or profile.segments is None or not len(ids):
+            return
+        self.segments = self.segments + sums_by_segment(profile.segments.layout, ids,
+                                                        residuals, predictions)
+
+    def add_residuals(self, profile: ReferenceProfile, residuals: np.ndarray,
+                      losses: np.ndarray | None = None) -> None:
+        """Add labelled rows' residuals (and a classifier's per-row log losses, computed
+        from them when not given)."""
+        finite = np.isfinite(residuals)
+        r = residuals[finite]
         if profile.residuals is None or not len(r):
             return
         self.residual_counts += _bin_counts(profile.residuals.bins, r, len(self.residual_counts))
@@ -150,9 +159,35 @@ class Tally:
         self.residual_negative += float(-r[r < 0].sum())
         self.residual_squares += float((r * r).sum())
         if self.log_loss_sum is not None and self.correct is not None:
-            self.log_loss_sum += float(log_losses(r).sum())
+            self.log_loss_sum += float((log_losses(r) if losses is None
+                                        else losses[finite]).sum())
             self.correct += int(correct(r).sum())
         self.concept_rows += len(r)
+
+    def count(self, derivation: Derivation, new: NewRows) -> bool:
+        """Count one ring's new rows (their derived columns reused, not recomputed) and
+        move its position on; returns whether anything changed."""
+        changed = (self.positions.get(new.ring) != [new.inode, new.head]
+                   or new.dropped > 0 or len(new.rows) > 0)
+        self.positions[new.ring] = [new.inode, new.head]
+        self.dropped_rows += new.dropped
+        rows, profile = new.rows, derivation.profile
+        if not len(rows):
+            return changed
+        if new.prefix == InputRows.prefix:
+            layout = derivation.inputs
+            self.add_inputs(profile, layout.features(rows))
+            served = rows[layout.versions(rows) == derivation.number]
+            self.add_predictions(profile, layout.predictions(served))
+            self.add_estimates(served[:, layout.width + ESTIMATE])
+        else:
+            labels = derivation.feedback
+            served = rows[labels.versions(rows) == derivation.number]
+            residuals, extra = labels.residuals(served), served[:, labels.width:]
+            self.add_residuals(profile, residuals, extra[:, LOG_LOSS])
+            self.add_segment_ids(profile, extra[:, SEGMENTS:], residuals,
+                              labels.predictions(served))
+        return True
 
     # -- persistence: the evaluator writes it, every worker exports it ------------------
 
@@ -215,12 +250,14 @@ def load_tally(path: Path) -> Tally | None:
 
 def update_tally(tally: Tally | None, profile: ReferenceProfile, version: str,
                  version_number: int, windows_dir: Path, now: float,
-                 inputs_prefix: str = InputRows.prefix, feedback_prefix: str = FeedbackRows.prefix,
-                 estimate: Estimator | None = None) -> tuple[Tally, bool]:
+                 estimate: Estimator | None = None, recent: RecentRows | None = None,
+                 sizes: Mapping[str, int] | None = None) -> tuple[Tally, bool]:
     """Count the rows that arrived in the rings since the last update.
 
     ``estimate(X, predictions)`` gives the loss model's per-row estimates (None: the
-    version has no loss model); they are summed for the serving version's rows.
+    version has no loss model); they are summed for the serving version's rows. ``recent``
+    (the monitor's copy of the rings' newest rows) reads the rings and derives each row's
+    values once; it keeps ``sizes[prefix]`` rows of each ring for the next evaluation.
 
     A new serving version restarts the counts (its bins differ) but not the ring positions:
     rows are counted once, under the version serving when they are counted. Returns the
@@ -235,44 +272,12 @@ def update_tally(tally: Tally | None, profile: ReferenceProfile, version: str,
         tally = Tally.empty(profile, version, now)
         tally.positions = positions
         changed = True
+    derivation = Derivation(profile, version, version_number, estimate)
     seen = set()
-    for path in sorted(windows_dir.glob("*.ring")):
-        prefix = path.name.rsplit("-", 1)[0]
-        if prefix not in (inputs_prefix, feedback_prefix):
-            continue
-        seen.add(path.name)
-        try:
-            inode = path.stat().st_ino
-        except OSError:
-            continue
-        old_inode, position = tally.positions.get(path.name, [inode, 0])
-        if old_inode != inode:  # a worker re-created its ring: a new file, start over
-            position = 0
-        rows, head, lost = read_ring_tail(path, position)
-        tally.positions[path.name] = [inode, head]
-        tally.dropped_rows += lost
-        if not rows.size:
-            continue
-        changed = True
-        if prefix == inputs_prefix:
-            layout = InputRows(len(profile.schema.features))
-            if rows.shape[1] != layout.width:
-                continue  # a ring of another schema: not this version's rows
-            tally.add_inputs(profile, layout.features(rows))
-            served = rows[layout.versions(rows) == version_number]
-            tally.add_predictions(profile, layout.predictions(served))
-            estimates = None if estimate is None else estimate(layout.features(served),
-                                                               layout.predictions(served))
-            if estimates is not None:
-                tally.add_estimates(estimates)
-        else:
-            labels = FeedbackRows(len(profile.schema.features))
-            if rows.shape[1] != labels.width:
-                continue  # a ring of another schema
-            served = rows[labels.versions(rows) == version_number]
-            tally.add_residuals(profile, labels.residuals(served))
-            tally.add_segments(profile, labels.features(served), labels.residuals(served),
-                               labels.predictions(served))
+    for new in (RecentRows() if recent is None else recent).update(
+            windows_dir, derivation, tally.positions, sizes or {}):
+        seen.add(new.ring)
+        changed = tally.count(derivation, new) or changed
     for gone in set(tally.positions) - seen:  # pruned rings of dead workers
         del tally.positions[gone]
         changed = True
