@@ -71,6 +71,10 @@ VENV_BIN = Path(sys.executable).parent
 BODY = {"carat": 0.5, "cut": "Ideal", "color": "E", "clarity": "VS1", "depth": 61.5,
         "table": 55.0}
 WINDOW_ROWS = 1000
+# Issue 18's goals, every drift kind on and evaluations running (the lab's figures of the
+# same run are the base of the throughput ratio).
+P99_GOAL_MS = {"c1": 3.0, "c8": 8.0}
+RPS_GOAL = {"c1": 5.0, "c8": 20.0}
 LIBRARIES = ("numpy", "pandas", "scipy", "scikit-learn", "joblib", "flask", "werkzeug",
              "gunicorn", "prometheus-client", "threadpoolctl")
 
@@ -501,6 +505,23 @@ def check_response(base_url: str) -> Any:
         return json.loads(resp.read())
 
 
+def drift_verdicts(base_url: str) -> dict[str, Any]:
+    """What the monitor's last report found, kind by kind (the drifted run's evidence)."""
+    import urllib.request
+
+    with urllib.request.urlopen(base_url + "/drift", timeout=10) as resp:
+        report = json.loads(resp.read())
+    concept = report.get("concept") or {}
+    return {"evaluated_at": report.get("evaluated_at"),
+            "data": report["data"]["drift"], "drifted_features": report["data"]["drifted_features"],
+            "impacts": {k: f.get("impact") for k, f in report["data"]["features"].items()
+                        if f.get("drift")},
+            "prediction": (report.get("prediction") or {}).get("drift"),
+            "performance": (report.get("performance") or {}).get("drift"),
+            "concept": concept.get("drift"), "concept_samples": concept.get("samples"),
+            "segments": concept.get("segments")}
+
+
 @dataclass(frozen=True)
 class Server:
     name: str
@@ -557,10 +578,24 @@ def bench_http(model_dir: Path, lab_model: Path, work: Path,
             log(f"  ours: /feedback wrk -t2 -c8 ({i + 1}/{settings.http_runs})")
             feedback.append(wrk_run(ours.base_url + "/feedback", ours.pid, 2, 8, settings,
                                     redone, script="feedback.lua"))
+        # The /feedback runs filled the concept window with labelled rows, and /predict's
+        # one repeated diamond is a data window drifted in every feature: the monitor now
+        # evaluates every kind, impacts and segments included, every interval. Serving
+        # must not notice.
+        before = drift_verdicts(ours.base_url)
+        drifted: dict[str, list[dict[str, Any]]] = {"c1": [], "c8": []}
+        for i in range(settings.http_runs):
+            for conc, threads, connections in (("c1", 1, 1), ("c8", 2, 8)):
+                log(f"  ours, monitor evaluating a drifted window: wrk -t{threads} "
+                    f"-c{connections} ({i + 1}/{settings.http_runs})")
+                drifted[conc].append(wrk_run(ours.base_url + "/predict", ours.pid, threads,
+                                             connections, settings, redone))
         for s in servers:
             out[s.name] = {"response": responses[s.name], **summarise_runs(runs[s.name]),
                            "memory": procs.memory(s.pid)}
         out["ours"]["feedback_c8"] = summarise_runs({"c8": feedback})["c8"]
+        out["ours"]["while_drifted"] = {**summarise_runs(drifted), "report_before": before,
+                                        "report_after": drift_verdicts(ours.base_url)}
     out["redone_runs"] = redone
     return out
 
@@ -598,23 +633,30 @@ def table_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
         ours, lab_ = http["ours"][c], http["lab"][c]
         ratio = ours["rps"]["median"] / lab_["rps"]["median"]
         rows.append(_row(f"2. /predict requests/s, {c}", _fmt(ours["rps"]["median"], 0),
-                         _fmt(lab_["rps"]["median"], 0), f"{ratio:.1f}x", ">= 5x", ratio >= 5))
+                         _fmt(lab_["rps"]["median"], 0), f"{ratio:.1f}x",
+                         f">= {RPS_GOAL[c]:g}x", ratio >= RPS_GOAL[c]))
         rows.append(_row(f"2. /predict p50 latency, {c} (ms)",
                          _fmt(ours["p50_ms"]["median"], 2), _fmt(lab_["p50_ms"]["median"], 2),
                          f"{lab_['p50_ms']['median'] / ours['p50_ms']['median']:.1f}x lower",
                          "-", None))
         p99 = ours["p99_ms"]["median"]
+        goal = P99_GOAL_MS[c]
         rows.append(_row(f"2. /predict p99 latency, {c} (ms)", _fmt(p99, 2),
                          _fmt(lab_["p99_ms"]["median"], 2),
-                         f"{lab_['p99_ms']['median'] / p99:.1f}x lower", "<= 10 ms",
-                         p99 <= 10))
+                         f"{lab_['p99_ms']['median'] / p99:.1f}x lower", f"<= {goal:g} ms",
+                         p99 <= goal))
+        busy = http["ours"]["while_drifted"][c]["p99_ms"]["median"]
+        rows.append(_row(f"2. /predict p99, {c}, monitor evaluating a drifted window (ms)",
+                         _fmt(busy, 2), "-", f"{busy - p99:+.2f} ms vs quiet",
+                         "within 1 ms of quiet", busy - p99 <= 1.0))
     fb = http["ours"]["feedback_c8"]
     rows.append(_row("2. /feedback requests/s, c8 (durable before the answer)",
                      _fmt(fb["rps"]["median"], 0), "-", "-", "-", None))
     rows.append(_row("2. /feedback p99 latency, c8 (ms)", _fmt(fb["p99_ms"]["median"], 2),
                      "-", "-", "-", None))
     ours_rss, lab_rss = (http[k]["memory"]["rss_bytes"] for k in ("ours", "lab"))
-    rows.append(_row("2. resident memory, master + 2 workers (MB)", _fmt(ours_rss / 1e6, 0),
+    rows.append(_row("2. resident memory, master + 2 workers + monitor (MB)",
+                     _fmt(ours_rss / 1e6, 0),
                      _fmt(lab_rss / 1e6, 0), f"1/{lab_rss / ours_rss:.1f}", "<= 1/5",
                      ours_rss * 5 <= lab_rss))
     ours_pss, lab_pss = (http[k]["memory"]["pss_bytes"] for k in ("ours", "lab"))

@@ -49,7 +49,8 @@ class RunningService:
                 if predicate(report):
                     return report
             time.sleep(interval)
-        raise AssertionError(f"timed out waiting for {what}; last report: {report}")
+        raise AssertionError(f"timed out waiting for {what}; last report: {report}\n"
+                             f"service log:\n{self.log()[-4000:]}")
 
 
 def stop_process(process: subprocess.Popen, timeout: float = 15.0) -> None:

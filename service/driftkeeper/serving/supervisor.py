@@ -77,6 +77,7 @@ class MonitorSupervisor:
                 log.exception("cannot start the monitor: %s", self.command)
             else:
                 self.starts += 1
+                log.info("monitor %d started (start %d)", self.child.pid, self.starts)
                 reason = self._watch(self.child, started)
                 if reason is None:  # stopping
                     return
