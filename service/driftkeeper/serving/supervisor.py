@@ -40,6 +40,20 @@ def monitor_command(config: ServiceConfig) -> list[str]:
     return args
 
 
+def spawn(command: list[str]) -> subprocess.Popen[bytes]:
+    """Start a child without the fork-and-error-pipe dance of ``Popen``'s default path.
+
+    The supervisor starts children from a thread while gunicorn's master forks workers.
+    ``Popen`` normally forks, then waits to read EOF from a close-on-exec error pipe; a
+    worker forked in between inherits the pipe's write end and never execs, so the read
+    (and the supervisor with it) would wait for as long as that worker lives. With
+    ``close_fds=False`` CPython uses ``posix_spawn`` (a vfork-like clone that reports exec
+    errors without a pipe). The child still inherits no descriptor that Python or gunicorn
+    opened: they are all non-inheritable (PEP 446).
+    """
+    return subprocess.Popen(command, close_fds=False)
+
+
 class MonitorSupervisor:
     """Runs one monitor child at a time until ``stop``."""
 
@@ -72,7 +86,7 @@ class MonitorSupervisor:
         while not self._stop.is_set():
             started = time.monotonic()
             try:
-                self.child = subprocess.Popen(self.command)
+                self.child = spawn(self.command)
             except OSError:
                 log.exception("cannot start the monitor: %s", self.command)
             else:

@@ -1,0 +1,83 @@
+"""`driftkeeper serve`'s monitor supervisor: how it starts children, and that it restarts them.
+
+The supervisor starts its child from a thread while gunicorn's master forks workers. A fork
+between ``Popen``'s error pipe and the child's exec left a worker holding the pipe, and the
+supervisor waited on it for as long as the worker lived: a killed monitor was never
+restarted (seen in CI, and reproduced under load at the first try).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from driftkeeper.serving import supervisor
+from driftkeeper.serving.config import ServiceConfig
+
+
+def test_children_are_started_without_an_error_pipe(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[list[str]] = []
+    real = os.posix_spawn
+
+    def counting(path, argv, env, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(list(argv))
+        return real(path, argv, env, **kwargs)
+
+    monkeypatch.setattr(os, "posix_spawn", counting)
+    child = supervisor.spawn([sys.executable, "-c", "pass"])
+    assert child.wait(timeout=30) == 0
+    assert calls == [[sys.executable, "-c", "pass"]]
+
+
+def test_a_child_inherits_no_socket_or_pipe_of_the_parent(tmp_path: Path) -> None:
+    """posix_spawn without closing descriptors: still nothing leaks, as Python and
+    gunicorn open everything non-inheritable."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    read_end, write_end = os.pipe()
+    ours = {f"socket:[{os.fstat(listener.fileno()).st_ino}]",
+            f"pipe:[{os.fstat(read_end).st_ino}]"}
+    out = tmp_path / "fds"
+    try:
+        code = ("import os, sys\n"
+                "fds = [os.readlink('/proc/self/fd/' + f) for f in os.listdir('/proc/self/fd')\n"
+                "       if os.path.exists('/proc/self/fd/' + f)]\n"
+                "open(sys.argv[1], 'w').write('\\n'.join(fds))\n")
+        assert supervisor.spawn([sys.executable, "-c", code, str(out)]).wait(timeout=30) == 0
+    finally:
+        listener.close()
+        os.close(read_end)
+        os.close(write_end)
+    inherited = set(out.read_text().splitlines())
+    assert inherited and not inherited & ours, inherited
+
+
+def test_a_killed_child_is_restarted_and_stopped_with_the_supervisor(tmp_path: Path) -> None:
+    config = ServiceConfig(model_dir=tmp_path / "model", state_dir=tmp_path / "state")
+    watcher = supervisor.MonitorSupervisor(
+        config, command=[sys.executable, "-c", "import time; time.sleep(120)"],
+        heartbeat=lambda: None)
+    watcher.start()
+    try:
+        first = _wait_for_child(watcher, None)
+        os.kill(first.pid, signal.SIGKILL)
+        second = _wait_for_child(watcher, first.pid)
+        assert watcher.starts == 2 and second.poll() is None
+    finally:
+        watcher.stop()
+    assert second.poll() is not None  # stopped with the supervisor, not left behind
+
+
+def _wait_for_child(watcher: supervisor.MonitorSupervisor, old: int | None):
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        child = watcher.child
+        if child is not None and child.pid != old and child.poll() is None:
+            return child
+        time.sleep(0.05)
+    raise AssertionError(f"no new child after {old}")
