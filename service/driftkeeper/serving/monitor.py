@@ -33,7 +33,7 @@ from ..drift.windows import (
 from ..files import write_atomic
 from ..policy import DriftPolicy, WindowSettings
 from .recent import ESTIMATE, LOG_LOSS, SEGMENTS, Derivation, RecentRows
-from .rings import read_ring, writer_alive
+from .rings import read_ring, ring_head, writer_alive
 from .runtime import ServingModel
 
 log = logging.getLogger("driftkeeper.monitor")
@@ -78,7 +78,12 @@ def evaluate(model: ServingModel, policy: DriftPolicy, windows_dir: Path,
     """Evaluate the rings as they are now, from a fresh copy (tools and tests; the
     monitor keeps its copy from tick to tick)."""
     recent = RecentRows()
-    for _ in recent.update(windows_dir, derivation(model), {}, window_sizes(policy)):
+    # Nothing to count here: start every ring at its head, so only a window's rows are read.
+    heads = {}
+    for path in windows_dir.glob("*.ring"):
+        with contextlib.suppress(OSError):  # pruned meanwhile
+            heads[path.name] = [path.stat().st_ino, ring_head(path)]
+    for _ in recent.update(windows_dir, derivation(model), heads, window_sizes(policy)):
         pass
     return evaluate_windows(model, policy, recent, now)[0]
 

@@ -143,6 +143,12 @@ def read_ring(path: str | Path, last: int | None = None) -> np.ndarray:
     return rows
 
 
+def ring_head(path: str | Path) -> int:
+    """How many rows were ever appended to a ring (0 if unreadable): its position now."""
+    opened = _open(path)
+    return 0 if opened is None else int(opened[0][_HEAD])
+
+
 def read_ring_tail(path: str | Path, position: int) -> tuple[np.ndarray, int, int]:
     """Rows appended since ``position`` (a previous head), oldest first.
 
