@@ -286,6 +286,10 @@ def _add_monitor(sub: argparse._SubParsersAction) -> None:
                    help="serve /healthz (200 while the loop ticks cleanly) on this port")
     p.add_argument("--parent-pid", type=int, default=None, metavar="PID",
                    help="exit when this process (the supervising `serve`) is gone")
+    p.add_argument("--nice", type=int, default=0, metavar="N",
+                   help="lower the monitor's CPU priority by N (`serve` uses 10: where "
+                   "monitor and workers share cores, requests come first; a pod's separate "
+                   "CPU limits do the same)")
 
 
 def _cmd_monitor(args: argparse.Namespace) -> int:
@@ -294,6 +298,10 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
 
     if args.parent_pid is not None:
         _die_with_parent(args.parent_pid)
+    if args.nice < 0:
+        raise DriftkeeperError("--nice: must be 0 or more (the monitor never outranks serving)")
+    if args.nice:
+        os.nice(args.nice)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from .serving import multiproc
 

@@ -81,3 +81,19 @@ def _wait_for_child(watcher: supervisor.MonitorSupervisor, old: int | None):
             return child
         time.sleep(0.05)
     raise AssertionError(f"no new child after {old}")
+
+
+def test_serve_runs_its_monitor_below_the_workers_priority(tmp_path: Path, capsys) -> None:
+    """Locally workers and monitor share cores: the monitor is niced, and can never be
+    made to outrank serving."""
+    from driftkeeper.cli import main
+
+    config = ServiceConfig(model_dir=tmp_path / "model", state_dir=tmp_path / "state")
+    command = supervisor.monitor_command(config)
+    assert command[command.index("--nice") + 1] == str(supervisor.MONITOR_NICE)
+    assert supervisor.MONITOR_NICE > 0
+    before = os.nice(0)
+    code = main(["monitor", "--model-dir", str(tmp_path), "--state-dir", str(tmp_path),
+                 "--nice", "-5"])
+    assert code != 0 and "--nice" in capsys.readouterr().err
+    assert os.nice(0) == before  # refused before anything changed this process's priority

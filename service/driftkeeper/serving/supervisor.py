@@ -26,6 +26,7 @@ log = logging.getLogger("driftkeeper.service")
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 30.0
 HEALTHY_RUN = 60.0  # a monitor that ran this long restarts from the first backoff again
+MONITOR_NICE = 10  # workers and monitor share this machine's cores: requests come first
 STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL when serve stops
 
 
@@ -34,7 +35,7 @@ def monitor_command(config: ServiceConfig) -> list[str]:
     args = [sys.executable, "-m", "driftkeeper", "monitor",
             "--model-dir", str(config.model_dir), "--state-dir", str(config.state_dir),
             "--reload-interval", repr(config.reload_interval),
-            "--parent-pid", str(os.getpid())]
+            "--parent-pid", str(os.getpid()), "--nice", str(MONITOR_NICE)]
     if config.policy is not None:
         args += ["--policy", str(config.policy)]
     return args
