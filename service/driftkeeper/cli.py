@@ -8,6 +8,7 @@ are loaded.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -298,6 +299,7 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
 
     if args.parent_pid is not None:
         _die_with_parent(args.parent_pid)
+        drop_inherited_sockets()
     if args.nice < 0:
         raise DriftkeeperError("--nice: must be 0 or more (the monitor never outranks serving)")
     if args.nice:
@@ -319,6 +321,20 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     threadpool_limits(1)  # one core's worth, like a worker; its container sets the limit
     monitor_process.run(config, stop, args.health_host, args.health_port)
     return EXIT_OK
+
+
+def drop_inherited_sockets() -> None:
+    """Close the sockets a supervising ``serve`` left open in this process: gunicorn marks
+    its listeners inheritable (for its re-exec), and a monitor holding one would keep the
+    port bound, accepting nothing, if the master died first."""
+    import stat
+
+    for entry in Path("/proc/self/fd").iterdir():
+        fd = int(entry.name)
+        if fd > 2:
+            with contextlib.suppress(OSError):
+                if stat.S_ISSOCK(os.fstat(fd).st_mode):
+                    os.close(fd)
 
 
 def _die_with_parent(parent: int) -> None:

@@ -8,6 +8,7 @@ restarted (seen in CI, and reproduced under load at the first try).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -97,3 +98,28 @@ def test_serve_runs_its_monitor_below_the_workers_priority(tmp_path: Path, capsy
                  "--nice", "-5"])
     assert code != 0 and "--nice" in capsys.readouterr().err
     assert os.nice(0) == before  # refused before anything changed this process's priority
+
+
+def test_a_supervised_monitor_lets_go_of_the_masters_listening_sockets(tmp_path: Path) -> None:
+    """gunicorn's listeners are inheritable (for its re-exec), so the monitor gets them;
+    it closes them first thing, or the port would stay bound by a process that never
+    accepts once the master is gone."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.set_inheritable(True)
+    mine = f"socket:[{os.fstat(listener.fileno()).st_ino}]"
+    out = tmp_path / "fds"
+    code = ("import json, os, sys\n"
+            "from driftkeeper.cli import drop_inherited_sockets\n"
+            "before = [os.readlink('/proc/self/fd/' + f) for f in os.listdir('/proc/self/fd')\n"
+            "          if os.path.exists('/proc/self/fd/' + f)]\n"
+            "drop_inherited_sockets()\n"
+            "after = [os.readlink('/proc/self/fd/' + f) for f in os.listdir('/proc/self/fd')\n"
+            "         if os.path.exists('/proc/self/fd/' + f)]\n"
+            "open(sys.argv[1], 'w').write(json.dumps([before, after]))\n")
+    try:
+        assert supervisor.spawn([sys.executable, "-c", code, str(out)]).wait(timeout=60) == 0
+    finally:
+        listener.close()
+    before, after = json.loads(out.read_text())
+    assert mine in before and mine not in after
+    assert not [fd for fd in after if fd.startswith("socket:")]
