@@ -125,6 +125,10 @@ def test_the_wheel_holds_every_package_file(installed: Path) -> None:
         for path in (root / package).rglob("*"):
             if path.is_file() and "__pycache__" not in path.parts:
                 assert path.relative_to(root).as_posix() in names, path
+    # The license pyproject declares ships with it, in the text of the repository's LICENSE.
+    licenses = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
+    assert len(licenses) == 1, sorted(names)
+    assert zipfile.ZipFile(wheel).read(licenses[0]) == (ROOT / "LICENSE").read_bytes()
 
 
 def _as_image_user(scratch: Path) -> tuple[list[str], dict[str, str]]:
