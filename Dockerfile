@@ -14,7 +14,7 @@
 ARG BASE=python:3.11-slim
 FROM ${BASE} AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY service ./service
 COPY operator ./operator
 RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[kubernetes]'
