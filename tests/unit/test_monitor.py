@@ -15,7 +15,7 @@ from driftkeeper.policy import WindowSettings
 from driftkeeper.serving.config import ServiceConfig
 from driftkeeper.serving.monitor import _select, prune_rings
 from driftkeeper.serving.monitor_process import MonitorBusyError, exclusive
-from driftkeeper.serving.rings import RingWriter, read_ring, read_rings, writer_alive
+from driftkeeper.serving.rings import RingWriter, read_ring, writer_alive
 
 
 def _ring(stamps: list[float], tag: float) -> np.ndarray:
@@ -78,15 +78,17 @@ def test_reading_the_newest_rows_of_a_ring(tmp_path: Path, written: int) -> None
 
 def test_the_window_of_the_newest_rows_equals_the_window_of_whole_rings(tmp_path: Path
                                                                         ) -> None:
-    """Reading only each ring's newest `size` rows loses nothing the window would hold."""
+    """Keeping only each ring's newest `size` rows (the monitor's copy, recent.py) loses
+    nothing the window would hold."""
     rng = np.random.default_rng(3)
     for worker in (1, 2, 3):
         ring = RingWriter(tmp_path / f"inputs-{worker}.ring", 2, 500)
         stamps = np.sort(rng.uniform(0, 100, 400))
         ring.append(np.column_stack([stamps, np.full(400, worker)]))
     window = WindowSettings(size=300, min_samples=10, max_age=1e9)
-    whole = np.concatenate(_select(read_rings(tmp_path, "inputs"), window, 100.0))
-    newest = np.concatenate(_select(read_rings(tmp_path, "inputs", 300), window, 100.0))
+    paths = sorted(tmp_path.glob("inputs-*.ring"))
+    whole = np.concatenate(_select([read_ring(p) for p in paths], window, 100.0))
+    newest = np.concatenate(_select([read_ring(p, 300) for p in paths], window, 100.0))
     np.testing.assert_array_equal(np.sort(whole[:, 0]), np.sort(newest[:, 0]))
 
 

@@ -169,7 +169,7 @@ def prune_rings(windows_dir: Path, horizon: float, now: float) -> None:
     for path in windows_dir.glob("*.ring"):
         if writer_alive(path):
             continue
-        rows = read_ring(path)
-        if not rows.size or rows[:, STAMP].max() < now - horizon:
+        newest = read_ring(path, 1)  # rows are in time order: the newest is the last
+        if not newest.size or newest[-1, STAMP] < now - horizon:
             with contextlib.suppress(OSError):
                 path.unlink()

@@ -74,7 +74,6 @@ class RingWriter:
                 self._data[: end - self.capacity] = rows[split:]
             self._header[_HEAD] = head + n
 
-
     def close(self) -> None:
         """Let go of the file (its rows stay readable until the ring is pruned)."""
         fd, self._alive = self._alive, -1
@@ -170,15 +169,3 @@ def read_ring_tail(path: str | Path, position: int) -> tuple[np.ndarray, int, in
     take = min(new, len(data))
     rows, stale = _copy(header, data, head - take, head)
     return rows, head, new - take + stale
-
-
-def read_rings(directory: str | Path, prefix: str, last: int | None = None
-               ) -> list[np.ndarray]:
-    """Every process's ring with this prefix (one array per process; with ``last``, each
-    ring's newest ``last`` rows)."""
-    out = []
-    for path in sorted(Path(directory).glob(f"{prefix}-*.ring")):
-        rows = read_ring(path, last)
-        if rows.size:
-            out.append(rows)
-    return out
