@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 # prometheus-client picks single- or multi-process mode when it is first imported: the
-# in-process app tests need multiprocess mode, exactly as under gunicorn.
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="dk-test-prom-"))
+# in-process app tests need multiprocess mode, exactly as under gunicorn. The directory is
+# ours only when we made it; then it goes when the session ends (no temp dir per run left).
+if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    _prometheus_dir = tempfile.mkdtemp(prefix="dk-test-prom-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _prometheus_dir
+    atexit.register(shutil.rmtree, _prometheus_dir, ignore_errors=True)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import shutil
 import signal
 from pathlib import Path
 
