@@ -106,17 +106,26 @@ class FleetHistory:
         # "Since the counters began" is a window of its own only if some began within it.
         origin = [None] if any(c.started is not None and c.started >= now - max_age
                                for c in current.values()) or not earlier else []
-        largest = None
-        for index in [*earlier, *origin]:
+        candidates = [*earlier, *origin]  # newest start first: rows only grow along it
+
+        def window_from(index: int | None) -> Window:
             parts = [c.minus(self._baseline(r, c, index, now - max_age))
                      for r, c in current.items()]
-            window = Window(total(parts), len(parts),
-                            None if index is None else self.readings[index].at)
+            return Window(total(parts), len(parts),
+                          None if index is None else self.readings[index].at)
+
+        # The first candidate with enough rows, by bisection: a tick costs log2(readings)
+        # differences of every replica's counters, not one per reading (1,000 readings of
+        # 10 replicas at low traffic were 10,000 differences a tick).
+        lo, hi, found = 0, len(candidates) - 1, None
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            window = window_from(candidates[mid])
             if window.counts.rows(kind) >= size:
-                return window
-            largest = window
-        assert largest is not None
-        return largest
+                found, hi = window, mid - 1
+            else:
+                lo = mid + 1
+        return found if found is not None else window_from(candidates[-1])
 
     def _baseline(self, replica: str, current: Counters, index: int | None,
                   oldest: float) -> Counters | None:

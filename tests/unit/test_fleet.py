@@ -252,3 +252,58 @@ def test_a_six_hour_window_at_a_five_second_interval() -> None:
     # The newest minutes are kept at full resolution: a small window is exact.
     small = history.window("data", "v1", size=10, max_age=horizon)
     assert small.counts.data_rows == pytest.approx(10.0) and end - small.since == 50.0
+
+
+def _linear_window(history: FleetHistory, kind: str, version: str, size: int,
+                   max_age: float):
+    """The window search before bisection: every candidate start, newest first."""
+    now = history.latest.at
+    current = {r: c for r, c in history.latest.replicas.items() if c.version == version}
+    if not current:
+        return None
+    earlier = [i for i in range(len(history.readings) - 2, -1, -1)
+               if history.readings[i].at >= now - max_age]
+    origin = [None] if any(c.started is not None and c.started >= now - max_age
+                           for c in current.values()) or not earlier else []
+    largest = None
+    for index in [*earlier, *origin]:
+        parts = [c.minus(history._baseline(r, c, index, now - max_age))
+                 for r, c in current.items()]
+        largest = (sum(p.rows(kind) for p in parts),
+                   None if index is None else history.readings[index].at)
+        if largest[0] >= size:
+            break
+    return largest
+
+
+def test_bisection_finds_the_window_the_linear_search_found() -> None:
+    """Random fleets (replicas restarting, joining, leaving, switching version, traffic
+    bursts and pauses): the bisected window is the one a reading-by-reading search picks."""
+    rng = np.random.default_rng(7)
+    for trial in range(40):
+        history = FleetHistory(horizon=3600)
+        rows = {r: 0.0 for r in "abcd"}
+        started = {r: 0.0 for r in "abcd"}
+        versions = {r: "v1" for r in "abcd"}
+        for step in range(int(rng.integers(2, 150))):
+            t = 5.0 * step
+            present = {}
+            for r in rows:
+                if rng.random() < 0.03:  # a restart (or a promotion to v2)
+                    rows[r], started[r] = 0.0, t - 1.0
+                    versions[r] = "v2" if rng.random() < 0.5 else versions[r]
+                rows[r] += float(rng.choice([0, 1, 20, 300]))
+                if rng.random() < 0.9:  # missing from some readings
+                    present[r] = _counters(rows[r], started[r], versions[r])
+            history.add(Reading(t, present))
+        for _ in range(10):
+            kind = "data" if rng.random() < 0.5 else "concept"
+            version = "v1" if rng.random() < 0.7 else "v2"
+            size = int(rng.integers(1, 20_000))
+            max_age = float(rng.choice([30.0, 300.0, 3600.0]))
+            window = history.window(kind, version, size, max_age)
+            expected = _linear_window(history, kind, version, size, max_age)
+            if expected is None:
+                assert window.replicas == 0, trial
+                continue
+            assert (window.counts.rows(kind), window.since) == expected, (trial, size)
