@@ -55,7 +55,7 @@ from driftkeeper_operator.evaluation import judge_fleet
 from driftkeeper_operator.executor import PolicyWorker, TickResult, parse_for_cluster
 from driftkeeper_operator.fleet import FleetHistory, Reading
 from driftkeeper_operator.kube import Endpoint
-from driftkeeper_operator.references import ReferenceCache
+from driftkeeper_operator.references import ReferenceCache, SharedReferences
 from driftkeeper_operator.scheduler import PolicyScheduler
 from driftkeeper_operator.sources import FleetView
 from procs import free_port  # bench/procs.py
@@ -177,8 +177,8 @@ def one_policy(base: str, replicas: int, ticks: int) -> dict[str, Any]:
     session = requests.Session()
     endpoints = [Endpoint(f"r{j}", f"{base}/p0/r{j}") for j in range(replicas)]
     policy, _ = parse_for_cluster("one", spec("p0", 5.0))
-    references = ReferenceCache(session, 5.0)
-    profile = references.profile("v1", endpoints)
+    references = ReferenceCache(5.0)
+    profile = references.profile("v1", endpoints, session)
     assert profile is not None
     predictor = references.predictor("v1")
     history = FleetHistory(3600.0)
@@ -239,8 +239,11 @@ def many_policies(base: str, policies: int, replicas: int, interval: float,
                                    "spec": spec(f"p{i}", interval), "status": {}}]
              for i in range(policies)}
 
+    references = SharedReferences(config.scrape_timeout)  # as the operator shares them
+
     def make_worker(namespace: str, name: str) -> Timed:
-        return Timed(PolicyWorker(name, namespace, kube, config), lags, durations)  # type: ignore[arg-type]
+        worker = PolicyWorker(name, namespace, kube, config, references=references)
+        return Timed(worker, lags, durations)  # type: ignore[arg-type]
 
     async def run() -> None:
         scheduler = PolicyScheduler(make_worker, lambda body, result: None)

@@ -49,7 +49,7 @@ from .reconcile import (
     reconcile,
     start_failed,
 )
-from .references import ReferenceCache
+from .references import ReferenceCache, SharedReferences
 from .sources import FleetView, PrometheusError, PrometheusSource, ScrapeSource
 from .throttle import EventThrottle
 
@@ -115,14 +115,16 @@ class PolicyWorker:
     def __init__(self, name: str, namespace: str, kube: Kube, config: OperatorConfig,
                  session: requests.Session | None = None,
                  clock: Callable[[], float] = time.time,
-                 metrics: PolicyMetrics | None = None) -> None:
+                 metrics: PolicyMetrics | None = None,
+                 references: SharedReferences | None = None) -> None:
         self.name, self.namespace = name, namespace
         self.kube, self.config = kube, config
         self.metrics = metrics
         self.session = session or requests.Session()
         self.clock = clock
         self.memory: Memory | None = None
-        self.references = ReferenceCache(self.session, config.scrape_timeout)
+        self.shared_references = references or SharedReferences(config.scrape_timeout)
+        self.references: ReferenceCache | None = None  # the target Service's, once known
         self.throttle = EventThrottle()
         self.failures = 0  # ticks failed in a row
         # The volume check's last answer: (generation, when, why refused or None).
@@ -249,7 +251,8 @@ class PolicyWorker:
             detail = "; ".join(view.errors) or "they export no window counters yet"
             return FleetObservation(view, _not_ready(
                 "NoCounters", f"no counters from service {target.service}: {detail}"), None)
-        profile = self.references.profile(view.version, endpoints)
+        self.references = self.shared_references.for_service(self.namespace, target.service)
+        profile = self.references.profile(view.version, endpoints, self.session)
         if profile is None:
             return FleetObservation(view, _not_ready(
                 "NoReference", f"no replica of service {target.service} serves the "

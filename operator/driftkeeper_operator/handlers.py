@@ -39,6 +39,7 @@ from .crd import GROUP, PLURAL, VERSION
 from .executor import PolicyWorker, TickResult, invalid_status, parse_for_cluster, verify_volume
 from .job_guard import ignored_fields
 from .kube import Kube
+from .references import SharedReferences
 from .scheduler import PolicyScheduler
 
 PREFIX = "driftkeeper.io"
@@ -67,6 +68,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     memo.config = operator_config
     memo.kube = Kube(_api_client())
     memo.metrics = PolicyMetrics()
+    memo.references = SharedReferences(operator_config.scrape_timeout)
     if operator_config.metrics_port:
         memo.metrics.serve(operator_config.metrics_port)
 
@@ -83,7 +85,8 @@ async def start_scheduler(memo: kopf.Memo, policies: kopf.Index, **_: Any) -> No
     kube: Kube = memo.kube
 
     def make_worker(namespace: str, name: str) -> PolicyWorker:
-        return PolicyWorker(name, namespace, kube, memo.config, metrics=memo.metrics)
+        return PolicyWorker(name, namespace, kube, memo.config, metrics=memo.metrics,
+                            references=memo.references)
 
     def post(body: Mapping[str, Any], result: TickResult) -> None:
         meta = body.get("metadata") or {}
