@@ -17,6 +17,7 @@ GOOD: list[dict[str, Any]] = [
     {"performance": {"threshold": 0.2}, "retraining": {"triggers": ["performance", "concept"]}},
     {"performance": {"enabled": False, "minScore": 0.05, "falseAlarmRate": 0.001}},
     {"data": {"minImpact": 0.02}, "concept": {"segments": {"falseDiscoveryRate": 0.05}}},
+    {"falseAlarmRate": 0.05, "data": {"falseAlarmRate": 0.01}},
 ]
 
 BAD: list[dict[str, Any]] = [
@@ -40,6 +41,8 @@ BAD: list[dict[str, Any]] = [
     {"performance": {"threshold": "soon"}},
     {"performance": {"minScore": -0.1}},
     {"performance": {"falseAlarmRate": 0.9}},
+    {"falseAlarmRate": 0},
+    {"falseAlarmRate": 0.6},
     {"data": {"minImpact": -0.01}},
     {"concept": {"segments": {"minShift": "big"}}},
     {"concept": {"segments": {"falseDiscoveryRate": 0}}},

@@ -35,8 +35,7 @@ def test_defaults() -> None:
                                                                           0.05)
     assert pred.min_samples == p.data_window.min_samples  # judged on the input window
     perf = p.monitor.performance
-    assert (perf.enabled, perf.threshold, perf.min_score, perf.false_alarm_rate) == (
-        True, "auto", 0.1, 0.01)
+    assert (perf.enabled, perf.threshold, perf.min_score) == (True, "auto", 0.1)
     assert perf.min_samples == p.data_window.min_samples
     segments = p.monitor.concept.segments
     assert (segments.enabled, segments.false_discovery_rate, segments.min_shift,
@@ -48,6 +47,30 @@ def test_defaults() -> None:
     assert custom.monitor.performance.threshold == 0.25
     assert custom.monitor.performance.enabled is False
     assert custom.retraining.triggers == ("performance",)
+
+
+def _rates(spec: dict) -> tuple[float, ...]:
+    m = parse_policy(spec).monitor
+    return (m.data.false_alarm_rate, m.prediction.false_alarm_rate,
+            m.performance.false_alarm_rate, m.concept.false_alarm_rate)
+
+
+def test_one_false_alarm_budget_is_split_over_the_label_free_kinds() -> None:
+    """spec.falseAlarmRate is family-wise over data, prediction and performance (Bonferroni
+    over the enabled ones); concept drift keeps its own; a kind's own rate overrides."""
+    assert _rates({}) == pytest.approx((0.01 / 3, 0.01 / 3, 0.01 / 3, 0.01))
+    assert sum(_rates({})[:3]) == pytest.approx(0.01)
+    assert _rates({"falseAlarmRate": 0.03, "concept": {"falseAlarmRate": 0.02}}) == \
+        pytest.approx((0.01, 0.01, 0.01, 0.02))
+    # A disabled kind takes no share: the others get more of the same budget.
+    assert _rates({"prediction": {"enabled": False}})[:3:2] == pytest.approx((0.005, 0.005))
+    assert _rates({"prediction": {"enabled": False}, "performance": {"enabled": False}}
+                  )[0] == pytest.approx(0.01)
+    # An explicit rate is the user's: kept as given, the others still share the budget.
+    assert _rates({"data": {"falseAlarmRate": 0.002}})[:3] == pytest.approx(
+        (0.002, 0.01 / 3, 0.01 / 3))
+    with pytest.raises(PolicyError, match="falseAlarmRate"):
+        parse_policy({"falseAlarmRate": 0})
 
 
 def test_custom_resource_shape_and_per_feature_rules() -> None:

@@ -192,6 +192,23 @@ def _segments(s: dict[str, Any]) -> SegmentSettings:
                            min_shift=float(s["minShift"]), min_rows=int(s["minRows"]))
 
 
+LABEL_FREE = ("data", "prediction", "performance")
+"""The verdicts judged without labels, which share spec.falseAlarmRate."""
+
+
+def label_free_rates(spec: dict[str, Any]) -> dict[str, float]:
+    """Each label-free kind's false-alarm rate: its own ``falseAlarmRate`` when set, else an
+    equal share (Bonferroni) of the family-wise ``spec.falseAlarmRate`` over the enabled
+    kinds, so that an unchanged world sets off any of them at most that often. Bonferroni
+    rather than Holm: the verdicts are thresholds calibrated per rate, not p-values, and
+    the kinds are positively correlated (a prediction shift is an input shift), which only
+    makes the bound more conservative. A disabled kind takes no share."""
+    enabled = [k for k in LABEL_FREE if k == "data" or spec[k]["enabled"]]
+    share = float(spec["falseAlarmRate"]) / len(enabled)
+    return {k: float(spec[k]["falseAlarmRate"]) if spec[k].get("falseAlarmRate") is not None
+            else share for k in LABEL_FREE}
+
+
 def _build(name: str, spec: dict[str, Any]) -> DriftPolicy:
     data, concept, prediction = spec["data"], spec["concept"], spec["prediction"]
     performance = spec["performance"]
@@ -200,13 +217,14 @@ def _build(name: str, spec: dict[str, Any]) -> DriftPolicy:
     for fname, f in data.get("features", {}).items():
         features[fname] = FeatureRule(method=f.get("method"), threshold=f["threshold"],
                                       min_score=f.get("minScore"))
+    rates = label_free_rates(spec)
     data_window = _window(spec["window"], "spec.window")
     concept_window = _window(concept["window"], "spec.concept.window")
     monitor = MonitorSettings(
         data=DataSettings(min_samples=data_window.min_samples, rule=data["rule"],
                           threshold=float(data["threshold"]),
                           share_threshold=float(data["shareThreshold"]),
-                          false_alarm_rate=float(data["falseAlarmRate"]), features=features,
+                          false_alarm_rate=rates["data"], features=features,
                           default_methods=dict(default_methods),
                           min_impact=float(data["minImpact"])),
         concept=ConceptSettings(min_samples=concept_window.min_samples,
@@ -222,12 +240,12 @@ def _build(name: str, spec: dict[str, Any]) -> DriftPolicy:
                                       threshold=prediction["threshold"],
                                       min_score=float(prediction["minScore"]),
                                       min_samples=data_window.min_samples,
-                                      false_alarm_rate=float(prediction["falseAlarmRate"])),
+                                      false_alarm_rate=rates["prediction"]),
         performance=PerformanceSettings(enabled=performance["enabled"],
                                         threshold=performance["threshold"],
                                         min_score=float(performance["minScore"]),
                                         min_samples=data_window.min_samples,
-                                        false_alarm_rate=float(performance["falseAlarmRate"])),
+                                        false_alarm_rate=rates["performance"]),
     )
     r = spec["retraining"]
     td = r["trainingData"]
