@@ -114,10 +114,15 @@ class FleetHistory:
             return Window(total(parts), len(parts),
                           None if index is None else self.readings[index].at)
 
-        # The first candidate with enough rows, by bisection: a tick costs log2(readings)
-        # differences of every replica's counters, not one per reading (1,000 readings of
-        # 10 replicas at low traffic were 10,000 differences a tick).
-        lo, hi, found = 0, len(candidates) - 1, None
+        # The oldest start gives the most rows: if even it has too few, it is the answer
+        # (the largest window within maxAge). Otherwise the first candidate with enough
+        # rows, by bisection: a tick costs log2(readings) differences of every replica's
+        # counters, not one per reading (1,000 readings of 10 replicas at low traffic were
+        # 10,000 differences a tick).
+        found = window_from(candidates[-1])
+        if found.counts.rows(kind) < size:
+            return found
+        lo, hi = 0, len(candidates) - 2
         while lo <= hi:
             mid = (lo + hi) // 2
             window = window_from(candidates[mid])
@@ -125,7 +130,7 @@ class FleetHistory:
                 found, hi = window, mid - 1
             else:
                 lo = mid + 1
-        return found if found is not None else window_from(candidates[-1])
+        return found
 
     def _baseline(self, replica: str, current: Counters, index: int | None,
                   oldest: float) -> Counters | None:
