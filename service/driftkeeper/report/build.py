@@ -17,11 +17,10 @@ import pandas as pd
 import requests
 
 from ..data import read_current
+from ..drift.batch import batch_windows
 from ..drift.histograms import histograms
-from ..drift.judge import Windows, evaluate_all
-from ..drift.performance import estimate_window
+from ..drift.judge import evaluate_all
 from ..drift.segments import SegmentSums, segment_sums
-from ..drift.windows import ResidualWindow, data_window, prediction_window, residual_window
 from ..errors import DriftkeeperError, ModelStoreError
 from ..model.store import ModelBundle, ModelStore
 from ..policy import DriftPolicy, default_policy, load_policy
@@ -94,25 +93,17 @@ def report_from_csv(model_dir: str | Path, current_csv: str | Path, output: str 
     settings = policy.monitor
     X = schema.encode(frame)
     profile = bundle.profile
-    window = data_window(profile, X)
-    residuals: ResidualWindow | None = None
-    segments = None
+    residuals = segments = None
     if schema.target.name in frame.columns and profile.residuals is not None:
         actual = frame[schema.target.name]
-        residuals = residual_window(profile, _residuals(bundle, X, actual))
+        residuals = _residuals(bundle, X, actual)
         segments = partial(_segment_sums, bundle, X, actual)  # asked for only on drift
-    complete = schema.complete_rows(X)  # rows the model can score
-    scored = np.asarray(bundle.model.predict(X[complete]) if complete.any() else np.empty(0),
-                        dtype=np.float64)
-    estimates = ServingModel.from_bundle(bundle).estimate_squared_errors(X[complete], scored)
-    windows = Windows(window, prediction_window(profile, scored),
-                      None if estimates is None else estimate_window(estimates),
-                      residuals, segments)
+    windows = batch_windows(ServingModel.from_bundle(bundle), X, residuals, segments)
     report = evaluate_all(profile, windows, settings, bundle.version, time.time(),
                           predict=bundle.model.predict).to_dict()
     report["source"] = str(source)
     report["policy"] = policy.name
-    return render_report(report, histograms(profile, window, residuals),
+    return render_report(report, histograms(profile, windows.data, windows.residuals),
                          model_summary(bundle), output)
 
 
