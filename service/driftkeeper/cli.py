@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -349,11 +350,21 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _add_drift(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("drift", help="compare two CSV files; exit 1 on drift",
-                       description="Data drift of CURRENT against REFERENCE, per feature and "
-                       "overall. Exit codes: 0 no drift, 1 drift, 2 error, 3 too few rows.")
-    p.add_argument("--reference", required=True, metavar="CSV")
+    p = sub.add_parser("drift", help="judge a CSV for drift; exit 1 on drift",
+                       description="With --reference: data drift of CURRENT against "
+                       "REFERENCE, per feature and overall. With --model DIR and no "
+                       "--reference: every kind against the model's own reference, as the "
+                       "service judges its traffic (data, prediction and estimated "
+                       "performance; concept drift too when CURRENT holds the target), under "
+                       "--policy FILE or the default DriftPolicy. Exit codes: 0 no drift, "
+                       "1 drift, 2 error, 3 too few rows.")
+    p.add_argument("--reference", metavar="CSV",
+                   help="the rows to compare against (default with --model: the model's "
+                   "reference)")
     p.add_argument("--current", required=True, metavar="CSV")
+    p.add_argument("--policy", type=Path, metavar="FILE",
+                   help="with --model and no --reference: the DriftPolicy whose thresholds "
+                   "and false-alarm budget judge CURRENT (default: the defaults)")
     p.add_argument("--json", action="store_true", help="print the drift report as JSON")
     p.add_argument("--method", action="append", default=[], metavar="[FEATURE=]NAME",
                    help="statistic for every feature it applies to, or for one feature; "
@@ -410,8 +421,20 @@ def _split_assignments(values: list[str]) -> tuple[str | None, dict[str, str]]:
     return default, per_feature
 
 
+REFERENCE_ONLY = {"method": [], "threshold": [], "rule": "any", "min_samples": 200,
+                  "false_alarm_rate": 0.01, "exact": False, "seed": 0}
+"""``drift`` flags that set up a comparison with --reference; with the model's own
+reference the policy sets all of them."""
+
+
 def _cmd_drift(args: argparse.Namespace) -> int:
     from .drift.cli import compare_files
+
+    if args.reference is None:
+        return _cmd_drift_model(args)
+    if args.policy is not None:
+        raise DriftkeeperError("--policy judges against the model's own reference: pass "
+                               "--model DIR without --reference")
 
     default_method, methods = _split_assignments(args.method)
     default_threshold, thresholds = _split_assignments(args.threshold)
@@ -436,6 +459,63 @@ def _cmd_drift(args: argparse.Namespace) -> int:
     if report.data.drift is None:
         return EXIT_INSUFFICIENT
     return EXIT_DRIFT if report.data.drift else EXIT_OK
+
+
+def _cmd_drift_model(args: argparse.Namespace) -> int:
+    """Every kind on a batch against the model's own reference (issue 19 part 5)."""
+    if args.model is None:
+        raise DriftkeeperError("pass --reference CSV, or --model DIR to judge CURRENT "
+                               "against the model's own reference")
+    given = [f"--{k.replace('_', '-')}" for k, default in REFERENCE_ONLY.items()
+             if getattr(args, k) != default]
+    given += [f"--{k}" for k in ("target", "schema", "categorical", "drop") if getattr(args, k)]
+    if given:
+        raise DriftkeeperError(f"{', '.join(given)} only apply with --reference; against the "
+                               f"model's reference the policy (--policy FILE) sets them")
+    from .data import read_current
+    from .drift.batch import judge_frame
+    from .model.store import ModelStore
+    from .policy import default_policy, load_policy
+    from .serving.runtime import ServingModel
+
+    bundle = ModelStore(args.model).load()
+    policy = (default_policy() if args.policy is None
+              else load_policy(args.policy, bundle.schema))
+    frame = read_current(args.current, bundle.schema)
+    report, _ = judge_frame(ServingModel.from_bundle(bundle), frame, policy.monitor,
+                            time.time())
+    verdicts = {"data": report.data.drift}
+    for kind in ("prediction", "performance", "concept"):
+        verdict = getattr(report, kind)
+        if verdict is not None:
+            verdicts[kind] = verdict.drift
+    drift = any(v is True for v in verdicts.values())
+    if args.json:
+        doc = {**report.to_dict(), "source": str(args.current), "policy": policy.name,
+               "verdicts": verdicts, "drift": drift}
+        print(json.dumps(doc, indent=2))
+    else:
+        print(_format_kinds(report))
+        print()
+        print(_format_data_report(report.to_dict()["data"]))
+    if drift:
+        return EXIT_DRIFT
+    return EXIT_INSUFFICIENT if report.data.drift is None else EXIT_OK
+
+
+def _format_kinds(report: Any) -> str:
+    """One line per judged kind: its score against its threshold, and the verdict."""
+    lines = [f"{'kind':<12} {'score':>8} {'threshold':>10} {'rows':>7}  verdict"]
+    rows = [("data", report.data.statistic, report.data.threshold, report.data.samples,
+             report.data.drift)]
+    for kind in ("prediction", "performance", "concept"):
+        v = getattr(report, kind)
+        if v is not None:
+            rows.append((kind, v.score, v.threshold, v.samples, v.drift))
+    for kind, score, threshold, n, drift in rows:
+        shown = "-" if score is None else f"{score:.4f}"
+        lines.append(f"{kind:<12} {shown:>8} {threshold:>10.4f} {n:>7}  {_verdict_text(drift)}")
+    return "\n".join(lines)
 
 
 def _verdict_text(drift: bool | None) -> str:

@@ -1,17 +1,22 @@
-"""The windows of one batch of rows (a CSV, a benchmark's window): what the pod's monitor
-gathers from its rings, made at once from encoded rows, so that a batch is judged by the
-same ``evaluate_all`` as live traffic."""
+"""One batch of rows judged as live traffic is: its windows (what the pod's monitor gathers
+from its rings, made at once from a table) and the same ``evaluate_all``. What
+``driftkeeper report`` and ``driftkeeper drift --model`` run on a CSV, and what the
+benchmarks run on their windows."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
-from .judge import Windows
+from .judge import Windows, evaluate_all
 from .performance import estimate_window
-from .segments import SegmentSums
+from .report import DriftReport
+from .segments import SegmentSums, segment_sums
+from .settings import MonitorSettings
 from .windows import data_window, prediction_window, residual_window
 
 if TYPE_CHECKING:  # the serving model is only passed in; drift/ does not import serving/
@@ -31,3 +36,31 @@ def batch_windows(model: ServingModel, X: np.ndarray, residuals: np.ndarray | No
                    None if estimates is None else estimate_window(estimates),
                    None if residuals is None else residual_window(profile, residuals),
                    segments)
+
+
+def judge_frame(model: ServingModel, frame: pd.DataFrame, settings: MonitorSettings,
+                now: float) -> tuple[DriftReport, Windows]:
+    """Every kind's verdict on a table of current rows; concept drift too when the table
+    holds the target (labels), with where it lives once it is found."""
+    schema = model.bundle.schema
+    X = schema.encode(frame)
+    residuals = segments = None
+    if schema.target.name in frame.columns and model.bundle.profile.residuals is not None:
+        y = schema.encode_target(frame[schema.target.name])  # a classifier's: class indices
+        labelled = schema.complete_rows(X) & np.isfinite(y)
+        predicted = model.predict(X[labelled]) if labelled.any() else np.empty(0)
+        residuals = y[labelled] - predicted
+        segments = partial(_segment_sums, model, X[labelled], residuals, predicted)
+    windows = batch_windows(model, X, residuals, segments)
+    report = evaluate_all(model.bundle.profile, windows, settings, model.version, now,
+                          predict=model.predict)
+    return report, windows
+
+
+def _segment_sums(model: ServingModel, X: np.ndarray, residuals: np.ndarray,
+                  predicted: np.ndarray) -> SegmentSums | None:
+    """The labelled rows' sums per segment (asked for only once concept drift is found)."""
+    segments = model.bundle.profile.segments
+    if segments is None:
+        return None
+    return segment_sums(segments.layout, X, residuals, predicted)

@@ -7,20 +7,15 @@ Both paths end in the same three dicts (report, histograms, model) and the same
 from __future__ import annotations
 
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import numpy as np
-import pandas as pd
 import requests
 
 from ..data import read_current
-from ..drift.batch import batch_windows
+from ..drift.batch import judge_frame
 from ..drift.histograms import histograms
-from ..drift.judge import evaluate_all
-from ..drift.segments import SegmentSums, segment_sums
 from ..errors import DriftkeeperError, ModelStoreError
 from ..model.store import ModelBundle, ModelStore
 from ..policy import DriftPolicy, default_policy, load_policy
@@ -54,27 +49,6 @@ def model_summary(bundle: ModelBundle, note: str | None = None) -> dict[str, Any
 # -- from a CSV ---------------------------------------------------------------------------
 
 
-def _residuals(bundle: ModelBundle, X: np.ndarray, target: pd.Series) -> np.ndarray:
-    """actual - predicted for the rows with a valid input and a finite target."""
-    actual = bundle.schema.encode_target(target)  # a classifier's: class indices
-    rows = bundle.schema.complete_rows(X) & np.isfinite(actual)
-    if not rows.any():
-        return np.empty(0)
-    predicted = np.asarray(bundle.model.predict(X[rows]), dtype=np.float64)
-    return actual[rows] - predicted
-
-
-def _segment_sums(bundle: ModelBundle, X: np.ndarray, actual: pd.Series) -> SegmentSums | None:
-    """The labelled rows' sums per segment (rows that have a label and can be scored)."""
-    if bundle.profile.segments is None:
-        return None
-    y = bundle.schema.encode_target(actual)
-    rows = bundle.schema.complete_rows(X) & np.isfinite(y)
-    predicted = np.asarray(bundle.model.predict(X[rows]), dtype=np.float64)
-    return segment_sums(bundle.profile.segments.layout, X[rows], y[rows] - predicted,
-                        predicted)
-
-
 def _policy(policy_path: str | Path | None, schema: FeatureSchema) -> DriftPolicy:
     """The DriftPolicy file's settings (checked against the model's schema), else defaults."""
     return default_policy() if policy_path is None else load_policy(policy_path, schema)
@@ -90,20 +64,12 @@ def report_from_csv(model_dir: str | Path, current_csv: str | Path, output: str 
     schema = bundle.schema
     frame = read_current(source, schema)
     policy = _policy(policy_path, schema)
-    settings = policy.monitor
-    X = schema.encode(frame)
-    profile = bundle.profile
-    residuals = segments = None
-    if schema.target.name in frame.columns and profile.residuals is not None:
-        actual = frame[schema.target.name]
-        residuals = _residuals(bundle, X, actual)
-        segments = partial(_segment_sums, bundle, X, actual)  # asked for only on drift
-    windows = batch_windows(ServingModel.from_bundle(bundle), X, residuals, segments)
-    report = evaluate_all(profile, windows, settings, bundle.version, time.time(),
-                          predict=bundle.model.predict).to_dict()
+    report_, windows = judge_frame(ServingModel.from_bundle(bundle), frame, policy.monitor,
+                                   time.time())
+    report = report_.to_dict()
     report["source"] = str(source)
     report["policy"] = policy.name
-    return render_report(report, histograms(profile, windows.data, windows.residuals),
+    return render_report(report, histograms(bundle.profile, windows.data, windows.residuals),
                          model_summary(bundle), output)
 
 
