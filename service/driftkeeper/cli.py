@@ -388,6 +388,7 @@ def _add_drift(sub: argparse._SubParsersAction) -> None:
     columns.add_argument("--drop", nargs="+", action="extend", default=[], metavar="COLUMN",
                          help="columns that are not features")
     columns.add_argument("--schema", type=Path, metavar="FILE", help="a YAML schema file")
+    p.set_defaults(reference_only={name: p.get_default(name) for name in REFERENCE_ONLY})
 
 
 def _drift_schema(args: argparse.Namespace) -> Any:
@@ -421,9 +422,9 @@ def _split_assignments(values: list[str]) -> tuple[str | None, dict[str, str]]:
     return default, per_feature
 
 
-REFERENCE_ONLY = {"method": [], "threshold": [], "rule": "any", "min_samples": 200,
-                  "false_alarm_rate": 0.01, "exact": False, "seed": 0}
-"""``drift`` flags that set up a comparison with --reference; with the model's own
+REFERENCE_ONLY = ("method", "threshold", "rule", "min_samples", "false_alarm_rate", "exact",
+                  "seed", "target", "schema", "categorical", "drop")
+"""``drift`` flags that set up a comparison with --reference; against the model's own
 reference the policy sets all of them."""
 
 
@@ -466,9 +467,8 @@ def _cmd_drift_model(args: argparse.Namespace) -> int:
     if args.model is None:
         raise DriftkeeperError("pass --reference CSV, or --model DIR to judge CURRENT "
                                "against the model's own reference")
-    given = [f"--{k.replace('_', '-')}" for k, default in REFERENCE_ONLY.items()
-             if getattr(args, k) != default]
-    given += [f"--{k}" for k in ("target", "schema", "categorical", "drop") if getattr(args, k)]
+    given = [f"--{name.replace('_', '-')}" for name, default in args.reference_only.items()
+             if getattr(args, name) != default]
     if given:
         raise DriftkeeperError(f"{', '.join(given)} only apply with --reference; against the "
                                f"model's reference the policy (--policy FILE) sets them")

@@ -91,6 +91,8 @@ def test_too_few_rows_and_the_text_table(trained_model_dir, batches, capsys) -> 
 @pytest.mark.parametrize(("args", "message"), [
     (["--current", "x.csv"], "--reference CSV, or --model DIR"),
     (["--current", "x.csv", "--model", "M", "--threshold", "0.2"], "--threshold only apply"),
+    (["--current", "x.csv", "--model", "M", "--categorical", "cut", "--min-samples", "50"],
+     "--min-samples, --categorical only apply"),
     (["--current", "x.csv", "--reference", "r.csv", "--policy", "p.yaml"],
      "--policy judges against the model's own reference"),
 ])

@@ -64,9 +64,9 @@ def report_from_csv(model_dir: str | Path, current_csv: str | Path, output: str 
     schema = bundle.schema
     frame = read_current(source, schema)
     policy = _policy(policy_path, schema)
-    report_, windows = judge_frame(ServingModel.from_bundle(bundle), frame, policy.monitor,
-                                   time.time())
-    report = report_.to_dict()
+    verdicts, windows = judge_frame(ServingModel.from_bundle(bundle), frame, policy.monitor,
+                                    time.time())
+    report = verdicts.to_dict()
     report["source"] = str(source)
     report["policy"] = policy.name
     return render_report(report, histograms(bundle.profile, windows.data, windows.residuals),
