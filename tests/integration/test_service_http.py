@@ -290,3 +290,38 @@ def test_every_acknowledged_label_survives_the_service_being_killed(model_dir, t
     stored = len(FeedbackStore(model_dir / "feedback", DIAMONDS_SCHEMA).read())
     assert acknowledged[0] > 100
     assert acknowledged[0] <= stored <= acknowledged[0] + 5 * 8, (acknowledged, stored)
+
+
+def test_corked_responses_leave_at_once(model_dir, tmp_path) -> None:
+    """Each response is corked while gunicorn writes it and pushed when it is done: on a
+    keep-alive connection no answer waits for the kernel's 200 ms cork timer, and a client
+    that sends ``Expect: 100-continue`` gets its interim answer before it sends the body."""
+    import json
+    import socket
+    import statistics
+
+    body = json.dumps(GOOD_ROW).encode()
+    with running_service(model_dir, tmp_path, workers=1) as svc:
+        took = []
+        with requests.Session() as session:  # one keep-alive connection
+            for _ in range(30):
+                started = time.perf_counter()
+                assert session.post(svc.url + "/predict", json=GOOD_ROW).status_code == 200
+                took.append(time.perf_counter() - started)
+        assert statistics.median(took) < 0.1, took  # a stuck cork holds each for 200 ms
+        host, port = svc.url.removeprefix("http://").split(":")
+        interim = []
+        for _ in range(5):
+            with socket.create_connection((host, int(port)), timeout=5) as sock:
+                started = time.perf_counter()
+                sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                             b"application/json\r\nExpect: 100-continue\r\n"
+                             b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+                assert sock.recv(64).startswith(b"HTTP/1.1 100 Continue")
+                interim.append(time.perf_counter() - started)
+                sock.sendall(body)
+                answer = b""
+                while b"model_version" not in answer:
+                    answer += sock.recv(4096)
+                assert answer.startswith(b"HTTP/1.1 200")
+        assert statistics.median(interim) < 0.1, interim
