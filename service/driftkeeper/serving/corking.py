@@ -15,11 +15,9 @@ leave before the client sends the body.
 
 from __future__ import annotations
 
-import logging
+import contextlib
 import socket
 from typing import Any
-
-log = logging.getLogger("driftkeeper.service")
 
 _CORK = getattr(socket, "TCP_CORK", None)  # Linux only; elsewhere this does nothing
 
@@ -40,10 +38,8 @@ def cork(worker: Any, req: Any) -> None:
     sock = request_socket(req)
     if _CORK is None or sock is None or _expects_continue(req):
         return
-    try:
+    with contextlib.suppress(OSError):  # a socket the client closed: nothing to send
         sock.setsockopt(socket.IPPROTO_TCP, _CORK, 1)
-    except OSError:  # a socket the client already closed: nothing to send anyway
-        pass
 
 
 def push(worker: Any, req: Any, environ: Any, resp: Any) -> None:
@@ -51,7 +47,5 @@ def push(worker: Any, req: Any, environ: Any, resp: Any) -> None:
     sock = request_socket(req)
     if _CORK is None or sock is None:
         return
-    try:
+    with contextlib.suppress(OSError):
         sock.setsockopt(socket.IPPROTO_TCP, _CORK, 0)
-    except OSError:
-        pass
