@@ -102,3 +102,14 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path):
         yield Cluster(plane.kubeconfig, "apiserver", plane)
     else:
         yield external_cluster()
+
+
+@pytest.fixture
+def quick_calibration(monkeypatch):
+    """Fewer null draws for the auto thresholds (ten features x 20,000 draws take 20 s);
+    these tests are about the schema, not the thresholds."""
+    from driftkeeper.model import train as training
+
+    real = training.build_profile
+    monkeypatch.setattr(training, "build_profile",
+                        lambda *a, **kw: real(*a, **{**kw, "trials": 500}))

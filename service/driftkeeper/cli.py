@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,26 +94,45 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--if-empty", action="store_true",
                    help="do nothing when DIR already has a current model (a pod's init "
                    "step: train the first model once)")
+    p.add_argument("--keep-data", action="store_true",
+                   help="copy --data into DIR/data/ and train from the copy: later retrains "
+                   "(a Kubernetes Job mounts only the model volume) find the base table there")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    if args.keep_data and not args.data:
+        raise DriftkeeperError("--keep-data keeps the table given with --data: pass it")
+    return _unless_serving(args.output, "train", args.if_empty, lambda: _train(args))
+
+
+def _unless_serving(output: Path, verb: str, if_empty: bool, work: Callable[[], int]) -> int:
+    """``work()``, or (``if_empty``) nothing when ``output`` already serves a model. The
+    replicas' init containers start together on one volume: one works, the rest wait for
+    it under the store's first-model lock and find its model."""
     from .model.store import ModelStore
 
-    if not args.if_empty:
-        return _train(args)
-    store = ModelStore(args.output)
-    with store.first_model_lock():  # replicas' init containers: one trains, the rest wait
+    if not if_empty:
+        return work()
+    store = ModelStore(output)
+    with store.first_model_lock():
         current = store.current_version()
         if current is not None:
-            print(f"{args.output} already serves {current}; nothing to train")
+            print(f"{output} already serves {current}; nothing to {verb}")
             return EXIT_OK
-        return _train(args)
+        return work()
 
 
 def _train(args: argparse.Namespace) -> int:
     from .model.store import ModelStore
     from .model.train import TrainingConfig, describe_metrics, train
 
+    if args.keep_data:
+        from .model.base_table import keep_table
+
+        kept = keep_table(args.output, args.data)
+        if not args.json:
+            print(f"base table kept as {kept} (retrains learn from it)")
+        args.data = str(kept)
     schema = _inferred_schema(args)
     config = TrainingConfig(model=args.model, estimator=args.estimator,
                             model_file=args.model_file, seed=args.seed, data=args.data,
@@ -215,6 +235,48 @@ def _cmd_retrain(args: argparse.Namespace) -> int:
         with open(args.termination_log, "w") as fh:  # a plain file the kubelet reads once
             fh.write(text)
     return EXIT_ERROR if outcome.outcome == FAILED else EXIT_OK
+
+
+def _add_import(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("import", help="serve a model trained elsewhere (a model directory)",
+                       description="Copy a model directory's current version (or --version) "
+                       "into DIR as a new version and make it current: checksums, profile "
+                       "and estimator are checked with this installation first. The chart's "
+                       "init container runs it to serve a model you trained yourself.")
+    p.add_argument("--from", dest="source", required=True, type=Path, metavar="SOURCE",
+                   help="the model directory to import (`driftkeeper train --output SOURCE`)")
+    p.add_argument("--output", required=True, type=Path, metavar="DIR",
+                   help="model directory to serve from")
+    p.add_argument("--version", dest="source_version", metavar="VERSION",
+                   help="which of SOURCE's versions (default: its current one)")
+    p.add_argument("--data", metavar="CSV", help="the base table retrains learn from, kept in "
+                   "DIR/data/ (default: the table the version was trained on, if that file "
+                   "exists here)")
+    p.add_argument("--no-promote", action="store_true",
+                   help="write the version but leave `current` where it is")
+    p.add_argument("--if-empty", action="store_true",
+                   help="do nothing when DIR already has a current model (a pod's init step)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from .model.importing import import_model
+
+    def work() -> int:
+        result = import_model(args.source, args.output, version=args.source_version,
+                              data=args.data, promote=not args.no_promote)
+        if args.json:
+            print(json.dumps(dataclasses.asdict(result)))
+            return EXIT_OK
+        print(f"imported {args.source} {result.source_version} -> {args.output} "
+              f"{result.version}{' (current)' if result.promoted else ' (not promoted)'}")
+        print(f"  base table for retrains: {result.base_table}" if result.base_table else
+              "  base table for retrains: the shipped diamonds table, if the schema is "
+              "diamonds'; for any other table pass --data CSV, or retrain on labels only "
+              "(spec.retraining.trainingData.includeBase: false)")
+        return EXIT_OK
+
+    return _unless_serving(args.output, "import", args.if_empty, work)
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
@@ -743,6 +805,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": (_add_train, _cmd_train), "retrain": (_add_retrain, _cmd_retrain),
+            "import": (_add_import, _cmd_import),
             "serve": (_add_serve, _cmd_serve), "monitor": (_add_monitor, _cmd_monitor),
             "drift": (_add_drift, _cmd_drift), "simulate": (_add_simulate, _cmd_simulate),
             "operator": (_add_operator, _cmd_operator), "report": (_add_report, _cmd_report),

@@ -382,3 +382,83 @@ def test_every_value_is_documented_in_the_readme() -> None:
     table = readme[readme.index("### Helm values"):]
     missing = [leaf for leaf in _leaves(values) if f"`{leaf}`" not in table]
     assert not missing, missing
+
+
+def _first_model(*sets: str) -> tuple[list[str], list[dict[str, Any]], dict[str, Any]]:
+    """The init container's args and mounts, and the pod's volumes, for these values."""
+    (model,) = [d for d in render(extra=[a for s in sets for a in ("--set", s)])
+                if d["kind"] == "Deployment"
+                and d["metadata"]["labels"]["app.kubernetes.io/component"] == "model"]
+    pod = model["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    return init["args"], init["volumeMounts"], {v["name"]: v for v in pod["volumes"]}
+
+
+F = "model.firstModel."
+
+
+@pytest.mark.parametrize(("sets", "args", "source"), [
+    # A table in a ConfigMap, with every flag that describes it.
+    ([F + "from.configMap=rents", F + "data=rents.csv", F + "target=rent",
+      F + "task=regression", F + "categorical={zone,floor}", F + "drop={id}",
+      F + "model=rf"],
+     ["train", "--output", "/models", "--if-empty", "--data", "/import/rents.csv",
+      "--keep-data", "--target", "rent", "--task", "regression", "--categorical", "zone",
+      "floor", "--drop", "id", "--model", "rf"],
+     {"configMap": {"name": "rents"}}),
+    # A fitted model file and its table on another claim; the user's estimator factory.
+    ([F + "from.claim=mine", F + "data=t/rents.csv", F + "target=rent",
+      F + "modelFile=t/model.joblib"],
+     ["train", "--output", "/models", "--if-empty", "--data", "/import/t/rents.csv",
+      "--keep-data", "--target", "rent", "--model-file", "/import/t/model.joblib"],
+     {"persistentVolumeClaim": {"claimName": "mine", "readOnly": True}}),
+    ([F + "data=rents.csv", F + "target=rent", F + "estimator=shop.models:pricing"],
+     ["train", "--output", "/models", "--if-empty", "--data", "/models/rents.csv",
+      "--keep-data", "--target", "rent", "--estimator", "shop.models:pricing"], None),
+    # A model directory trained elsewhere, with and without its table.
+    ([F + "from.claim=mine", F + "modelDir=model", F + "data=rents.csv"],
+     ["import", "--from", "/import/model", "--output", "/models", "--if-empty", "--data",
+      "/import/rents.csv"],
+     {"persistentVolumeClaim": {"claimName": "mine", "readOnly": True}}),
+    ([F + "modelDir=upload/model"],
+     ["import", "--from", "/models/upload/model", "--output", "/models", "--if-empty"], None),
+], ids=["configmap-table", "claim-model-file", "volume-estimator", "claim-model-dir",
+        "volume-model-dir"])
+def test_the_first_model_comes_from_the_users_table_or_model(
+        sets: list[str], args: list[str], source: dict[str, Any] | None) -> None:
+    from driftkeeper.cli import build_parser
+
+    rendered, mounts, volumes = _first_model(*sets)
+    assert rendered == args
+    parsed = build_parser().parse_args(rendered)  # the CLI takes what the chart renders
+    assert parsed.command == args[0]
+    imported = {m["name"]: m for m in mounts}.get("first-model-source")
+    if source is None:
+        assert imported is None and "first-model-source" not in volumes
+    else:
+        assert imported == {"name": "first-model-source", "mountPath": "/import",
+                            "readOnly": True}
+        assert {k: v for k, v in volumes["first-model-source"].items() if k != "name"} == source
+
+
+@pytest.mark.parametrize(("sets", "message"), [
+    ([F + "from.configMap=a", F + "from.claim=b"],
+     "model.firstModel.from: configMap and claim exclude each other"),
+    ([F + "target=rent"], "model.firstModel.target needs model.firstModel.data"),
+    ([F + "modelFile=m.joblib"], "model.firstModel.modelFile needs model.firstModel.data"),
+    ([F + "data=t.csv", F + "model=rf", F + "estimator=a:b"],
+     "model.firstModel: model and estimator exclude each other"),
+    ([F + "modelDir=m", F + "target=rent", F + "data=t.csv"],
+     "model.firstModel.target cannot be combined with modelDir"),
+    ([F + "data=a/../../etc/passwd"], "model.firstModel.data: \"a/../../etc/passwd\" goes "
+     "through '..'"),
+    ([F + "data=/etc/passwd"], "/model/firstModel/data"),
+    ([F + "task=ranking", F + "data=t.csv"], "/model/firstModel/task"),
+    ([F + "estimator=not a factory", F + "data=t.csv"], "/model/firstModel/estimator"),
+])
+def test_bad_first_model_values_fail_with_the_field_named(sets: list[str],
+                                                          message: str) -> None:
+    done = subprocess.run([HELM, "template", RELEASE, str(CHART),
+                           *[a for s in sets for a in ("--set", s)]],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and message in done.stderr, done.stderr

@@ -139,17 +139,6 @@ def diabetes_csv(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture
-def quick_calibration(monkeypatch):
-    """Fewer null draws for the auto thresholds (ten features x 20,000 draws take 20 s);
-    these tests are about the schema, not the thresholds."""
-    from driftkeeper.model import train as training
-
-    real = training.build_profile
-    monkeypatch.setattr(training, "build_profile",
-                        lambda *a, **kw: real(*a, **{**kw, "trials": 500}))
-
-
 def test_train_on_any_table(tmp_path: Path, diabetes_csv: Path, quick_calibration,
                             capsys) -> None:
     code, out = _run(capsys, "train", "--output", str(tmp_path / "m"), "--data",

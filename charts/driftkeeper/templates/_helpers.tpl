@@ -173,3 +173,78 @@ driftkeeper_operator/jobsettings.py). Only these values decide it, never a Drift
   resources: [events]
   verbs: [create]
 {{- end }}
+
+{{/*
+Where the first model's inputs (data, modelFile, modelDir) are read: /import when a
+ConfigMap or another claim is mounted there, else the model volume.
+*/}}
+{{- define "driftkeeper.firstModelRoot" -}}
+{{- $from := .Values.model.firstModel.from -}}
+{{- if or $from.configMap $from.claim -}}/import{{- else -}}{{ .Values.model.modelDir }}{{- end -}}
+{{- end -}}
+
+{{/*
+The init container's command line, as a JSON list: `driftkeeper import` of a model
+directory, else `driftkeeper train` (on the given table, kept in the model volume for the
+retrains, or on diamonds). Both do nothing when the store already serves a model.
+*/}}
+{{- define "driftkeeper.firstModelArgs" -}}
+{{- $m := .Values.model.firstModel -}}
+{{- $root := include "driftkeeper.firstModelRoot" . -}}
+{{- $out := .Values.model.modelDir -}}
+{{- $args := list -}}
+{{- if $m.modelDir -}}
+{{- $args = list "import" "--from" (printf "%s/%s" $root $m.modelDir) "--output" $out "--if-empty" -}}
+{{- if $m.data -}}
+{{- $args = concat $args (list "--data" (printf "%s/%s" $root $m.data)) -}}
+{{- end -}}
+{{- else -}}
+{{- $args = list "train" "--output" $out "--if-empty" -}}
+{{- if $m.data -}}
+{{- $args = concat $args (list "--data" (printf "%s/%s" $root $m.data) "--keep-data") -}}
+{{- end -}}
+{{- with $m.target }}{{ $args = concat $args (list "--target" .) }}{{ end -}}
+{{- with $m.task }}{{ $args = concat $args (list "--task" .) }}{{ end -}}
+{{- with $m.categorical }}{{ $args = concat $args (list "--categorical") . }}{{ end -}}
+{{- with $m.drop }}{{ $args = concat $args (list "--drop") . }}{{ end -}}
+{{- with $m.model }}{{ $args = concat $args (list "--model" .) }}{{ end -}}
+{{- with $m.estimator }}{{ $args = concat $args (list "--estimator" .) }}{{ end -}}
+{{- with $m.modelFile }}{{ $args = concat $args (list "--model-file" (printf "%s/%s" $root .)) }}{{ end -}}
+{{- end -}}
+{{- toJson $args -}}
+{{- end -}}
+
+{{/*
+model.firstModel's rules across fields, each failing with a message naming the field.
+*/}}
+{{- define "driftkeeper.validateFirstModel" -}}
+{{- $m := .Values.model.firstModel -}}
+{{- if and $m.from.configMap $m.from.claim -}}
+{{- fail "model.firstModel.from: configMap and claim exclude each other (one source is mounted at /import)" -}}
+{{- end -}}
+{{- range $key := list "data" "modelFile" "modelDir" -}}
+{{- $path := index $m $key -}}
+{{- if regexMatch "(^|/)\\.\\.(/|$)" $path -}}
+{{- fail (printf "model.firstModel.%s: %q goes through '..'; give a path inside the source" $key $path) -}}
+{{- end -}}
+{{- end -}}
+{{- range $key := list "target" "task" "categorical" "drop" "modelFile" -}}
+{{- if and (index $m $key) (not $m.data) -}}
+{{- fail (printf "model.firstModel.%s needs model.firstModel.data (the table it describes or is evaluated on)" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- $sources := list -}}
+{{- range $key := list "model" "estimator" "modelFile" -}}
+{{- if index $m $key }}{{ $sources = append $sources $key }}{{ end -}}
+{{- end -}}
+{{- if gt (len $sources) 1 -}}
+{{- fail (printf "model.firstModel: %s exclude each other (one estimator, or one fitted model)" (join " and " $sources)) -}}
+{{- end -}}
+{{- if $m.modelDir -}}
+{{- range $key := list "target" "task" "categorical" "drop" "model" "estimator" "modelFile" -}}
+{{- if index $m $key -}}
+{{- fail (printf "model.firstModel.%s cannot be combined with modelDir: an imported model directory brings its own schema and estimator" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
