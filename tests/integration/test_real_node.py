@@ -354,3 +354,59 @@ def test_helm_upgrade_rolls_the_pods_and_uninstall_keeps_the_volume(node: Node) 
     # The model volume's claim is kept (helm.sh/resource-policy: keep): models survive.
     claims = node.get("pvc")["items"]
     assert [c["metadata"]["name"] for c in claims] == [f"{POLICY}-models"]
+
+
+def test_a_users_table_from_a_configmap_is_served_and_kept_for_retrains(
+        node: Node, tmp_path: Path) -> None:
+    """Issue 19: `helm install` with the user's table in a ConfigMap (scikit-learn's
+    diabetes). The init container infers the schema and trains on it, the service answers
+    for the table's columns, and the table is kept on the model volume, where a retraining
+    Job (which mounts only that volume) finds it. Runs after the release above is gone, in
+    a namespace of its own."""
+    from sklearn.datasets import load_diabetes
+
+    namespace, release = "tables", "tables"
+    frame = load_diabetes(as_frame=True, scaled=False).frame
+    csv = tmp_path / "diabetes.csv"
+    frame.to_csv(csv, index=False)
+    kubectl = tool("kubectl")
+    node.run(kubectl, "create", "namespace", namespace)
+    try:
+        node.run(kubectl, "-n", namespace, "create", "configmap", "diabetes",
+                 f"--from-file=diabetes.csv={csv}")
+        node.run(tool("helm"), "-n", namespace, "install", release,
+                 str(ROOT / "charts" / "driftkeeper"), "--wait", "--timeout", "6m",
+                 *_install_values(node), "--set", "model.replicas=1",
+                 "--set", "operator.enabled=false", "--set", "policy.create=false",
+                 "--set", "model.firstModel.from.configMap=diabetes",
+                 "--set", "model.firstModel.data=diabetes.csv",
+                 "--set", "model.firstModel.target=target",
+                 "--set", "model.firstModel.categorical={sex}", timeout=600)
+        pods = json.loads(node.run(kubectl, "-n", namespace, "get", "pods", "-l",
+                                   "app.kubernetes.io/component=model", "-o", "json"))
+        (pod,) = [p["metadata"]["name"] for p in pods["items"]]
+        row = frame.drop(columns="target").iloc[0].to_dict()
+        script = (
+            "import json, os, urllib.request\n"
+            "get = lambda p: json.load(urllib.request.urlopen('http://127.0.0.1:8080' + p))\n"
+            "req = urllib.request.Request('http://127.0.0.1:8080/predict', method='POST',"
+            f" data={json.dumps(row).encode()!r}, headers={{'Content-Type': "
+            "'application/json'})\n"
+            "meta = json.load(open('/models/current/metadata.json'))\n"
+            "print(json.dumps({'schema': get('/schema')['schema'],"
+            " 'predict': json.load(urllib.request.urlopen(req)),"
+            " 'data': meta['training']['data'],"
+            " 'kept': os.path.isfile(meta['training']['data'])}))")
+        found = json.loads(node.run(kubectl, "-n", namespace, "exec", pod, "-c", "model",
+                                    "--", "python", "-c", script))
+        assert found["schema"]["target"]["name"] == "target"
+        features = {f["name"]: f["kind"] for f in found["schema"]["features"]}
+        assert list(features) == [c for c in frame.columns if c != "target"]
+        assert features["sex"] == "categorical"
+        assert isinstance(found["predict"]["prediction"], float)
+        assert found["data"].startswith("/models/data/diabetes-") and found["kept"]
+    finally:
+        node.run(tool("helm"), "-n", namespace, "uninstall", release, "--wait",
+                 "--timeout", "3m", check=False)
+        node.run(kubectl, "delete", "namespace", namespace, "--wait", "--timeout", "3m",
+                 check=False, timeout=240)
