@@ -201,11 +201,6 @@ def numeric_bins(values: np.ndarray, n_bins: int = DEFAULT_BINS) -> stats.Numeri
                              psi_groups=groups.astype(np.int64))
 
 
-def _numeric_statistics(bins: stats.NumericBins) -> dict[str, Any]:
-    return {name: (lambda c, f=m.numeric_batch: f(bins, c))
-            for name, m in stats.METHODS.items() if m.numeric_batch is not None}
-
-
 def _categorical_statistics(counts: np.ndarray) -> dict[str, Any]:
     return {name: (lambda c, f=m.categorical_batch: f(counts, c))
             for name, m in stats.METHODS.items() if m.categorical_batch is not None}
@@ -226,14 +221,15 @@ def build_profile(schema: FeatureSchema, reference: np.ndarray,
     ``keep_values`` keeps the sorted raw numerics in memory for exact-mode statistics.
     """
     rng = np.random.default_rng(seed)
+    numerical = {feat.name: reference[:, j] for j, feat in enumerate(schema.features)
+                 if feat.kind == "numerical"}
+    calibrated = numerical_profiles(numerical, rng, n_bins, trials, keep_values)
     features: dict[str, FeatureProfile] = {}
     for j, feat in enumerate(schema.features):
-        col = reference[:, j]
         if feat.kind == "numerical":
-            features[feat.name] = numerical_profile(feat.name, col, rng, n_bins, trials,
-                                                    keep_values)
+            features[feat.name] = calibrated[feat.name]
         else:
-            counts = stats.count_categories(col, len(feat.levels)).counts
+            counts = stats.count_categories(reference[:, j], len(feat.levels)).counts
             null = calibration.calibrate(counts, _categorical_statistics(counts), rng,
                                          trials=trials)
             features[feat.name] = CategoricalProfile(feat.name, feat.levels, counts, null)
@@ -262,11 +258,35 @@ def numerical_profile(name: str, values: np.ndarray, rng: np.random.Generator, n
                       trials: int, keep_values: bool = False) -> NumericalProfile:
     """Bins, mean and calibrated null tables of one numerical column (a feature, or the
     model's predictions)."""
-    col = values[np.isfinite(values)]
-    bins = numeric_bins(col, n_bins)
-    null = calibration.calibrate(bins.counts, _numeric_statistics(bins), rng, trials=trials)
-    return NumericalProfile(name, bins, float(col.mean()), null,
-                            values=np.sort(col) if keep_values else None)
+    return numerical_profiles({name: values}, rng, n_bins, trials, keep_values)[name]
+
+
+def numerical_profiles(columns: dict[str, np.ndarray], rng: np.random.Generator, n_bins: int,
+                       trials: int, keep_values: bool = False) -> dict[str, NumericalProfile]:
+    """``numerical_profile`` of several columns, calibrated together wherever their binned
+    reference shares are the same (continuous columns of one table: equal-frequency bins
+    over the same rows), which is most of a wide table: one set of null draws per group,
+    not per column."""
+    binned: dict[str, tuple[np.ndarray, stats.NumericBins]] = {}
+    groups: dict[bytes, list[str]] = {}
+    for name, values in columns.items():
+        col = values[np.isfinite(values)]
+        bins = numeric_bins(col, n_bins)
+        binned[name] = (col, bins)
+        key = bins.counts.astype(np.float64).tobytes() + b"|" + bins.psi_groups.tobytes()
+        groups.setdefault(key, []).append(name)
+    profiles: dict[str, NumericalProfile] = {}
+    for names in groups.values():  # in the columns' order of first appearance
+        refs = [binned[name][1] for name in names]
+        statistics = {method: (lambda c, m=m, r=refs: stats.members_scores(m, r, c))
+                      for method, m in stats.METHODS.items() if m.numeric_batch is not None}
+        nulls = calibration.calibrate_members(refs[0].counts, statistics, len(names), rng,
+                                              trials=trials)
+        for name, null in zip(names, nulls, strict=True):
+            col, bins = binned[name]
+            profiles[name] = NumericalProfile(name, bins, float(col.mean()), null,
+                                              values=np.sort(col) if keep_values else None)
+    return {name: profiles[name] for name in columns}
 
 
 def build_residual_profile(residuals: np.ndarray, rng: np.random.Generator,

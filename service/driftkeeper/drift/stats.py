@@ -13,7 +13,7 @@ Every score is 0 for identical distributions, grows with drift, and is always fi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -232,6 +232,38 @@ def wasserstein_binned_scores(ref: NumericBins, counts: np.ndarray,
     return w / ref.std if ref.std > 0 else w
 
 
+def wasserstein_members_scores(refs: Sequence[NumericBins], counts: np.ndarray) -> np.ndarray:
+    """``wasserstein_binned_scores`` of several features with the same reference counts
+    (so the same ECDF gaps) on one ``(trials, bins)`` draw: ``(trials, members)``. W1 is
+    linear in the gaps, weighted by each feature's own bin widths, so the gaps are computed
+    once and each feature costs one matrix product."""
+    counts = np.asarray(counts, dtype=np.float64)
+    n = np.maximum(counts.sum(axis=-1), 1.0)
+    d = np.abs(_ecdf_at_edges(refs[0].counts.astype(np.float64))[..., :-1]
+               - _ecdf_at_edges(counts)[..., :-1])  # at e_0..e_K
+    weights = np.zeros((d.shape[-1], len(refs)))
+    for i, ref in enumerate(refs):
+        widths = np.diff(ref.edges) / 2.0
+        weights[:-1, i] += widths
+        weights[1:, i] += widths
+    first = np.array([ref.edges[0] for ref in refs])
+    last = np.array([ref.edges[-1] for ref in refs])
+    w = d @ weights + (np.outer(counts[..., 0], first) - np.outer(counts[..., -1], last)) / n[
+        ..., None]
+    std = np.array([ref.std if ref.std > 0 else 1.0 for ref in refs])
+    return w / std
+
+
+def members_scores(method: Method, refs: Sequence[NumericBins], counts: np.ndarray
+                   ) -> np.ndarray:
+    """A numerical method's calibration scores for features sharing reference counts:
+    ``(trials,)`` when the score depends on the counts only, else ``(trials, members)``."""
+    if method.numeric_members is not None:
+        return method.numeric_members(refs, counts)
+    assert method.numeric_batch is not None
+    return np.column_stack([method.numeric_batch(ref, counts) for ref in refs])
+
+
 def wasserstein_binned(ref: NumericBins, window: NumericCounts) -> StatResult:
     return StatResult(float(wasserstein_binned_scores(
         ref, window.counts, window.under_sum, window.over_sum)))
@@ -376,6 +408,8 @@ class Method:
     numeric_exact: Callable[[np.ndarray, np.ndarray], StatResult] | None = None
     categorical_batch: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
     categorical_window: Callable[[np.ndarray, CategoricalCounts], StatResult] | None = None
+    # Calibration of features that share reference counts (see ``members_scores``).
+    numeric_members: Callable[[Sequence[NumericBins], np.ndarray], np.ndarray] | None = None
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -394,16 +428,19 @@ def register(method: Method) -> Method:
 
 register(Method(
     "ks", "Kolmogorov-Smirnov D in [0, 1], with a p-value", floor=0.15,
-    numeric_batch=ks_binned_scores, numeric_window=ks_binned, numeric_exact=ks_exact))
+    numeric_batch=ks_binned_scores, numeric_window=ks_binned, numeric_exact=ks_exact,
+    numeric_members=lambda refs, c: ks_binned_scores(refs[0], c)))
 register(Method(
     "wasserstein", "Wasserstein-1 distance in reference standard deviations, [0, inf)",
     floor=0.25,
     numeric_batch=lambda ref, c: wasserstein_binned_scores(ref, c),
-    numeric_window=wasserstein_binned, numeric_exact=wasserstein_exact))
+    numeric_window=wasserstein_binned, numeric_exact=wasserstein_exact,
+    numeric_members=wasserstein_members_scores))
 register(Method(
     "psi", "population stability index over reference deciles or levels, [0, inf); "
     "the default for numerical features", floor=0.2,
     numeric_batch=psi_numeric_binned_scores, numeric_window=psi_numeric_binned,
+    numeric_members=lambda refs, c: psi_numeric_binned_scores(refs[0], c),
     categorical_batch=lambda ref, c: psi_categorical_scores(ref, c),
     categorical_window=_psi_categorical))
 register(Method(
