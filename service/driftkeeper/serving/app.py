@@ -5,35 +5,30 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import threading
 import time
-import uuid
 from typing import Any
 
-import numpy as np
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from .. import __version__
-from ..contract.rings import FeedbackRows, InputRows
+from ..contract.rings import FeedbackRows
 from ..errors import InvalidInputError
 from ..model.feedback import FeedbackStore
 from ..model.store import ModelStore
-from ..schema import Target
-from . import metrics
+from . import metrics, predicting
 from .config import ServiceConfig
+from .fast_path import FastPredict
 from .health import LoopHealth, liveness
 from .monitor_process import read_heartbeat
 from .openapi import openapi_document
+from .predicting import NotReadyError
 from .rings import RingWriter
 from .runtime import ModelHolder, ServingModel
 from .validation import RowValidator, UnknownCategoryError, extract_rows, parse_body
 
 log = logging.getLogger("driftkeeper.service")
-
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-
 
 class ServiceState:
     """Everything one worker process holds. Created after gunicorn forks the worker.
@@ -160,38 +155,20 @@ def _json(payload: Any, status: int = 200) -> Response:
     return resp
 
 
-def _timestamps(now: float, n: int) -> np.ndarray:
-    """Distinct, ordered stamps for the rows of one request (window selection needs order)."""
-    return now + np.arange(n) * 1e-6
-
-
-def _predictions(target: Target, p: np.ndarray, batch: bool) -> dict[str, Any]:
-    """The response's predictions: a regression's numbers; a classifier's labels (classes[1]
-    when its probability is over 0.5) with the probability of each class."""
-    if not target.is_classification:
-        return {"predictions": p.tolist()} if batch else {"prediction": float(p[0])}
-    negative, positive = target.classes
-    labels = [positive if x > 0.5 else negative for x in p.tolist()]
-    probabilities = [{negative: 1.0 - x, positive: x} for x in p.tolist()]
-    if batch:
-        return {"predictions": labels, "probabilities": probabilities}
-    return {"prediction": labels[0], "probabilities": probabilities[0]}
-
-
 def create_app(config: ServiceConfig, start_background: bool = True) -> Flask:
     """Build the app for one worker; with ``start_background`` its reload loop runs."""
     app = Flask("driftkeeper")
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     state = ServiceState(config)
     app.extensions["driftkeeper"] = state
+    app.wsgi_app = FastPredict(app.wsgi_app, state)  # type: ignore[method-assign]
     if start_background:
         state.start()
 
     @app.before_request
     def _start() -> None:
         g.started = time.perf_counter()
-        rid = request.headers.get("X-Request-ID", "")
-        g.request_id = rid if _REQUEST_ID.match(rid) else uuid.uuid4().hex
+        g.request_id = predicting.request_id(request.headers.get("X-Request-ID"))
 
     @app.after_request
     def _observe(resp: Response) -> Response:
@@ -246,18 +223,10 @@ def create_app(config: ServiceConfig, start_background: bool = True) -> Flask:
 
     @app.post("/predict")
     def predict() -> Response:
-        model = _model()
-        rows, batch = _rows(config.max_rows)
-        X, _ = state.validator(model, with_target=False).encode(rows, batch)
-        predictions = model.predict(X)
-        now = time.time()
-        layout = InputRows(X.shape[1])
-        state.ring(layout.prefix, layout.width).append(
-            layout.pack(_timestamps(now, len(X)), X, model.number, predictions))
-        metrics.PREDICTIONS.inc(len(X))
-        body: dict[str, Any] = {"model_version": model.version, "request_id": g.request_id}
-        body.update(_predictions(model.bundle.schema.target, predictions, batch))
-        return _json(body)
+        """Reached by what the fast path hands over (fast_path.py): the same steps."""
+        prediction = predicting.prepare(state, request.get_data(cache=False))
+        predicting.record(state, prediction)
+        return _json(predicting.answer(prediction, g.request_id))
 
     @app.post("/feedback")
     def feedback() -> Response:
@@ -270,7 +239,8 @@ def create_app(config: ServiceConfig, start_background: bool = True) -> Flask:
         now = time.time()
         layout = FeedbackRows(X.shape[1])
         state.ring(layout.prefix, layout.width).append(
-            layout.pack(_timestamps(now, len(X)), model.number, residuals, predictions, X))
+            layout.pack(predicting.timestamps(now, len(X)), model.number, residuals,
+                        predictions, X))
         store = state.feedback_store(model)
         # Answered only once the rows are on disk (a group commit shares the fsync with
         # concurrent requests); a full store is pruned by the background loop, not here.
@@ -377,10 +347,6 @@ def create_app(config: ServiceConfig, start_background: bool = True) -> Flask:
         return _json(openapi_document(model.bundle.schema if model else None, config.max_rows))
 
     return app
-
-
-class NotReadyError(Exception):
-    """No model is loaded yet."""
 
 
 def state_of(app: Flask) -> ServiceState:
