@@ -74,11 +74,13 @@ def running_service(model_dir: Path, tmp_path: Path, *, workers: int = 2,
                     policy: Path | None = None, extra_args: list[str] | None = None,
                     ready_timeout: float = 60.0, exe: Path | None = None,
                     prefix: list[str] | None = None, cwd: Path | None = None,
-                    env: dict[str, str] | None = None) -> Iterator[RunningService]:
+                    env: dict[str, str] | None = None, state_dir: Path | None = None
+                    ) -> Iterator[RunningService]:
     """``driftkeeper serve`` (the venv's, or ``exe``), optionally run through ``prefix``
-    (e.g. ``setpriv`` to drop root) in ``cwd`` with ``env``."""
+    (e.g. ``setpriv`` to drop root) in ``cwd`` with ``env``; ``state_dir`` (default: one
+    of its own) is given to run again on a stopped service's state."""
     port = free_port()
-    state_dir = tmp_path / f"state-{port}"
+    state_dir = state_dir or tmp_path / f"state-{port}"
     log_path = tmp_path / f"service-{port}.log"
     exe = exe or Path(sys.executable).with_name("driftkeeper")
     args = [*(prefix or []), str(exe), "serve", "--model-dir", str(model_dir),

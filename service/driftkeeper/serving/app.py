@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -121,7 +122,10 @@ class ServiceState:
         with self._lazy_lock:
             ring = self._rings.get(name)
             if ring is None or ring.columns != columns:
-                path = self.config.windows_dir / f"{name}-{os.getpid()}.ring"
+                # One name per writer, ever: a restarted container's worker may get a
+                # dead one's pid, and must not replace its uncounted ring.
+                path = (self.config.windows_dir
+                        / f"{name}-{os.getpid()}.{uuid.uuid4().hex[:8]}.ring")
                 ring = self._rings[name] = RingWriter(path, columns, self.config.ring_capacity)
             return ring
 

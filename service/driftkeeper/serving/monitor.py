@@ -164,6 +164,43 @@ def publish(doc: dict[str, Any], path: Path) -> None:
     write_atomic(path, json.dumps(doc), durable=False)
 
 
+MAX_DEAD_RINGS = 16
+"""Dead workers' rings a restarted serving container keeps for the monitor to finish (a
+crash-looping container must not fill the pod's state volume)."""
+
+
+def drop_counted_rings(windows_dir: Path, counted: dict[str, list[int]],
+                       keep: int = MAX_DEAD_RINGS) -> list[str]:
+    """When the serving container restarts beside a running monitor (``--monitor
+    external``): delete the dead workers' rings whose every row the monitor has counted
+    (``counted``: its tally's positions, ring -> [inode, head]), keep the rest for it to
+    read (the rows written just before a crash), at most ``keep`` of them, the newest.
+    Returns the names deleted."""
+    counted_rings, unread = [], []
+    for path in windows_dir.glob("*.ring"):
+        try:
+            if writer_alive(path):
+                continue
+            stat, head = path.stat(), ring_head(path)
+        except OSError:
+            continue
+        if counted.get(path.name) == [stat.st_ino, head]:
+            counted_rings.append(path)
+        else:
+            unread.append((stat.st_mtime, path))
+    unread.sort()
+    too_many = [path for _, path in unread[:max(len(unread) - keep, 0)]]
+    for path in too_many:
+        log.warning("dropping %s, whose rows the monitor has not all counted: over %d "
+                    "dead workers' rings", path.name, keep)
+    deleted = []
+    for path in counted_rings + too_many:
+        with contextlib.suppress(OSError):
+            path.unlink()
+            deleted.append(path.name)
+    return deleted
+
+
 def prune_rings(windows_dir: Path, horizon: float, now: float) -> None:
     """Delete rings of dead workers once all their rows are older than ``horizon`` seconds."""
     for path in windows_dir.glob("*.ring"):
