@@ -455,6 +455,8 @@ def test_the_first_model_comes_from_the_users_table_or_model(
     ([F + "data=/etc/passwd"], "/model/firstModel/data"),
     ([F + "task=ranking", F + "data=t.csv"], "/model/firstModel/task"),
     ([F + "estimator=not a factory", F + "data=t.csv"], "/model/firstModel/estimator"),
+    ([F + "target=--model-file=/x", F + "data=t.csv"], "/model/firstModel/target"),
+    ([F + "drop={--no-base}", F + "data=t.csv"], "/model/firstModel/drop/0"),
 ])
 def test_bad_first_model_values_fail_with_the_field_named(sets: list[str],
                                                           message: str) -> None:

@@ -49,8 +49,8 @@ def import_model(source: str | Path, model_dir: str | Path, *, version: str | No
     metadata = _imported_metadata(bundle.metadata, source, bundle.version, base)
 
     def write(tmp: Path) -> None:
-        for path in sorted(bundle.path.iterdir()):
-            if path.is_file() and path.name != METADATA_FILE:
+        for path in sorted(bundle.path.iterdir()):  # a version's files, never links
+            if path.is_file() and not path.is_symlink() and path.name != METADATA_FILE:
                 shutil.copyfile(path, tmp / path.name)
         write_json(tmp / METADATA_FILE, metadata)
 
