@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from driftkeeper.model.export import export_trees, verified_export
 from driftkeeper.model.predictor import TreePredictor
@@ -106,3 +107,60 @@ def test_a_changed_scikit_learn_falls_back_to_the_pickled_model(tmp_path, monkey
     holder = ModelHolder(ModelStore(tmp_path / "m"))
     assert holder.refresh()
     assert type(holder.model.predictor).__name__ != "TreePredictor"
+
+
+def _multiclass(X: np.ndarray, y: np.ndarray, n_classes: int):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from driftkeeper.model.estimators import ClassProbabilities
+
+    return ClassProbabilities(HistGradientBoostingClassifier(max_iter=30, random_state=0),
+                              n_classes).fit(X, y)
+
+
+def test_a_multiclass_export_gives_scikit_learns_probabilities() -> None:
+    """Issue 19 part 1, first step: K >= 3 classes exported as K boosted sums behind the
+    softmax; workers predict every class's probability without scikit-learn (wine: 3
+    classes; digits: 10 classes, 64 features)."""
+    from sklearn.datasets import load_digits, load_wine
+
+    from driftkeeper.model.predictor import SOFTMAX
+
+    for X, y in (load_wine(return_X_y=True), load_digits(return_X_y=True)):
+        n_classes = int(y.max()) + 1
+        model = _multiclass(X, y, n_classes)
+        arrays = verified_export(model, X)
+        assert arrays is not None and int(arrays["link"][0]) == SOFTMAX
+        predictor = TreePredictor.from_arrays(arrays)
+        assert predictor.classes == n_classes
+        probabilities = predictor.predict(X)
+        assert probabilities.shape == (len(X), n_classes)
+        np.testing.assert_allclose(probabilities, model.predict(X), rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(probabilities.sum(axis=1), 1.0)
+        np.testing.assert_allclose(predictor.predict_row(X[5].tolist()), probabilities[5],
+                                   rtol=1e-12)
+
+
+def test_a_multiclass_model_that_missed_a_class_is_not_exported() -> None:
+    """Its k-th trees would not be class index k's: the service unpickles it instead."""
+    from sklearn.datasets import load_wine
+
+    X, y = load_wine(return_X_y=True)
+    seen = y != 1
+    model = _multiclass(X[seen], y[seen], 3)
+    assert model.predict(X[:4]).shape == (4, 3) and not model.predict(X[:4])[:, 1].any()
+    assert export_trees(model) is None
+
+
+def test_an_older_reader_refuses_a_softmax_file(monkeypatch) -> None:
+    """The link tells: a reader that knows identity and logistic only (as every release
+    before the softmax) raises rather than mispredicting."""
+    from sklearn.datasets import load_wine
+
+    from driftkeeper.model import predictor as module
+
+    X, y = load_wine(return_X_y=True)
+    arrays = export_trees(_multiclass(X, y, 3))
+    monkeypatch.setattr(module, "LINKS", (module.IDENTITY, module.LOGISTIC))
+    with pytest.raises(ValueError, match="predictor link 2 is not one of"):
+        TreePredictor.from_arrays(arrays)

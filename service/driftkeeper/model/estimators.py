@@ -118,6 +118,27 @@ class ProbabilityClassifier(BaseEstimator):
         return self.classifier_.predict_proba(X)[:, classes.index(1.0)]
 
 
+class ClassProbabilities(BaseEstimator):
+    """A classifier of K >= 3 classes served as probabilities: ``predict`` gives the
+    (rows, K) probabilities of class indices 0..K-1, a class absent from the training rows
+    getting 0 (its column stays, so every version of a model has the schema's K columns)."""
+
+    def __init__(self, classifier: Any = None, n_classes: int = 3) -> None:
+        self.classifier = classifier
+        self.n_classes = n_classes
+
+    def fit(self, X: np.ndarray, y: np.ndarray,
+            sample_weight: np.ndarray | None = None) -> ClassProbabilities:
+        self.classifier_ = clone(self.classifier).fit(X, y, sample_weight=sample_weight)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        seen = self.classifier_.predict_proba(X)
+        out = np.zeros((len(X), self.n_classes))
+        out[:, np.asarray(self.classifier_.classes_, dtype=np.intp)] = seen
+        return out
+
+
 PROBABILITY_FLOOR = 1e-6
 """Probabilities a recalibration takes the logit of are kept within [floor, 1 - floor]."""
 

@@ -3,7 +3,8 @@
 Supported: HistGradientBoostingRegressor with squared error and numeric splits (also a
 user's, wrapped in ``TableModel``, when its input is the encoded matrix), and
 RecalibratedRegressor chains over it; a binary HistGradientBoostingClassifier (as a
-ProbabilityClassifier) with the logistic link. Anything else (the lab's forest) is not
+ProbabilityClassifier) with the logistic link; a multiclass one (as ClassProbabilities,
+having seen every class) with the softmax. Anything else (the lab's forest) is not
 exported and the service falls back to loading the scikit-learn model. An export is only
 written after it reproduced the estimator's own predictions.
 """
@@ -15,8 +16,21 @@ from typing import Any
 
 import numpy as np
 
-from .estimators import RATIO_FLOOR, ProbabilityClassifier, RecalibratedRegressor
-from .predictor import ADDITIVE_FORMAT, FIELDS, FORMAT, IDENTITY, LOGISTIC, TreePredictor
+from .estimators import (
+    RATIO_FLOOR,
+    ClassProbabilities,
+    ProbabilityClassifier,
+    RecalibratedRegressor,
+)
+from .predictor import (
+    ADDITIVE_FORMAT,
+    FIELDS,
+    FORMAT,
+    IDENTITY,
+    LOGISTIC,
+    SOFTMAX,
+    TreePredictor,
+)
 
 log = logging.getLogger("driftkeeper.train")
 
@@ -28,20 +42,22 @@ def _sklearn_version() -> str:
 
 
 EXPORTABLE = {("HistGradientBoostingRegressor", "HalfSquaredError"),
-              ("HistGradientBoostingClassifier", "HalfBinomialLoss")}
+              ("HistGradientBoostingClassifier", "HalfBinomialLoss"),
+              ("HistGradientBoostingClassifier", "HalfMultinomialLoss")}
 """(estimator, loss) pairs whose prediction is a baseline plus a sum of trees (a binary
-classifier's is the log-odds, behind the logistic link)."""
+classifier's is the log-odds, behind the logistic link; a multiclass one has a sum per
+class, behind the softmax)."""
 
 
-def _hgb_arrays(model: Any, prefix: str) -> dict[str, np.ndarray] | None:
+def _hgb_arrays(model: Any, prefix: str, k: int = 0) -> dict[str, np.ndarray] | None:
+    """Class ``k``'s trees (a multiclass model grows one per class and iteration)."""
     loss = type(getattr(model, "_loss", None)).__name__
     if (type(model).__name__, loss) not in EXPORTABLE:
         return None
     columns: dict[str, list[np.ndarray]] = {f: [] for f in FIELDS}
     offsets, depth = [0], 0
     for per_iteration in model._predictors:
-        (predictor,) = per_iteration
-        nodes = predictor.nodes
+        nodes = per_iteration[k].nodes
         if nodes["is_categorical"].any():
             return None
         columns["feature"].append(nodes["feature_idx"].astype(np.int64))
@@ -55,7 +71,7 @@ def _hgb_arrays(model: Any, prefix: str) -> dict[str, np.ndarray] | None:
     out = {prefix + f: np.concatenate(v) for f, v in columns.items()}
     out[prefix + "offsets"] = np.asarray(offsets, dtype=np.int64)
     out[prefix + "depth"] = np.asarray(depth + 1, dtype=np.int64)
-    out[prefix + "baseline"] = np.asarray([float(np.ravel(model._baseline_prediction)[0])])
+    out[prefix + "baseline"] = np.asarray([float(np.ravel(model._baseline_prediction)[k])])
     return out
 
 
@@ -70,8 +86,28 @@ def _exportable_base(estimator: Any) -> Any:
     return estimator
 
 
+def _softmax_arrays(estimator: ClassProbabilities) -> dict[str, np.ndarray] | None:
+    """A multiclass model: one stage per class index, each its class's trees. Only when
+    the model saw every class (its k-th trees are then class index k's)."""
+    model = estimator.classifier_
+    if [int(c) for c in model.classes_] != list(range(estimator.n_classes)):
+        return None
+    arrays: dict[str, np.ndarray] = {"format": np.asarray([FORMAT]),
+                                     "floor": np.asarray([RATIO_FLOOR]),
+                                     "stages": np.asarray([estimator.n_classes]),
+                                     "link": np.asarray([SOFTMAX])}
+    for k in range(estimator.n_classes):
+        part = _hgb_arrays(model, f"s{k}_", k)
+        if part is None:
+            return None
+        arrays.update(part)
+    return arrays
+
+
 def export_trees(estimator: Any) -> dict[str, np.ndarray] | None:
     """The arrays of ``predictor.npz``, or None if the estimator is not supported."""
+    if isinstance(estimator, ClassProbabilities):
+        return _softmax_arrays(estimator)
     link = IDENTITY
     if isinstance(estimator, ProbabilityClassifier):
         estimator, link = estimator.classifier_, LOGISTIC

@@ -32,8 +32,12 @@ from typing import BinaryIO
 import numpy as np
 
 FORMAT = 1
-IDENTITY, LOGISTIC = 0, 1
-"""Links from the boosted sum to the prediction (``link`` in ``predictor.npz``)."""
+IDENTITY, LOGISTIC, SOFTMAX = 0, 1, 2
+"""Links from the boosted sum to the prediction (``link`` in ``predictor.npz``). SOFTMAX:
+a classifier of K >= 3 classes, whose K stages are the classes' boosted sums (no
+corrections) and whose prediction is the row of K probabilities. A reader that knows only
+the first two links refuses such a file."""
+LINKS = (IDENTITY, LOGISTIC, SOFTMAX)
 ADDITIVE_FORMAT = 2  # at least one additive correction: older readers must refuse it
 FORMATS = (FORMAT, ADDITIVE_FORMAT)
 FIELDS = ("feature", "threshold", "left", "right", "is_leaf", "value")
@@ -125,8 +129,11 @@ class TreePredictor:
         additive = (arrays["additive"].astype(bool).tolist() if "additive" in arrays
                     else [False] * len(stages))
         link = int(arrays["link"][0]) if "link" in arrays else IDENTITY
-        if link not in (IDENTITY, LOGISTIC):
-            raise ValueError(f"predictor link {link} is not {IDENTITY} or {LOGISTIC}")
+        if link not in LINKS:
+            raise ValueError(f"predictor link {link} is not one of {LINKS}")
+        if link == SOFTMAX and (len(stages) < 3 or any(additive)):
+            raise ValueError(f"a softmax predictor has one stage per class (at least 3) "
+                             f"and no corrections, not {len(stages)} stages")
         return cls(stages, float(arrays["floor"][0]), additive, link)
 
     @classmethod
@@ -135,7 +142,14 @@ class TreePredictor:
         with np.load(path, allow_pickle=False) as data:
             return cls.from_arrays({k: data[k] for k in data.files})
 
-    def predict_row(self, row: list[float]) -> float:
+    @property
+    def classes(self) -> int:
+        """Columns of a prediction: K for a softmax predictor, else 1 (one number a row)."""
+        return len(self.stages) if self.link == SOFTMAX else 1
+
+    def predict_row(self, row: list[float]) -> float | np.ndarray:
+        if self.link == SOFTMAX:
+            return _softmax(np.array([[s.predict_row(row) for s in self.stages]]))[0]
         prediction = self.stages[0].predict_row(row)
         for stage, additive in zip(self.stages[1:], self.additive[1:], strict=True):
             if additive:
@@ -147,11 +161,14 @@ class TreePredictor:
         return prediction
 
     def predict(self, X: np.ndarray) -> np.ndarray:
+        """One number per row, or (softmax) one row of K probabilities per row."""
         if len(X) == 1:
             return np.array([self.predict_row(X[0].tolist())])
         if len(X) > CHUNK_ROWS:  # node arrays of (trees x rows) stay in cache
             return np.concatenate([self.predict(X[i:i + CHUNK_ROWS])
                                    for i in range(0, len(X), CHUNK_ROWS)])
+        if self.link == SOFTMAX:
+            return _softmax(np.column_stack([s.predict(X) for s in self.stages]))
         prediction = self.stages[0].predict(X)
         for stage, additive in zip(self.stages[1:], self.additive[1:], strict=True):
             if additive:
@@ -165,3 +182,9 @@ def _expit(x: np.ndarray) -> np.ndarray:
     """The logistic function without overflow: exp of a non-positive number only."""
     e = np.exp(-np.abs(x))
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of (rows, K) sums, shifted by each row's maximum (no overflow)."""
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
