@@ -19,7 +19,7 @@ class InputRows:
     the prediction."""
 
     n_features: int
-    prefix = "inputs"  # ring files are <prefix>-<pid>.ring
+    prefix = "inputs"  # ring files are <prefix>-<pid>.<8 hex: one per writer>.ring
 
     @property
     def width(self) -> int:
