@@ -537,12 +537,11 @@ def _cmd_drift_model(args: argparse.Namespace) -> int:
     from .data import read_current
     from .drift.batch import judge_frame
     from .model.store import ModelStore
-    from .policy import default_policy, load_policy
+    from .policy import policy_or_default
     from .serving.runtime import ServingModel
 
     bundle = ModelStore(args.model).load()
-    policy = (default_policy() if args.policy is None
-              else load_policy(args.policy, bundle.schema))
+    policy = policy_or_default(args.policy, bundle.schema)
     frame = read_current(args.current, bundle.schema)
     report, _ = judge_frame(ServingModel.from_bundle(bundle), frame, policy.monitor,
                             time.time())

@@ -15,6 +15,7 @@ from .document import (
     load_policy,
     parse_duration,
     parse_policy,
+    policy_or_default,
     spec_schema,
 )
 
@@ -29,5 +30,6 @@ __all__ = [
     "load_policy",
     "parse_duration",
     "parse_policy",
+    "policy_or_default",
     "spec_schema",
 ]

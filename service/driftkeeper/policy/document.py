@@ -266,6 +266,13 @@ def _build(name: str, spec: dict[str, Any]) -> DriftPolicy:
         spec=spec)
 
 
+def policy_or_default(path: str | Path | None,
+                      schema: FeatureSchema | None = None) -> DriftPolicy:
+    """The policy file's settings (checked against ``schema``), or the defaults without
+    one: what a one-off judgement (``driftkeeper drift --model``, ``report``) runs under."""
+    return default_policy() if path is None else load_policy(path, schema)
+
+
 def load_policy(path: str | Path, schema: FeatureSchema | None = None) -> DriftPolicy:
     """Read a DriftPolicy from a YAML or JSON file."""
     try:

@@ -18,8 +18,7 @@ from ..drift.batch import judge_frame
 from ..drift.histograms import histograms
 from ..errors import DriftkeeperError, ModelStoreError
 from ..model.store import ModelBundle, ModelStore
-from ..policy import DriftPolicy, default_policy, load_policy
-from ..schema import FeatureSchema
+from ..policy import policy_or_default
 from ..serving.runtime import ServingModel
 from .html import render_report
 
@@ -49,11 +48,6 @@ def model_summary(bundle: ModelBundle, note: str | None = None) -> dict[str, Any
 # -- from a CSV ---------------------------------------------------------------------------
 
 
-def _policy(policy_path: str | Path | None, schema: FeatureSchema) -> DriftPolicy:
-    """The DriftPolicy file's settings (checked against the model's schema), else defaults."""
-    return default_policy() if policy_path is None else load_policy(policy_path, schema)
-
-
 def report_from_csv(model_dir: str | Path, current_csv: str | Path, output: str | Path,
                     policy_path: str | Path | None = None) -> Path:
     """Score a CSV of current rows (schema columns, optionally the target) against the current
@@ -63,7 +57,7 @@ def report_from_csv(model_dir: str | Path, current_csv: str | Path, output: str 
     source = Path(current_csv)
     schema = bundle.schema
     frame = read_current(source, schema)
-    policy = _policy(policy_path, schema)
+    policy = policy_or_default(policy_path, schema)
     verdicts, windows = judge_frame(ServingModel.from_bundle(bundle), frame, policy.monitor,
                                     time.time())
     report = verdicts.to_dict()
