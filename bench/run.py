@@ -129,7 +129,7 @@ def per_call_us(fn: Callable[[], object], settings: Settings) -> dict[str, Any]:
     return summary([b / settings.timeit_number * 1e6 for b in batches])
 
 
-def _per_call_few(fn: Callable[[], object], settings: Settings) -> dict[str, Any]:
+def per_call_few(fn: Callable[[], object], settings: Settings) -> dict[str, Any]:
     """Like ``per_call_us`` for a call that takes milliseconds: fewer calls per batch."""
     number = max(settings.timeit_number // 100, 2)
     timer = timeit.Timer(fn)
@@ -439,7 +439,7 @@ def bench_bookkeeping(model_dir: Path, work: Path, settings: Settings) -> dict[s
             "total_us": per_call_us(bookkeeping, settings),
             "ring_append_us": per_call_us(append, settings),
             "prediction_counter_us": per_call_us(count_prediction, settings),
-            "evaluator_count_2000_rows_us": _per_call_few(count_new_rows, settings),
+            "evaluator_count_2000_rows_us": per_call_few(count_new_rows, settings),
             "context": {
                 "validate_us": per_call_us(lambda: validator.encode([dict(BODY)], False),
                                            settings),

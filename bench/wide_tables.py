@@ -87,7 +87,7 @@ def bench_serving(model_dir: Path, held_out: pd.DataFrame, work: Path) -> dict[s
     from driftkeeper.serving.runtime import ServingModel
     from driftkeeper.serving.tally import update_tally
     from driftkeeper.serving.validation import RowValidator
-    from run import Settings, _per_call_few, fill_rings, per_call_us, summary, time_calls
+    from run import Settings, fill_rings, per_call_few, per_call_us, summary, time_calls
 
     settings = Settings()
     model = ServingModel.from_bundle(ModelStore(model_dir).load())
@@ -118,7 +118,7 @@ def bench_serving(model_dir: Path, held_out: pd.DataFrame, work: Path) -> dict[s
                                          model.number, tally_dir, time.time(),
                                          estimate=model.estimate_squared_errors)
 
-    counting = _per_call_few(count_2000_rows, settings)
+    counting = per_call_few(count_2000_rows, settings)
     out: dict[str, Any] = {
         "validate_and_predict_one_row_us": per_call_us(
             lambda: model.predict(validator.encode([row], False)[0]), settings),

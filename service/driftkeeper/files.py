@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,23 @@ def write_atomic(path: str | Path, content: str | bytes, durable: bool = True) -
         raise
     if durable:
         fsync_dir(path.parent)
+
+
+def copy_atomic(source: str | Path, path: str | Path) -> None:
+    """``write_atomic`` of a file's content, streamed (a training table need not fit in
+    memory), always durable."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        shutil.copyfile(source, tmp)
+        fsync_file(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    fsync_dir(path.parent)
 
 
 def write_json(path: str | Path, payload: Any, durable: bool = True, **dumps: Any) -> None:

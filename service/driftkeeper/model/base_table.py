@@ -10,15 +10,11 @@ install still learns from the same base rows.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import shutil
-import uuid
 from pathlib import Path
 
 from ..errors import DataError
-from ..files import fsync_dir, fsync_file, sha256_file
+from ..files import copy_atomic, sha256_file
 
 DATA_DIR = "data"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -46,17 +42,6 @@ def keep_table(model_dir: str | Path, table: str | Path) -> Path:
     if source.is_relative_to(root):
         return source
     target = kept_path(root, source)
-    if target.is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        shutil.copyfile(source, tmp)
-        fsync_file(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    fsync_dir(target.parent)
+    if not target.is_file():
+        copy_atomic(source, target)
     return target

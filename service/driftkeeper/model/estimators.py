@@ -96,7 +96,19 @@ class RecalibratedRegressor(RegressorMixin, BaseEstimator):
         return base_pred * np.exp(self.correction_.predict(X))
 
 
-class ProbabilityClassifier(BaseEstimator):
+class _FitsAClone(BaseEstimator):
+    """Fits a clone of its ``classifier`` parameter (which stays unfitted, as scikit-learn
+    parameters must)."""
+
+    classifier: Any
+
+    def fit(self, X: np.ndarray, y: np.ndarray,
+            sample_weight: np.ndarray | None = None) -> _FitsAClone:
+        self.classifier_ = clone(self.classifier).fit(X, y, sample_weight=sample_weight)
+        return self
+
+
+class ProbabilityClassifier(_FitsAClone):
     """A binary classifier served as a probability model: ``predict`` gives P(class 1).
 
     The one place that says what a classifier's prediction is. With y the class index,
@@ -106,11 +118,6 @@ class ProbabilityClassifier(BaseEstimator):
     def __init__(self, classifier: Any = None) -> None:
         self.classifier = classifier
 
-    def fit(self, X: np.ndarray, y: np.ndarray,
-            sample_weight: np.ndarray | None = None) -> ProbabilityClassifier:
-        self.classifier_ = clone(self.classifier).fit(X, y, sample_weight=sample_weight)
-        return self
-
     def predict(self, X: np.ndarray) -> np.ndarray:
         classes = [float(c) for c in self.classifier_.classes_]
         if 1.0 not in classes:  # trained on rows of class 0 only
@@ -118,7 +125,7 @@ class ProbabilityClassifier(BaseEstimator):
         return self.classifier_.predict_proba(X)[:, classes.index(1.0)]
 
 
-class ClassProbabilities(BaseEstimator):
+class ClassProbabilities(_FitsAClone):
     """A classifier of K >= 3 classes served as probabilities: ``predict`` gives the
     (rows, K) probabilities of class indices 0..K-1, a class absent from the training rows
     getting 0 (its column stays, so every version of a model has the schema's K columns)."""
@@ -126,11 +133,6 @@ class ClassProbabilities(BaseEstimator):
     def __init__(self, classifier: Any = None, n_classes: int = 3) -> None:
         self.classifier = classifier
         self.n_classes = n_classes
-
-    def fit(self, X: np.ndarray, y: np.ndarray,
-            sample_weight: np.ndarray | None = None) -> ClassProbabilities:
-        self.classifier_ = clone(self.classifier).fit(X, y, sample_weight=sample_weight)
-        return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         seen = self.classifier_.predict_proba(X)

@@ -27,7 +27,7 @@ class ImportResult:
     version: str  # the new version in the destination
     source_version: str
     promoted: bool
-    base_table: str | None  # what retrains will learn from (None: feedback only)
+    base_table: str | None  # what retrains learn from (None: the shipped diamonds)
 
 
 def import_model(source: str | Path, model_dir: str | Path, *, version: str | None = None,
