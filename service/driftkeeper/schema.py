@@ -89,8 +89,8 @@ class Target:
     """The label the model predicts and feedback carries. A regression target has numeric
     bounds (as a feature has); a classification target has its classes instead, as text
     (compared as category levels are, :func:`level_text`); a binary model predicts the
-    probability of ``classes[1]``. A schema stored before targets had a task is a
-    regression."""
+    probability of ``classes[1]``, a multiclass one every class's probability. A schema
+    stored before targets had a task is a regression."""
 
     name: str
     exclusive_minimum: float | None = None
@@ -109,6 +109,12 @@ class Target:
     @property
     def is_classification(self) -> bool:
         return self.task == "classification"
+
+    @property
+    def n_classes(self) -> int:
+        """0 for a regression; 2 for a binary classifier (one probability per row); 3 or
+        more for one that predicts each class's probability."""
+        return len(self.classes) if self.is_classification else 0
 
     def encode_labels(self, values: Iterable[Any]) -> np.ndarray:
         """Class labels as class indices (floats), compared as text: 1, 1.0 and "1" name

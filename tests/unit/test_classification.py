@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sklearn.datasets import load_breast_cancer, load_iris
+from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import accuracy_score, brier_score_loss, log_loss, roc_auc_score
 
-from driftkeeper.cli import EXIT_ERROR, EXIT_OK, main
+from driftkeeper.cli import EXIT_OK, main
 from driftkeeper.data import canonicalize
 from driftkeeper.drift.evaluate import evaluate_concept
 from driftkeeper.drift.settings import ConceptSettings
@@ -181,17 +181,6 @@ def test_train_prints_classification_metrics(cancer_csv: Path, tmp_path: Path,
     assert described[1:3] == ["classification", "target"]
     line = next(x for x in out.splitlines() if "held-out" in x)
     assert "log loss" in line and "accuracy" in line and "AUC" in line and "RMSE" not in line
-
-
-@pytest.mark.parametrize("loader", [load_iris])
-def test_multiclass_is_refused_clearly(loader, tmp_path: Path, capsys) -> None:
-    data = loader(as_frame=True)
-    frame = data.frame.assign(target=np.asarray(data.target_names)[data.target])
-    frame.to_csv(tmp_path / "t.csv", index=False)
-    assert main(["train", "--output", str(tmp_path / "m"), "--data", str(tmp_path / "t.csv"),
-                 "--target", "target"]) == EXIT_ERROR
-    assert "binary classification only for now: 3 classes" in capsys.readouterr().err
-    assert not (tmp_path / "m" / "current").exists()
 
 
 # -- the service ---------------------------------------------------------------------------

@@ -178,7 +178,7 @@ def test_train_prints_what_it_inferred(tmp_path: Path, diabetes_csv: Path, quick
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--target", "progression", "--task", "classification"],
-     "binary classification only for now: 214 classes"),
+     "progression has 214 classes; a classification takes at most 50"),
     (["--target", "sex", "--model", "rf"], "--model rf is for regression only"),
     (["--target", "weight"], "unknown target column 'weight'"),
     (["--target", "progression", "--drop", "bmi", "--categorical", "bmi"],

@@ -68,9 +68,8 @@ class Replica:
         # ts, features, model version number, a made-up prediction
         self.inputs.append(np.column_stack([np.zeros(len(X)), X, np.ones(len(X)),
                                             4000.0 * X[:, 0] ** 1.7]))
-        self.feedback.append(np.column_stack([np.zeros(len(residuals)),
-                                              np.ones(len(residuals)), residuals,
-                                              4000.0 * X[:, 0] ** 1.7, X]))
+        self.feedback.append(FeedbackRows(6).pack(np.zeros(len(residuals)), 1, residuals,
+                                                  4000.0 * X[:, 0] ** 1.7, X))
         self.labels += len(residuals)
         self.tally, _ = update_tally(self.tally, self.profile, "v1", 1, self.directory, now,
                                      estimate=_estimate)

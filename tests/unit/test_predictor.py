@@ -66,7 +66,7 @@ d, now = Path(tempfile.mkdtemp()), time.time()
 RingWriter(d / "inputs-1.ring", InputRows(6).width, 5000).append(
     np.column_stack([np.full(1000, now), X, np.full(1000, model.number), p]))
 RingWriter(d / "feedback-1.ring", FeedbackRows(6).width, 5000).append(
-    np.column_stack([np.full(1000, now), np.full(1000, model.number), r, p, X]))
+    FeedbackRows(6).pack(np.full(1000, now), model.number, r, p, X))
 report = monitor.evaluate(model, default_policy(), d, now)
 assert report.data.drift and report.prediction.pvalue is not None, report
 assert report.performance.drift and report.concept.segments.locations, report

@@ -20,7 +20,7 @@ from driftkeeper.inference import (
     inferred_bounds,
     read_schema_file,
 )
-from driftkeeper.model.train import train
+from driftkeeper.model.train import TrainingConfig, train
 from driftkeeper.schema import CUT_LEVELS, DIAMONDS_SCHEMA, FeatureSchema, Target
 
 
@@ -287,12 +287,13 @@ def test_describe_says_kind_and_bounds_or_levels(frame: pd.DataFrame) -> None:
                                 "Tromsø"]
 
 
-def test_training_refuses_multiclass(tmp_path: Path) -> None:
+def test_training_refuses_a_users_estimator_for_many_classes(tmp_path: Path) -> None:
     schema = FeatureSchema(DIAMONDS_SCHEMA.features,
                            Target("cut", task="classification", classes=CUT_LEVELS))
-    with pytest.raises(TrainingError, match="cut: binary classification only for now: "
-                                            "5 classes"):
-        train(tmp_path / "m", schema=schema)
+    with pytest.raises(TrainingError, match="target cut has 5 classes: --estimator and "
+                                            "--model-file take a regressor or a binary"):
+        train(tmp_path / "m", TrainingConfig(estimator="sklearn.linear_model:Ridge"),
+              schema=schema)
     assert not (tmp_path / "m").exists()
 
 

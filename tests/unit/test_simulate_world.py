@@ -9,7 +9,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.datasets import load_diabetes
+from sklearn.datasets import load_diabetes, load_wine
 
 from driftkeeper.data import canonicalize
 from driftkeeper.errors import SimulationError
@@ -57,7 +57,14 @@ PINNED = {  # sha256 prefixes of rows + labels, computed on the diamonds-only co
 }
 
 
-@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_only_a_classifiers_scenario_is_not_pinned(diamonds: pd.DataFrame) -> None:
+    """Every scenario the diamonds world can play is pinned; class-prior needs classes."""
+    assert set(SCENARIOS) - set(PINNED) == {"class-prior"}
+    with pytest.raises(SimulationError, match="class-prior needs a classifier's classes"):
+        _batch("class-prior", World.for_diamonds(diamonds), 1.0, n=5)
+
+
+@pytest.mark.parametrize("name", list(PINNED))
 def test_diamonds_batches_are_bit_identical_to_the_diamonds_only_simulator(
         diamonds: pd.DataFrame, name: str) -> None:
     world = World.for_diamonds(diamonds)
@@ -153,13 +160,39 @@ def test_a_binary_classifier_gets_its_classes_and_flipped_labels(diabetes) -> No
     assert set(noisy.labels) <= {0.0, 1.0}
 
 
-def test_a_multiclass_target_is_refused(diabetes) -> None:
-    _, table = diabetes
-    frame = pd.DataFrame(table).assign(
-        target=pd.cut(table["target"], 3, labels=["low", "mid", "high"]).astype(str))
+@pytest.fixture(scope="module")
+def wine() -> World:
+    data = load_wine(as_frame=True)
+    frame = data.frame.assign(target=np.asarray(data.target_names)[data.target])
     schema = infer_schema(frame, "target")
-    with pytest.raises(SimulationError, match="binary classifiers; target has 3 classes"):
-        World.infer(schema, canonicalize(frame, schema))
+    return World.infer(schema, canonicalize(frame, schema))
+
+
+def test_a_multiclass_world_relabels_to_the_next_class(wine: World) -> None:
+    """K = 3: the concept moves 30 % of the segment's labels to the next class (modulo K),
+    none outside; the tilt is the feature the classes separate best."""
+    assert wine.classes == ("class_0", "class_1", "class_2") and wine.concept is not None
+    assert wine.describe_shift().startswith("target 30% relabelled as the next class where ")
+    assert wine.tilt_feature in ("flavanoids", "proline", "color_intensity",
+                                 "od280/od315_of_diluted_wines", "alcohol")
+    after = _batch("concept", wine, 1.0, n=20000, seed=4)
+    plain = _batch("none", wine, 1.0, n=20000, seed=4).labels
+    inside = wine.concept.mask(after.rows).astype(bool)
+    moved = after.labels != plain
+    assert not moved[~inside].any()
+    assert moved[inside].mean() == pytest.approx(0.3, abs=0.02)
+    np.testing.assert_array_equal(after.labels[moved], (plain[moved] + 1) % 3)
+
+
+def test_class_prior_makes_the_most_frequent_class_rarer(wine: World) -> None:
+    """class_1 (71 of 178 wines, 40 %) arrives at 0.4 times its rate: ~21 %."""
+    assert wine.prior_label == "class_1"
+    before = _batch("class-prior", wine, 0.0, seed=6)
+    after = _batch("class-prior", wine, 1.0, seed=6)
+    assert np.mean(before.labels == 1) == pytest.approx(71 / 178, abs=0.03)
+    expected = 0.4 * 71 / (0.4 * 71 + 107)
+    assert np.mean(after.labels == 1) == pytest.approx(expected, abs=0.03)
+    assert after.phase == "fewer target = class_1"
 
 
 # -- every scenario on diabetes does what it says, and only that ---------------------------

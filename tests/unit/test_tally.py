@@ -38,9 +38,10 @@ def _prices(rows: np.ndarray) -> np.ndarray:
 
 
 def _feedback(residuals: np.ndarray, version: int, rows: np.ndarray) -> np.ndarray:
-    """Feedback ring rows as /feedback writes them: ts, version, residual, prediction, X."""
-    return np.column_stack([np.arange(len(residuals), dtype=np.float64),
-                            np.full(len(residuals), version), residuals, _prices(rows), rows])
+    """Feedback ring rows as /feedback writes them (ts, version, residual, prediction, X, and
+    no outcome or label: a regression's)."""
+    return FeedbackRows(rows.shape[1]).pack(np.arange(len(residuals), dtype=np.float64),
+                                            version, residuals, _prices(rows), rows)
 
 
 def test_two_workers_counted_like_one_window(tmp_path: Path, profile, encoded) -> None:

@@ -48,20 +48,26 @@ class InputRows:
 @dataclass(frozen=True)
 class FeedbackRows:
     """``/feedback``'s rows: the stamp, the model version number, the residual, the
-    prediction and the encoded features (where concept drift lives needs each row's
-    segment)."""
+    prediction, the encoded features (where concept drift lives needs each row's segment),
+    the outcome: the probability the model gave the class that happened (a classifier's;
+    NaN for a regression) and the label as encoded (a class index, or the actual value).
+    Residual and prediction are the one-number forms of ``drift/probability.py`` for a
+    classifier of K >= 3 classes."""
 
     n_features: int
     prefix = "feedback"
 
     @property
     def width(self) -> int:
-        return self.n_features + 4
+        return self.n_features + 6
 
     def pack(self, stamps: np.ndarray, version_number: int, residuals: np.ndarray,
-             predictions: np.ndarray, X: np.ndarray) -> np.ndarray:
+             predictions: np.ndarray, X: np.ndarray, outcomes: np.ndarray | None = None,
+             labels: np.ndarray | None = None) -> np.ndarray:
+        unknown = np.full(len(X), np.nan)
         return np.column_stack([stamps, np.full(len(X), version_number), residuals,
-                                predictions, X])
+                                predictions, X, unknown if outcomes is None else outcomes,
+                                unknown if labels is None else labels])
 
     def empty(self) -> np.ndarray:
         return np.empty((0, self.width))
@@ -80,3 +86,9 @@ class FeedbackRows:
 
     def features(self, rows: np.ndarray) -> np.ndarray:
         return rows[:, 4:4 + self.n_features]
+
+    def outcomes(self, rows: np.ndarray) -> np.ndarray:
+        return rows[:, 4 + self.n_features]
+
+    def labels(self, rows: np.ndarray) -> np.ndarray:
+        return rows[:, 5 + self.n_features]

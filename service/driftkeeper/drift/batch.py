@@ -14,6 +14,7 @@ import pandas as pd
 
 from .judge import Windows, evaluate_all
 from .performance import estimate_window
+from .probability import Scored, score, segment_scales
 from .report import DriftReport
 from .segments import SegmentSums, segment_sums
 from .settings import MonitorSettings
@@ -23,18 +24,19 @@ if TYPE_CHECKING:  # the serving model is only passed in; drift/ does not import
     from ..serving.runtime import ServingModel
 
 
-def batch_windows(model: ServingModel, X: np.ndarray, residuals: np.ndarray | None = None,
+def batch_windows(model: ServingModel, X: np.ndarray, labelled: Scored | None = None,
                   segments: Callable[[], SegmentSums | None] | None = None) -> Windows:
     """Every window of encoded rows ``X``: all rows count for data drift; the rows the model
     can score (complete, known categories) for the predictions and the loss estimates;
-    ``residuals`` (of the labelled rows) for concept drift, when there are labels."""
+    ``labelled`` (the labelled rows, scored) for concept drift, when there are labels."""
     profile = model.bundle.profile
     complete = profile.schema.complete_rows(X)
-    scored = model.predict(X[complete]) if complete.any() else np.empty(0)
+    scored = model.monitored(X[complete]) if complete.any() else np.empty(0)
     estimates = model.estimate_squared_errors(X[complete], scored)
     return Windows(data_window(profile, X), prediction_window(profile, scored),
                    None if estimates is None else estimate_window(estimates),
-                   None if residuals is None else residual_window(profile, residuals),
+                   None if labelled is None else residual_window(
+                       profile, labelled.residual, labelled.log_loss, labelled.correct),
                    segments)
 
 
@@ -44,16 +46,18 @@ def judge_frame(model: ServingModel, frame: pd.DataFrame, settings: MonitorSetti
     holds the target (labels), with where it lives once it is found."""
     schema = model.bundle.schema
     X = schema.encode(frame)
-    residuals = segments = None
+    scored = segments = None
     if schema.target.name in frame.columns and model.bundle.profile.residuals is not None:
         y = schema.encode_target(frame[schema.target.name])  # a classifier's: class indices
         labelled = schema.complete_rows(X) & np.isfinite(y)
-        predicted = model.predict(X[labelled]) if labelled.any() else np.empty(0)
-        residuals = y[labelled] - predicted
-        segments = partial(_segment_sums, model, X[labelled], residuals, predicted)
-    windows = batch_windows(model, X, residuals, segments)
+        k = schema.target.n_classes
+        outputs = (model.predict(X[labelled]) if labelled.any()
+                   else np.empty((0, k)) if k >= 3 else np.empty(0))
+        scored = score(k, y[labelled], outputs)
+        segments = partial(_segment_sums, model, X[labelled], scored.residual, scored.summary)
+    windows = batch_windows(model, X, scored, segments)
     report = evaluate_all(model.bundle.profile, windows, settings, model.version, now,
-                          predict=model.predict)
+                          predict=model.monitored)
     return report, windows
 
 
@@ -63,4 +67,5 @@ def _segment_sums(model: ServingModel, X: np.ndarray, residuals: np.ndarray,
     segments = model.bundle.profile.segments
     if segments is None:
         return None
-    return segment_sums(segments.layout, X, residuals, predicted)
+    return segment_sums(segments.layout, X, residuals,
+                        segment_scales(model.bundle.profile.n_classes, predicted))

@@ -12,6 +12,7 @@ from . import stats
 from .calibration import NullTable, effective_size
 from .impact import feature_impacts
 from .performance import EstimateWindow, relative_change
+from .probability import segment_scales
 from .profile import CategoricalProfile, NumericalProfile, ReferenceProfile, ResidualProfile
 from .report import (
     STATISTICS,
@@ -205,8 +206,12 @@ def evaluate_concept(profile: ReferenceProfile, window: ResidualWindow,
         # doing better (on easier rows, or on rows it trained on), not a stale one.
         ks_drift = False
     ks_test = ResidualTest(ks_score, ks_threshold, ks_drift)
-    abs_bias = None if bias is None else abs(bias)
-    bias_test = ResidualTest(abs_bias, bias_threshold, _verdict(abs_bias, bias_threshold, enough))
+    # A signed residual's bias is miscalibration either way. A multiclass residual is never
+    # negative (drift/probability.py): a lower mean is a model doing better, so only a rise
+    # counts (the two-sided null makes the one-sided test a little conservative).
+    bias_score = None if bias is None else bias if profile.n_classes >= 3 else abs(bias)
+    bias_test = ResidualTest(bias_score, bias_threshold,
+                             _verdict(bias_score, bias_threshold, enough))
     reasons = [name for name, hit in (("rmse", rmse_drift), ("residual_ks", ks_test.drift),
                                       ("bias", bias_test.drift)) if hit]
     drift = None if not enough else bool(reasons)
@@ -285,7 +290,8 @@ def locate_concept_drift(profile: ReferenceProfile, X: np.ndarray, residuals: np
     would only add noise to a report that says all is well."""
     if profile.segments is None or not settings.enabled:
         return None
-    window = segment_sums(profile.segments.layout, X, residuals, predictions)
+    window = segment_sums(profile.segments.layout, X, residuals,
+                          segment_scales(profile.n_classes, predictions))
     return evaluate_segments(profile.segments, window, settings,
                              profile.schema.target.name)
 

@@ -19,7 +19,7 @@ from ..schema import FeatureSchema
 from . import calibration, stats
 from .calibration import NullTable
 from .performance import PerformanceProfile, build_performance_profile
-from .probability import correct, log_losses
+from .probability import correct, log_losses, segment_scales
 from .segments import SegmentProfile, build_segment_profile
 
 PROFILE_FORMAT = 3
@@ -145,6 +145,12 @@ class ReferenceProfile:
         and its windows also sum log loss and correct rows."""
         return self.schema.target.is_classification
 
+    @property
+    def n_classes(self) -> int:
+        """The classifier's number of classes (0 for a regression): 2 keeps binary
+        residuals y - p, 3 or more the one-number forms of ``probability.py``."""
+        return self.schema.target.n_classes
+
     def to_dict(self) -> dict[str, Any]:
         return {"format": PROFILE_FORMAT, "schema": self.schema.to_dict(),
                 "n_reference": self.n_reference,
@@ -213,10 +219,12 @@ def build_profile(schema: FeatureSchema, reference: np.ndarray,
                   predictions: np.ndarray | None = None,
                   estimates: np.ndarray | None = None,
                   sample: np.ndarray | None = None,
-                  heldout: np.ndarray | None = None) -> ReferenceProfile:
+                  heldout: np.ndarray | None = None,
+                  measures: tuple[np.ndarray, np.ndarray] | None = None) -> ReferenceProfile:
     """Profile an encoded reference matrix (rows x schema features), held-out residuals,
     the model's held-out predictions and the loss model's estimates on the same rows
-    (``heldout``: those rows, encoded, which give the residuals per segment).
+    (``heldout``: those rows, encoded, which give the residuals per segment; ``measures``:
+    their log losses and correct flags, which a multiclass residual does not give).
 
     ``keep_values`` keeps the sorted raw numerics in memory for exact-mode statistics.
     """
@@ -236,7 +244,7 @@ def build_profile(schema: FeatureSchema, reference: np.ndarray,
     residual_profile = None
     if residuals is not None:
         residual_profile = build_residual_profile(residuals, rng, n_bins, trials,
-                                                  schema.target.is_classification)
+                                                  schema.target.is_classification, measures)
     prediction_profile = None
     if predictions is not None:
         prediction_profile = numerical_profile(PREDICTION, np.asarray(predictions, np.float64),
@@ -246,7 +254,8 @@ def build_profile(schema: FeatureSchema, reference: np.ndarray,
         performance = build_performance_profile(estimates, residuals, rng, trials)
     segments = None
     if heldout is not None and residuals is not None and predictions is not None:
-        segments = build_segment_profile(schema, heldout, residuals, predictions)
+        segments = build_segment_profile(
+            schema, heldout, residuals, segment_scales(schema.target.n_classes, predictions))
     return ReferenceProfile(schema, features, len(reference), residual_profile,
                             meta={"bins": n_bins, "calibration_trials": trials, "seed": seed},
                             predictions=prediction_profile, performance=performance,
@@ -292,23 +301,28 @@ def numerical_profiles(columns: dict[str, np.ndarray], rng: np.random.Generator,
 def build_residual_profile(residuals: np.ndarray, rng: np.random.Generator,
                            n_bins: int = DEFAULT_BINS,
                            trials: int = calibration.TRIALS,
-                           classification: bool = False) -> ResidualProfile:
+                           classification: bool = False,
+                           measures: tuple[np.ndarray, np.ndarray] | None = None
+                           ) -> ResidualProfile:
     """Bins, moments and null tables of held-out residuals (and a classifier's log loss
-    and accuracy).
+    and accuracy: from ``measures``, the rows' log losses and correct flags, for a
+    classifier of K >= 3 classes, whose residual alone does not give them).
 
     The residual KS null comes from multinomial draws like the features'; the RMSE ratio and
     the bias come from a bootstrap of the residuals themselves, because their spread depends
     on the heavy tails (diamond residuals have kurtosis ~20) that bins would flatten.
     """
     r = np.asarray(residuals, dtype=np.float64)
+    losses, hits = (measures if measures is not None else
+                    (log_losses(r), correct(r)) if classification else (None, None))
     bins = numeric_bins(r, n_bins)
     null = calibration.calibrate(bins.counts, {"ks": lambda c: stats.ks_binned_scores(bins, c)},
                                  rng, trials=trials)
     null.update(_bootstrap_rmse_bias(r, rng, max(trials // 10, 500)))
     return ResidualProfile(bins=bins, n=len(r), rmse=float(np.sqrt(np.mean(r**2))),
                            mean=float(r.mean()), null=null,
-                           log_loss=float(log_losses(r).mean()) if classification else None,
-                           accuracy=float(correct(r).mean()) if classification else None)
+                           log_loss=float(losses.mean()) if losses is not None else None,
+                           accuracy=float(hits.mean()) if hits is not None else None)
 
 
 def _bootstrap_rmse_bias(r: np.ndarray, rng: np.random.Generator, trials: int,

@@ -70,10 +70,12 @@ def data_window(profile: ReferenceProfile, encoded: np.ndarray) -> DataWindow:
 
 
 def residual_window(profile: ReferenceProfile, residuals: np.ndarray,
-                    losses: np.ndarray | None = None) -> ResidualWindow:
+                    losses: np.ndarray | None = None,
+                    hits: np.ndarray | None = None) -> ResidualWindow:
     """Summarise residuals (actual - predicted) against the profile's residual bins; a
-    classifier's per-row log losses are reused when given (the monitor derives them once
-    per row), computed from the residuals when not."""
+    classifier's per-row log losses and correct flags are reused when given (the monitor
+    derives them once per row), computed from binary residuals when not (a multiclass
+    window needs them given: its residual does not say them)."""
     if profile.residuals is None:
         raise ValueError("this profile has no residual reference (trained without hold-out)")
     r = np.asarray(residuals, dtype=np.float64)
@@ -82,10 +84,11 @@ def residual_window(profile: ReferenceProfile, residuals: np.ndarray,
     classifier = profile.is_classifier
     if classifier:
         loss = float((log_losses(r) if losses is None else np.asarray(losses)[finite]).sum())
+        right = int((correct(r) if hits is None else np.asarray(hits)[finite] > 0).sum())
     return ResidualWindow(profile.residuals.bins.count(r), len(r), float(r.sum()),
                           float(np.sum(r * r)),
                           loss if classifier else None,
-                          int(correct(r).sum()) if classifier else None)
+                          right if classifier else None)
 
 
 def prediction_window(profile: ReferenceProfile,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy.optimize import minimize
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import (
@@ -173,6 +174,53 @@ class RecalibratedClassifier(BaseEstimator):
         return self.calibrator_.predict_proba(self._logit(X))[:, classes.index(1.0)]
 
 
+class RecalibratedMulticlass(BaseEstimator):
+    """A fitted model of K class probabilities recalibrated on recent labels by vector
+    scaling: softmax(w * log p + b), one weight and one bias per class (temperature
+    scaling is w all equal; vector scaling also moves the class mix, which a prior shift
+    needs). An L2 penalty of strength 1 / C pulls w towards 1 and b towards 0, so a class
+    absent from the labels keeps a finite bias and its rows still get a probability."""
+
+    def __init__(self, base: Any = None, C: float = 1.0) -> None:
+        self.base = base
+        self.C = C
+
+    def _log_probabilities(self, X: np.ndarray) -> np.ndarray:
+        return np.log(np.clip(self.base.predict(X), PROBABILITY_FLOOR, 1.0))
+
+    def fit(self, X: np.ndarray, y: np.ndarray,
+            sample_weight: np.ndarray | None = None) -> RecalibratedMulticlass:
+        logs = self._log_probabilities(X)
+        n, k = logs.shape
+        hit = np.zeros_like(logs)
+        hit[np.arange(n), np.asarray(y, dtype=np.intp)] = 1.0
+        weight = (np.ones(n) if sample_weight is None else np.asarray(sample_weight, float))
+        weight = weight / weight.sum()
+        penalty = 1.0 / (self.C * n)
+
+        def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            w, b = theta[:k], theta[k:]
+            z = logs * w + b
+            z = z - z.max(axis=1, keepdims=True)
+            log_norm = np.log(np.exp(z).sum(axis=1))
+            nll = float(weight @ (log_norm - (z * hit).sum(axis=1)))
+            grad_z = (np.exp(z - log_norm[:, None]) - hit) * weight[:, None]
+            value = nll + penalty / 2 * (np.sum((w - 1.0) ** 2) + np.sum(b ** 2))
+            grad = np.concatenate([(grad_z * logs).sum(axis=0) + penalty * (w - 1.0),
+                                   grad_z.sum(axis=0) + penalty * b])
+            return value, grad
+
+        start = np.concatenate([np.ones(k), np.zeros(k)])
+        found = minimize(loss, start, jac=True, method="L-BFGS-B")
+        self.weights_, self.biases_ = found.x[:k], found.x[k:]
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        z = self._log_probabilities(X) * self.weights_ + self.biases_
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        return z / z.sum(axis=1, keepdims=True)
+
+
 def build_estimator(kind: str, schema: FeatureSchema, seed: int = 42) -> Any:
     """A fresh, unfitted estimator of the given kind for the schema's task.
 
@@ -180,7 +228,7 @@ def build_estimator(kind: str, schema: FeatureSchema, seed: int = 42) -> Any:
     one-hot with the first level dropped, 100 trees), for comparison (regression only).
     """
     if schema.target.is_classification:
-        return _build_classifier(kind, seed)
+        return _build_classifier(kind, seed, schema.target.n_classes)
     if kind == "hgb":
         return HistGradientBoostingRegressor(random_state=seed, **HGB_PARAMS)
     if kind == "rf":
@@ -197,13 +245,16 @@ def build_estimator(kind: str, schema: FeatureSchema, seed: int = 42) -> Any:
     raise ValueError(f"unknown model kind {kind!r}; choose one of {MODEL_KINDS}")
 
 
-def _build_classifier(kind: str, seed: int) -> ProbabilityClassifier:
-    """A binary classifier with the regressor's boosting parameters, as a probability model."""
+def _build_classifier(kind: str, seed: int, n_classes: int) -> Any:
+    """A classifier with the regressor's boosting parameters, as a probability model
+    (binary: P(classes[1]); K >= 3 classes: every class's probability)."""
     if kind != "hgb":
         raise ValueError(f"model kind {kind!r} is for regression only; a classification "
                          f"trains 'hgb'")
-    return ProbabilityClassifier(HistGradientBoostingClassifier(random_state=seed,
-                                                                **HGB_PARAMS))
+    boosted = HistGradientBoostingClassifier(random_state=seed, **HGB_PARAMS)
+    if n_classes >= 3:
+        return ClassProbabilities(boosted, n_classes)
+    return ProbabilityClassifier(boosted)
 
 
 def fit_params(estimator: Any, sample_weight: Any) -> dict[str, Any]:
@@ -233,7 +284,8 @@ def for_serving(estimator: Any) -> Any:
 def model_kind(estimator: Any) -> str:
     """A short description for metadata and logs, e.g. 'hgb', 'hgb+recalibrated' or
     'custom' (a user's estimator)."""
-    if isinstance(estimator, (RecalibratedRegressor, RecalibratedClassifier)):
+    if isinstance(estimator, (RecalibratedRegressor, RecalibratedClassifier,
+                              RecalibratedMulticlass)):
         return f"{model_kind(estimator.base)}+recalibrated"
     if isinstance(estimator, TableModel):
         return "custom"

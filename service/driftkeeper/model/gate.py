@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..drift.probability import log_losses
+from ..drift.probability import Scored, score
 from .store import ModelBundle
 
 
@@ -25,10 +25,10 @@ class GateResult:
     serving_score: float = float("nan")
 
 
-def _residuals(bundle: ModelBundle, rows: pd.DataFrame) -> np.ndarray:
+def _scored(bundle: ModelBundle, rows: pd.DataFrame) -> Scored:
     X = bundle.schema.encode(rows)
     y = bundle.schema.encode_target(rows[bundle.schema.target.name])
-    return y - bundle.model.predict(X)
+    return score(bundle.schema.target.n_classes, y, bundle.model.predict(X))
 
 
 def _rmse(residuals: np.ndarray) -> float:
@@ -44,9 +44,9 @@ def judge(candidate: ModelBundle, serving: ModelBundle, rows: pd.DataFrame,
         return GateResult(False, float("nan"), float("nan"), len(rows),
                           f"only {len(rows)} fresh labelled rows to judge on (need {min_rows})",
                           metric)
-    cand_r, serv_r = _residuals(candidate, rows), _residuals(serving, rows)
-    cand_rmse, serv_rmse = _rmse(cand_r), _rmse(serv_r)
-    cand, serv = ((float(log_losses(cand_r).mean()), float(log_losses(serv_r).mean()))
+    cand_s, serv_s = _scored(candidate, rows), _scored(serving, rows)
+    cand_rmse, serv_rmse = _rmse(cand_s.residual), _rmse(serv_s.residual)
+    cand, serv = ((float(cand_s.log_loss.mean()), float(serv_s.log_loss.mean()))
                   if classifier else (cand_rmse, serv_rmse))
     bar = serv * (1.0 - min_improvement)
     promote = cand <= bar

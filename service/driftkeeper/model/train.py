@@ -33,7 +33,7 @@ from sklearn.model_selection import train_test_split
 from .. import __version__
 from ..data import bundled_diamonds, frame_hash, load_diamonds, load_table
 from ..drift.impact import reference_sample
-from ..drift.probability import log_losses
+from ..drift.probability import Scored, score
 from ..drift.profile import build_profile
 from ..errors import TrainingError
 from ..files import sha256_file, write_json
@@ -41,8 +41,10 @@ from ..schema import DIAMONDS_SCHEMA, FeatureSchema
 from .config import TrainingConfig
 from .custom import TableModel, build_from_factory, load_factory, load_model_file
 from .estimators import (
+    ClassProbabilities,
     ProbabilityClassifier,
     RecalibratedClassifier,
+    RecalibratedMulticlass,
     RecalibratedRegressor,
     build_estimator,
     fit_params,
@@ -88,13 +90,13 @@ class _Data:
 
 @dataclass(frozen=True)
 class _Fitted:
-    """The chosen model, with residuals it did not train on and the drift reference."""
+    """The chosen model, with rows it did not train on, scored, and the drift reference."""
 
     estimator: Any
-    residuals: np.ndarray
+    scored: Scored  # the held-out (or out-of-fold) rows in drift/probability.py's forms
     actual: np.ndarray
     reference_X: np.ndarray
-    heldout_X: np.ndarray  # the rows of `residuals` (held out, or out of fold)
+    heldout_X: np.ndarray  # the rows of `scored` (held out, or out of fold)
     strategy: str
     candidates_rmse: dict[str, float]
     evaluation: str
@@ -188,26 +190,25 @@ def _fit_base_only(config: TrainingConfig, schema: FeatureSchema, data: _Data,
         return estimator
 
     if len(data.base_y) < config.small_table_rows:
-        return _fit_small_table(config, fresh, data.base_X, data.base_y)
+        return _fit_small_table(config, schema, fresh, data.base_X, data.base_y)
     X_train, X_hold, y_train, y_hold = train_test_split(
         data.base_X, data.base_y, test_size=config.test_size, random_state=config.seed)
     estimator = fresh().fit(X_train, y_train)
-    residuals = y_hold - estimator.predict(X_hold)
-    return _Fitted(estimator, residuals, y_hold, X_train, X_hold, "refit",
-                   {"refit": _rmse(residuals)}, f"{config.test_size:.0%} held out")
+    scored = score(schema.target.n_classes, y_hold, estimator.predict(X_hold))
+    return _Fitted(estimator, scored, y_hold, X_train, X_hold, "refit",
+                   {"refit": _rmse(scored.residual)}, f"{config.test_size:.0%} held out")
 
 
-def _fit_small_table(config: TrainingConfig, fresh: Callable[[], Any], X: np.ndarray,
-                     y: np.ndarray) -> _Fitted:
+def _fit_small_table(config: TrainingConfig, schema: FeatureSchema, fresh: Callable[[], Any],
+                     X: np.ndarray, y: np.ndarray) -> _Fitted:
     """Every row held out once (K folds), the model fitted on all of them: a few hundred
     rows split 80/20 leave a concept reference of a few dozen residuals, whose own noise
     then hides any shift short of a third of the RMSE."""
-    residuals = np.empty(len(y))
-    for train_idx, test_idx in _group_folds(X, config.folds, config.seed):
-        fold = fresh().fit(X[train_idx], y[train_idx])
-        residuals[test_idx] = y[test_idx] - fold.predict(X[test_idx])
+    outputs = _out_of_fold(schema, lambda idx: fresh().fit(X[idx], y[idx]), X,
+                           _group_folds(X, config.folds, config.seed))
     estimator = fresh().fit(X, y)
-    return _Fitted(estimator, residuals, y, X, X, "refit", {"refit": _rmse(residuals)},
+    scored = score(schema.target.n_classes, y, outputs)
+    return _Fitted(estimator, scored, y, X, X, "refit", {"refit": _rmse(scored.residual)},
                    f"{config.folds}-fold cross-validation on {len(y)} rows")
 
 
@@ -229,9 +230,9 @@ def _fit_from_file(config: TrainingConfig, schema: FeatureSchema, data: _Data,
         raise TrainingError(f"--model-file {config.model_file}: expected one finite "
                             f"prediction per row, got shape {predicted.shape} with "
                             f"{int((~np.isfinite(predicted)).sum())} non-finite values")
-    residuals = y_hold - predicted
-    return _Fitted(estimator, residuals, y_hold, X_train, X_hold, "file",
-                   {"file": _rmse(residuals)},
+    scored = score(schema.target.n_classes, y_hold, predicted)
+    return _Fitted(estimator, scored, y_hold, X_train, X_hold, "file",
+                   {"file": _rmse(scored.residual)},
                    f"{config.test_size:.0%} held out of the base data; the model was "
                    f"fitted by its owner, so these rows may have been in its training data "
                    f"(the error may be optimistic)")
@@ -247,22 +248,29 @@ def _fit_with_feedback(config: TrainingConfig, schema: FeatureSchema, data: _Dat
     X, y = data.recent_X, data.recent_y
     recipes = _recipes(config, schema, data, parent_model)
     folds = _group_folds(X, config.folds, config.seed)
-    oof: dict[str, np.ndarray] = {}
-    for name, recipe in recipes.items():
-        residuals = np.empty(len(y))
-        for train_idx, test_idx in folds:
-            residuals[test_idx] = y[test_idx] - recipe(train_idx).predict(X[test_idx])
-        oof[name] = residuals
-    scores = {name: _rmse(r) for name, r in oof.items()}
+    oof = {name: score(schema.target.n_classes, y, _out_of_fold(schema, recipe, X, folds))
+           for name, recipe in recipes.items()}
+    scores = {name: _rmse(s.residual) for name, s in oof.items()}
     # A classifier is judged by its log loss (RMSE, the Brier score's root, would reward
     # hedged probabilities less), as the gate does.
-    chosen = ({name: float(log_losses(r).mean()) for name, r in oof.items()}
+    chosen = ({name: float(s.log_loss.mean()) for name, s in oof.items()}
               if schema.target.is_classification else scores)
     strategy = min(chosen, key=chosen.__getitem__)
     estimator = recipes[strategy](np.arange(len(y)))
     return _Fitted(estimator, oof[strategy], y, X, X, strategy, scores,
                    f"{config.folds}-fold cross-validation on {len(y)} recent labels",
                    chosen if schema.target.is_classification else None)
+
+
+def _out_of_fold(schema: FeatureSchema, fit: Callable[[np.ndarray], Any], X: np.ndarray,
+                 folds: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Each row's output from the model fitted on the other folds (one number per row, or
+    a multiclass model's K probabilities)."""
+    k = schema.target.n_classes
+    outputs = np.empty((len(X), k)) if k >= 3 else np.empty(len(X))
+    for train_idx, test_idx in folds:
+        outputs[test_idx] = fit(train_idx).predict(X[test_idx])
+    return outputs
 
 
 def _recipes(config: TrainingConfig, schema: FeatureSchema, data: _Data,
@@ -286,6 +294,8 @@ def _recipes(config: TrainingConfig, schema: FeatureSchema, data: _Data,
                              **fit_params(estimator, weight))
 
     def recalibrate(idx: np.ndarray) -> Any:
+        if schema.target.n_classes >= 3:
+            return RecalibratedMulticlass(parent_model).fit(X[idx], y[idx])
         if schema.target.is_classification:
             return RecalibratedClassifier(parent_model).fit(X[idx], y[idx])
         return RecalibratedRegressor(parent_model, random_state=config.seed).fit(X[idx], y[idx])
@@ -333,10 +343,10 @@ def train(model_dir: str | Path, config: TrainingConfig | None = None,
     else:
         fitted = _fit_with_feedback(config, schema, data, parent_model)
     fit_seconds = time.perf_counter() - fit_started
-    estimator, residuals = fitted.estimator, fitted.residuals
-    predicted = fitted.actual - residuals
+    estimator, residuals = fitted.estimator, fitted.scored.residual
+    predicted = fitted.scored.summary  # one number per row (drift/probability.py)
     metrics = {
-        **_heldout_metrics(schema, fitted.actual, predicted),
+        **_heldout_metrics(schema, fitted.actual, fitted.scored),
         "holdout_rows": len(residuals),
         "evaluation": fitted.evaluation,
         "fit_seconds": round(fit_seconds, 3),
@@ -360,7 +370,9 @@ def train(model_dir: str | Path, config: TrainingConfig | None = None,
                             seed=config.seed, trials=config.calibration_trials,
                             predictions=predicted, estimates=estimates,
                             sample=reference_sample(fitted.heldout_X, seed=config.seed),
-                            heldout=fitted.heldout_X)
+                            heldout=fitted.heldout_X,
+                            measures=(fitted.scored.log_loss, fitted.scored.correct)
+                            if schema.target.is_classification else None)
     metadata = {
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "parent": parent,
@@ -399,23 +411,42 @@ def train(model_dir: str | Path, config: TrainingConfig | None = None,
 
 
 def _check_task(schema: FeatureSchema, config: TrainingConfig) -> None:
-    """Refuse what cannot be trained yet, naming the target: only binary classification."""
+    """Refuse what cannot be trained, naming the target: a multiclass model is the built-in
+    one (a user's estimator or file is a regressor or a binary classifier for now)."""
     target = schema.target
     if not target.is_classification:
         return
-    if len(target.classes) != 2:
-        raise TrainingError(f"target {target.name}: binary classification only for now: "
-                            f"{len(target.classes)} classes ({', '.join(target.classes[:5])}"
-                            f"{', ...' if len(target.classes) > 5 else ''})")
+    if len(target.classes) < 2:
+        raise TrainingError(f"target {target.name}: a classification needs 2 classes or "
+                            f"more, found {len(target.classes)}")
+    if len(target.classes) > MAX_CLASSES:
+        raise TrainingError(f"target {target.name} has {len(target.classes)} classes; a "
+                            f"classification takes at most {MAX_CLASSES} (a target of many "
+                            f"values is a regression: --task regression)")
+    if len(target.classes) >= 3 and (config.estimator or config.model_file):
+        raise TrainingError(f"target {target.name} has {len(target.classes)} classes: "
+                            f"--estimator and --model-file take a regressor or a binary "
+                            f"classifier for now; a multiclass model trains the built-in "
+                            f"'hgb'")
     if config.model != "hgb":
         raise TrainingError(f"--model {config.model} is for regression only; a "
                             f"classification (target {target.name}) trains 'hgb'")
 
 
 def _heldout_metrics(schema: FeatureSchema, actual: np.ndarray,
-                     predicted: np.ndarray) -> dict[str, Any]:
+                     scored: Scored) -> dict[str, Any]:
     """The task's held-out measures. A classifier's also include ``rmse`` (the Brier
-    score's root): the drift reference and older readers of metrics.json use it."""
+    score's root, halved for K classes as drift/probability.py says): the drift reference
+    and older readers of metrics.json use it."""
+    predicted = scored.summary
+    if schema.target.n_classes >= 3:
+        present = np.unique(actual)
+        return {"task": "classification", "rmse": _rmse(scored.residual),
+                "log_loss": float(scored.log_loss.mean()),
+                "accuracy": float(scored.correct.mean()),
+                "brier": float(np.mean(2.0 * scored.residual ** 2)),
+                "auc": None, "classes": len(schema.target.classes),
+                "classes_in_holdout": len(present)}
     if not schema.target.is_classification:
         return {"task": "regression", "rmse": _rmse(actual - predicted),
                 "mae": float(mean_absolute_error(actual, predicted)),
@@ -440,13 +471,19 @@ def describe_metrics(m: dict[str, Any]) -> str:
 
 STRATEGIES = ("auto", "refit", "recalibrate")
 
+MAX_CLASSES = 50
+"""Classes a classification may have: every class costs a tree per boosting round and a
+probability in every answer, and a column of that many values is rather a quantity
+(``--task classification`` on a price would otherwise train a class per price)."""
+
 MAX_RECALIBRATION_DEPTH = 3
 """Corrections stack on corrections; past this depth only a refit is tried (each layer adds
 trees to every prediction)."""
 
 
 def _depth(estimator: Any) -> int:
-    recalibrated = isinstance(estimator, (RecalibratedRegressor, RecalibratedClassifier))
+    recalibrated = isinstance(estimator, (RecalibratedRegressor, RecalibratedClassifier,
+                                          RecalibratedMulticlass))
     return 1 + _depth(estimator.base) if recalibrated else 0
 
 
@@ -512,7 +549,8 @@ def _rmse(residuals: np.ndarray) -> float:
 
 
 def _params(estimator: Any) -> dict[str, Any]:
-    if isinstance(estimator, ProbabilityClassifier):  # the classifier's, not the wrapper's
+    # The classifier's, not the wrapper's.
+    if isinstance(estimator, (ProbabilityClassifier, ClassProbabilities)):
         estimator = estimator.classifier
     params = estimator.get_params(deep=False)
     return {k: v for k, v in params.items() if isinstance(v, (int, float, str, bool, type(None)))}

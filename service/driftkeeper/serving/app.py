@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from .. import __version__
 from ..contract.rings import FeedbackRows
+from ..drift.probability import score
 from ..errors import InvalidInputError
 from ..model.feedback import FeedbackStore
 from ..model.store import ModelStore
@@ -238,13 +239,13 @@ def create_app(config: ServiceConfig, start_background: bool = True) -> Flask:
         rows, batch = _rows(config.max_rows)
         X, y = state.validator(model, with_target=True).encode(rows, batch)
         assert y is not None
-        predictions = model.predict(X)
-        residuals = y - predictions
+        scored = score(model.bundle.schema.target.n_classes, y, model.predict(X))
+        predictions = scored.summary
         now = time.time()
         layout = FeedbackRows(X.shape[1])
         state.ring(layout.prefix, layout.width).append(
-            layout.pack(predicting.timestamps(now, len(X)), model.number, residuals,
-                        predictions, X))
+            layout.pack(predicting.timestamps(now, len(X)), model.number, scored.residual,
+                        predictions, X, scored.outcome, y))
         store = state.feedback_store(model)
         # Answered only once the rows are on disk (a group commit shares the fsync with
         # concurrent requests); a full store is pruned by the background loop, not here.

@@ -21,6 +21,7 @@ import numpy as np
 from ..contract.rings import FeedbackRows, InputRows
 from ..drift.judge import Windows, evaluate_all
 from ..drift.performance import estimate_window
+from ..drift.probability import segment_scales
 from ..drift.report import DriftReport
 from ..drift.segments import SegmentSums, sums_by_segment
 from ..drift.windows import (
@@ -32,7 +33,7 @@ from ..drift.windows import (
 )
 from ..files import write_atomic
 from ..policy import DriftPolicy, WindowSettings
-from .recent import ESTIMATE, LOG_LOSS, SEGMENTS, Derivation, RecentRows
+from .recent import CORRECT, ESTIMATE, LOG_LOSS, SEGMENTS, Derivation, RecentRows
 from .rings import read_ring, ring_head, writer_alive
 from .runtime import ServingModel
 
@@ -122,19 +123,21 @@ def evaluate_windows(model: ServingModel, policy: DriftPolicy, recent: RecentRow
                               keep=[labels.versions(r) == model.number for r in feedback]),
                       derive.derive_feedback(labels.empty()))
     extra = labelled[:, labels.width:]
-    residuals = residual_window(profile, labels.residuals(labelled), extra[:, LOG_LOSS])
+    residuals = residual_window(profile, labels.residuals(labelled), extra[:, LOG_LOSS],
+                                extra[:, CORRECT])
 
     def segments() -> SegmentSums | None:
         if profile.segments is None:
             return None
         return sums_by_segment(profile.segments.layout, extra[:, SEGMENTS:],
-                               labels.residuals(labelled), labels.predictions(labelled))
+                               labels.residuals(labelled),
+                               segment_scales(profile.n_classes, labels.predictions(labelled)))
 
     windows = Windows(data, prediction_window(profile, layout.predictions(served)),
                       None if estimates is None else estimate_window(estimates),
                       residuals, segments)
     report = evaluate_all(profile, windows, policy.monitor, model.version, now,
-                          predict=model.predict)
+                          predict=model.monitored)
     return report, data, residuals
 
 

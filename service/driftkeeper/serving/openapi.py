@@ -52,8 +52,9 @@ def _as_number(level: str) -> float | int | None:
 
 
 def _predictions_schema(schema: FeatureSchema | None) -> dict[str, Any]:
-    """A regression answers numbers; a binary classifier the predicted class (classes[1]
-    when its probability is over 0.5) and each class's probability."""
+    """A regression answers numbers; a classifier the predicted class (binary: classes[1]
+    when its probability is over 0.5; else the most probable) and each class's
+    probability."""
     value: dict[str, Any] = {"type": "number"}
     props: dict[str, Any] = {}
     if schema is not None and schema.target.is_classification:

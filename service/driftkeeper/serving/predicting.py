@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..contract.rings import InputRows
+from ..drift.probability import summaries
 from ..schema import Target
 from . import metrics
 from .validation import extract_rows, parse_body
@@ -38,7 +39,7 @@ def request_id(header: str | None) -> str:
 class Prediction:
     model: ServingModel
     X: np.ndarray  # the encoded rows
-    predictions: np.ndarray
+    predictions: np.ndarray  # the model's outputs (rows, or rows x K class probabilities)
     batch: bool  # {"instances": [...]} rather than one row
 
 
@@ -67,7 +68,8 @@ def record(state: ServiceState, p: Prediction) -> None:
     prediction counter; the request path does nothing else for monitoring."""
     layout = InputRows(p.X.shape[1])
     state.ring(layout.prefix, layout.width).append(
-        layout.pack(timestamps(time.time(), len(p.X)), p.X, p.model.number, p.predictions))
+        layout.pack(timestamps(time.time(), len(p.X)), p.X, p.model.number,
+                    summaries(p.predictions)))
     metrics.PREDICTIONS.inc(len(p.X))
 
 
@@ -78,13 +80,19 @@ def answer(p: Prediction, rid: str) -> dict[str, Any]:
 
 
 def predictions_body(target: Target, p: np.ndarray, batch: bool) -> dict[str, Any]:
-    """The response's predictions: a regression's numbers; a classifier's labels (classes[1]
-    when its probability is over 0.5) with the probability of each class."""
+    """The response's predictions: a regression's numbers; a classifier's labels (binary:
+    classes[1] when its probability is over 0.5; else the most probable class) with the
+    probability of each class."""
     if not target.is_classification:
         return {"predictions": p.tolist()} if batch else {"prediction": float(p[0])}
-    negative, positive = target.classes
-    labels = [positive if x > 0.5 else negative for x in p.tolist()]
-    probabilities = [{negative: 1.0 - x, positive: x} for x in p.tolist()]
+    if target.n_classes >= 3:
+        classes = target.classes
+        labels = [classes[k] for k in np.argmax(p, axis=1).tolist()]
+        probabilities = [dict(zip(classes, row, strict=True)) for row in p.tolist()]
+    else:
+        negative, positive = target.classes
+        labels = [positive if x > 0.5 else negative for x in p.tolist()]
+        probabilities = [{negative: 1.0 - x, positive: x} for x in p.tolist()]
     if batch:
         return {"predictions": labels, "probabilities": probabilities}
     return {"prediction": labels[0], "probabilities": probabilities[0]}

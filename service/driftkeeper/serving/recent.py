@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..contract.rings import FeedbackRows, InputRows
-from ..drift.probability import log_losses
+from ..drift.probability import row_measures
 from ..drift.profile import ReferenceProfile
 from ..drift.segments import segment_ids
 from .rings import read_ring_tail
@@ -35,7 +35,8 @@ or None when the version has none."""
 # Derived columns, appended after a ring row's own columns (contract/rings.py):
 ESTIMATE = 0  # input rows: the estimated squared error (NaN: another version's row)
 LOG_LOSS = 0  # labelled rows: the log loss (NaN for a regression)
-SEGMENTS = 1  # labelled rows: segment ids per segment feature (-1: none), from here on
+CORRECT = 1  # labelled rows: 1.0 when the predicted class was right (0.0 for a regression)
+SEGMENTS = 2  # labelled rows: segment ids per segment feature (-1: none), from here on
 
 
 @dataclass(frozen=True)
@@ -68,15 +69,14 @@ class Derivation:
         return np.column_stack([rows, estimates])
 
     def derive_feedback(self, rows: np.ndarray) -> np.ndarray:
-        """Rows with the log loss column and the segment id columns."""
+        """Rows with the log loss, correct and segment id columns."""
         layout = self.feedback
-        residuals = layout.residuals(rows)
-        losses = (log_losses(residuals) if self.profile.is_classifier
-                  else np.full(len(rows), np.nan))
+        losses, hits = row_measures(self.profile.n_classes, layout.residuals(rows),
+                                    layout.predictions(rows), layout.outcomes(rows))
         segments = self.profile.segments
         ids = (np.empty((len(rows), 0)) if segments is None
                else segment_ids(segments.layout, layout.features(rows)))
-        return np.column_stack([rows, losses, ids])
+        return np.column_stack([rows, losses, hits, ids])
 
 
 @dataclass(frozen=True)

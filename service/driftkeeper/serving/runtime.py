@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..drift.performance import loss_inputs
+from ..drift.probability import summaries
 from ..errors import DriftkeeperError
 from ..model.predictor import TreePredictor
 from ..model.store import PREDICTOR_FILE, PROFILE_FILE, ModelBundle, ModelStore, version_number
@@ -53,7 +54,12 @@ class ServingModel:
         return self.bundle.version
 
     def predict(self, X: np.ndarray) -> np.ndarray:
+        """The raw outputs: one number per row, or (rows, K) class probabilities."""
         return np.asarray(self.predictor.predict(X), dtype=np.float64)
+
+    def monitored(self, X: np.ndarray) -> np.ndarray:
+        """One number per row, as the windows track predictions (drift/probability.py)."""
+        return summaries(self.predict(X))
 
     @property
     def estimates_losses(self) -> bool:

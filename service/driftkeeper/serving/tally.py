@@ -25,12 +25,21 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ..contract import names
 from ..contract.rings import InputRows
-from ..drift.probability import correct, log_losses
+from ..drift.probability import correct, log_losses, segment_scales
 from ..drift.profile import NumericalProfile, ReferenceProfile
 from ..drift.segments import SegmentSums, segment_ids, sums_by_segment
 from ..drift.stats import NumericBins
 from ..files import write_atomic
-from .recent import ESTIMATE, LOG_LOSS, SEGMENTS, Derivation, Estimator, NewRows, RecentRows
+from .recent import (
+    CORRECT,
+    ESTIMATE,
+    LOG_LOSS,
+    SEGMENTS,
+    Derivation,
+    Estimator,
+    NewRows,
+    RecentRows,
+)
 
 FORMAT = 5  # 2: prediction counts; 3: estimated squared errors; 4: segment sums;
 # 5: a classifier's summed log loss and correct count
@@ -143,13 +152,15 @@ class Tally:
         assigns them once per row, ``recent.py``)."""
         if self.segments is None or profile.segments is None or not len(ids):
             return
-        self.segments = self.segments + sums_by_segment(profile.segments.layout, ids,
-                                                        residuals, predictions)
+        self.segments = self.segments + sums_by_segment(
+            profile.segments.layout, ids, residuals,
+            segment_scales(profile.n_classes, predictions))
 
     def add_residuals(self, profile: ReferenceProfile, residuals: np.ndarray,
-                      losses: np.ndarray | None = None) -> None:
-        """Add labelled rows' residuals (and a classifier's per-row log losses, computed
-        from them when not given)."""
+                      losses: np.ndarray | None = None,
+                      hits: np.ndarray | None = None) -> None:
+        """Add labelled rows' residuals (and a classifier's per-row log losses and correct
+        flags, computed from binary residuals when not given)."""
         finite = np.isfinite(residuals)
         r = residuals[finite]
         if profile.residuals is None or not len(r):
@@ -161,7 +172,7 @@ class Tally:
         if self.log_loss_sum is not None and self.correct is not None:
             self.log_loss_sum += float((log_losses(r) if losses is None
                                         else losses[finite]).sum())
-            self.correct += int(correct(r).sum())
+            self.correct += int((correct(r) if hits is None else hits[finite] > 0).sum())
         self.concept_rows += len(r)
 
     def count(self, derivation: Derivation, new: NewRows) -> bool:
@@ -184,7 +195,7 @@ class Tally:
             labels = derivation.feedback
             served = rows[labels.versions(rows) == derivation.number]
             residuals, extra = labels.residuals(served), served[:, labels.width:]
-            self.add_residuals(profile, residuals, extra[:, LOG_LOSS])
+            self.add_residuals(profile, residuals, extra[:, LOG_LOSS], extra[:, CORRECT])
             self.add_segment_ids(profile, extra[:, SEGMENTS:], residuals,
                               labels.predictions(served))
         return True
@@ -334,14 +345,14 @@ def tally_metrics(tally: Tally) -> Iterator[CounterMetricFamily | GaugeMetricFam
     if tally.log_loss_sum is not None and tally.correct is not None:  # a classifier
         log_loss = _family(
             names.RESIDUAL_LOG_LOSS,
-            "A classifier's summed log loss of labelled rows, -log(1 - |residual|) each (divided "
-            "by window_rows{kind=\"concept\"}: the window's log loss).")
+            "A classifier's summed log loss of labelled rows, -log P(the class that happened) "
+            "each (divided by window_rows{kind=\"concept\"}: the window's log loss).")
         log_loss.add_metric([v], tally.log_loss_sum)
         yield log_loss
         right = _family(
             names.RESIDUAL_CORRECT,
-            "A classifier's labelled rows whose predicted class (classes[1] when p > 0.5) was "
-            "right.")
+            "A classifier's labelled rows whose predicted class (the most probable; binary: "
+            "classes[1] when p > 0.5) was right.")
         right.add_metric([v], float(tally.correct))
         yield right
     rows = _family(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 Expectation = str  # "drift", "none" or "any" (a correct monitor may say either)
-Role = Literal["tilt", "mix", "concept"]
+Role = Literal["tilt", "mix", "concept", "prior"]
 
 ONSET = 0.3
 """Progress at which sudden shifts start: the first 30% of a run is normal traffic."""
@@ -29,7 +29,8 @@ RECOVERY_END = 0.65
 ROLES = {"tilt": "<tilt>: the numerical feature most correlated with the target (--tilt)",
          "mix": "<mix>: the first categorical feature's most frequent level (--mix)",
          "concept": "<concept>: the target x1.25 (or +0.25 sd) in a segment of 25-50% of rows "
-                    "(--concept)"}
+                    "(--concept); a classifier's labels moved to the next class in 30% of it",
+         "prior": "<prior>: a classifier's most frequent class"}
 """What the placeholders of the summaries stand for, for the command line's listing."""
 
 
@@ -78,6 +79,11 @@ CATALOG: dict[str, ScenarioInfo] = {s.name: s for s in [
         "rate",
         example="from 30% of the run, Ideal cuts fall from 40% to ~21% of traffic",
         expect_data="drift", expect_concept="any", drifts=("mix",), needs=("mix",)),
+    ScenarioInfo(
+        "class-prior", "from 30% of the run, rows of <prior> arrive at 0.4 times their rate "
+        "(a classifier's class-prior shift; labels stay real)",
+        example="(a classifier's scenario: the diamonds model is a regression)",
+        expect_data="any", expect_concept="any", needs=("prior",)),
     ScenarioInfo(
         "concept", "from 30% of the run, <concept>; inputs unchanged",
         example="from 30% of the run, colours D, E, F are 25% dearer; inputs unchanged",

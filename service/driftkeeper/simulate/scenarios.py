@@ -85,6 +85,13 @@ def _category_mix(rng: np.random.Generator, world: World, t: float, n: int) -> B
                  f"fewer {world.mix_feature} = {world.mix_level}" if on else "normal")
 
 
+def _class_prior(rng: np.random.Generator, world: World, t: float, n: int) -> Batch:
+    on = t >= ONSET
+    frame = _resample(rng, world.table, n, world.prior_weights() if on else None)
+    return Batch(*world.split(frame),
+                 f"fewer {world.target} = {world.prior_label}" if on else "normal")
+
+
 def _concept(rng: np.random.Generator, world: World, t: float, n: int) -> Batch:
     on = t >= ONSET
     frame = _resample(rng, world.table, n)
@@ -113,8 +120,8 @@ def _recovery(rng: np.random.Generator, world: World, t: float, n: int) -> Batch
 
 GENERATORS: dict[str, Generator] = {
     "none": _none, "lab": _lab, "covariate-gradual": _covariate_gradual,
-    "covariate-sudden": _covariate_sudden, "category-mix": _category_mix, "concept": _concept,
-    "mixed": _mixed, "recovery": _recovery,
+    "covariate-sudden": _covariate_sudden, "category-mix": _category_mix,
+    "class-prior": _class_prior, "concept": _concept, "mixed": _mixed, "recovery": _recovery,
 }
 
 SCENARIOS: dict[str, Scenario] = {

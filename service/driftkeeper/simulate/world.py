@@ -52,9 +52,13 @@ MIN_BAND_SHARE = 0.1
 of rows: a column whose quartile is its maximum (a flag, a few values) has no band."""
 
 CONCEPT_FLIP = 0.3
-"""`concept` on a binary classification target: in the segment, each label is the other
-class with this probability (P(classes[1] | x) moves towards the other class by 30 % of the
-way), which a classifier's log loss and calibration see within one window."""
+"""`concept` on a classification target: in the segment, each label becomes the next class
+(binary: the other one; K classes: class k + 1 modulo K) with this probability, which a
+classifier's log loss and calibration see within one window."""
+
+PRIOR_WEIGHT = 0.4
+"""Relative sampling weight of the prior class in `class-prior`: rows of a classifier's most
+frequent class arrive at 0.4 times their rate (its share of 40 % falls to ~21 %)."""
 
 LAB_NOISE = 0.01
 """An inferred world's lab noise: every numerical feature times U(0.99, 1.01) per request,
@@ -112,6 +116,7 @@ class World:
     target_noise: float = LAB_NOISE
     classes: tuple[str, ...] = ()  # a classifier's: the table's target holds class indices
     concept_flip: float = 0.0  # a classifier's concept: labels flipped in the segment
+    prior_class: int | None = None  # a classifier's most frequent class (`class-prior`)
 
     # -- construction ----------------------------------------------------------------
 
@@ -152,23 +157,23 @@ class World:
 
     @classmethod
     def _infer_classifier(cls, schema: FeatureSchema, table: pd.DataFrame) -> World:
-        """A binary classifier's world: the table's labels become class indices (so the
-        tilt can be ranked by correlation with them), the concept flips labels in the
-        segment, and the lab's noise leaves labels alone."""
+        """A classifier's world: the table's labels become class indices, the tilt is the
+        feature that separates the classes best (binary: ranked by correlation with the
+        label), the concept moves labels to the next class in the segment, the prior
+        class is the most frequent one, and the lab's noise leaves labels alone."""
         target, classes = schema.target.name, schema.target.classes
-        if len(classes) != 2:
-            raise SimulationError(f"the simulator labels binary classifiers; {target} has "
-                                  f"{len(classes)} classes")
         y = schema.encode_target(table[target])
         if np.isnan(y).any():
             raise SimulationError(f"{target} has labels outside its classes {list(classes)}")
         table = table.assign(**{target: y})
-        tilt = _most_correlated(schema, table, y)
+        tilt = (_most_correlated(schema, table, y) if len(classes) == 2
+                else _most_separating(schema, table, y))
         mix = _first_mix(schema, table)
         return cls(table, target, tilt, *(mix or (None, None)),
                    _segment(schema, table, tilt, mix[0] if mix else None), 1.0, 0.0,
                    tuple((f.name, 1 - LAB_NOISE, 1 + LAB_NOISE) for f in schema.features
-                         if f.kind == "numerical"), 0.0, classes, CONCEPT_FLIP)
+                         if f.kind == "numerical"), 0.0, classes, CONCEPT_FLIP,
+                   int(np.bincount(y.astype(np.intp), minlength=len(classes)).argmax()))
 
     @classmethod
     def for_schema(cls, schema: FeatureSchema, table: pd.DataFrame,
@@ -202,7 +207,8 @@ class World:
         """Refuse a scenario whose columns this table does not have."""
         missing = {"tilt": (self.tilt_feature, "a numerical feature to shift"),
                    "mix": (self.mix_feature, "a categorical feature to re-mix"),
-                   "concept": (self.concept, "a segment to shift the target in")}
+                   "concept": (self.concept, "a segment to shift the target in"),
+                   "prior": (self.prior_class, "a classifier's classes to re-weight")}
         for role in roles:
             value, what = missing[role]
             if value is None:
@@ -230,6 +236,14 @@ class World:
         return np.where(self.table[self.mix_feature].to_numpy() == self.mix_level,
                         MIX_WEIGHT, 1.0)
 
+    def prior_weights(self) -> np.ndarray:
+        return np.where(self.table[self.target].to_numpy() == self.prior_class,
+                        PRIOR_WEIGHT, 1.0)
+
+    @property
+    def prior_label(self) -> str:
+        return "-" if self.prior_class is None else self.classes[self.prior_class]
+
     def split(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
         """Features and labels of sampled rows."""
         return frame.drop(columns=self.target), frame[self.target].to_numpy(np.float64)
@@ -244,7 +258,7 @@ class World:
         if self.classes:
             assert rng is not None, "flipping labels needs the scenario's generator"
             flip = inside & (rng.random(len(y)) < self.concept_flip)
-            return np.where(flip, 1.0 - y, y)
+            return np.where(flip, (y + 1.0) % len(self.classes), y)
         return np.where(inside, y * self.concept_factor + self.concept_offset, y)
 
     def label(self, y: float) -> float | str:
@@ -261,7 +275,8 @@ class World:
     def describe_shift(self) -> str:
         """The concept shift in words, for progress lines: "price x1.25 where color in D..."."""
         if self.classes:
-            shift = f"{self.concept_flip:.0%} flipped"
+            shift = (f"{self.concept_flip:.0%} flipped" if len(self.classes) == 2 else
+                     f"{self.concept_flip:.0%} relabelled as the next class")
         else:
             shift = (f"x{self.concept_factor:g}" if self.concept_offset == 0.0
                      else f"+{self.concept_offset:.4g}")
@@ -271,7 +286,8 @@ class World:
         """The world's columns as the scenario summaries name them."""
         return {"tilt": self.tilt_feature or "-",
                 "mix": f"{self.mix_feature} = {self.mix_level}" if self.mix_feature else "-",
-                "concept": self.describe_shift() if self.concept else "-"}
+                "concept": self.describe_shift() if self.concept else "-",
+                "prior": f"{self.target} = {self.prior_label}"}
 
 
 def _is_diamonds(schema: FeatureSchema) -> bool:
@@ -284,6 +300,24 @@ def _is_diamonds(schema: FeatureSchema) -> bool:
 
 def _levels(feat: Feature | None) -> tuple[str, ...]:
     return feat.levels if feat is not None and feat.kind == "categorical" else ()
+
+
+def _most_separating(schema: FeatureSchema, table: pd.DataFrame,
+                     y: np.ndarray) -> str | None:
+    """The numerical feature whose ranks the classes explain best (the correlation ratio:
+    between-class over total variance; the first on ties). Class indices have no order,
+    so a correlation with them would mean nothing for K >= 3."""
+    best, best_eta = None, -1.0
+    for feat in schema.features:
+        if feat.kind != "numerical":
+            continue
+        ranks = table[feat.name].rank().to_numpy()
+        total = float(ranks.var())
+        means = pd.Series(ranks).groupby(y).transform("mean").to_numpy()
+        eta = 0.0 if total == 0 else float(means.var()) / total
+        if eta > best_eta:
+            best, best_eta = feat.name, eta
+    return best
 
 
 def _most_correlated(schema: FeatureSchema, table: pd.DataFrame, y: np.ndarray) -> str | None:
