@@ -2,7 +2,8 @@
 user runs it: the schema is inferred and printed, the service (2 workers), the local driver
 and the simulator run as processes, the concept shift is detected where the scenario put
 it, a retrain is promoted, and concept drift clears under the new model. One regression
-(scikit-learn's diabetes) and one binary classifier (its breast cancer table)."""
+(scikit-learn's diabetes), one binary classifier (its breast cancer table) and one of three
+classes (its wine table)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from sklearn.datasets import load_breast_cancer, load_diabetes
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
 
 from driftkeeper.model.store import ModelStore
 
@@ -40,12 +41,28 @@ def _cancer(path: Path) -> list[str]:
     return ["--target", "diagnosis"]
 
 
+WINE = ["alcohol", "malic_acid", "ash", "alcalinity_of_ash", "magnesium", "total_phenols",
+        "flavanoids", "nonflavanoid_phenols", "proanthocyanins", "color_intensity", "hue",
+        "od280/od315_of_diluted_wines", "proline"]
+
+
+def _wine(path: Path) -> list[str]:
+    """All 13 measurements, the cultivar as text (3 classes)."""
+    data = load_wine(as_frame=True)
+    frame = data.frame.rename(columns={"target": "cultivar"})
+    frame["cultivar"] = [("barolo", "grignolino", "barbera")[t] for t in data.target]
+    frame.to_csv(path, index=False)
+    return ["--target", "cultivar"]
+
+
 CASES = {
     "diabetes": (_diabetes, 100, r"\n\s+sex\s+categorical\s+2 levels: 1, 2\n",
                  r"progression x1\.25 where", "where: sex 2: progression",
                  ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]),
     "cancer": (_cancer, 100, r"\n\s+diagnosis\s+classification target\s+2 classes",
                r"diagnosis 30% flipped where", "concept drift", CANCER),
+    "wine": (_wine, 100, r"\n\s+cultivar\s+classification target\s+3 classes",
+             r"cultivar 30% relabelled as the next\s+class where", "concept drift", WINE),
 }
 
 

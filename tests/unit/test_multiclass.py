@@ -238,6 +238,10 @@ def test_the_service_judges_a_multiclass_window(served, wine: pd.DataFrame) -> N
     assert concept["log_loss"] == pytest.approx(log_loss(y, p, labels=[0, 1, 2]), rel=1e-6)
     assert concept["accuracy"] == pytest.approx(accuracy_score(y, p.argmax(axis=1)))
     assert concept["rmse"] == pytest.approx(np.sqrt(_brier(y, p).mean() / 2), rel=1e-6)
+    # One-vs-rest calibration: each class's observed rate minus its mean probability.
+    assert concept["calibration"] is None
+    expected = {c: float(np.mean(y == i) - p[:, i].mean()) for i, c in enumerate(CLASSES)}
+    assert concept["class_calibration"] == pytest.approx(expected, abs=1e-9)
     metrics = {s.name: s.value for f in text_string_to_metric_families(
         client.get("/metrics").get_data(as_text=True)) for s in f.samples}
     assert metrics["driftkeeper_residual_log_loss_total"] / 150 == pytest.approx(
@@ -272,6 +276,14 @@ def test_drift_with_the_model_judges_a_multiclass_batch(trained, wine: pd.DataFr
     assert moved["concept"]["drift"] is True
     assert moved["concept"]["log_loss"] > 10 * calm["concept"]["log_loss"]
     assert moved["concept"]["accuracy"] < 0.5 < calm["concept"]["accuracy"]
+    # Swapping two classes' labels leaves every class's rate where it was: calibration in
+    # the large barely moves, while the errors are far worse.
+    shares = quiet[TARGET].value_counts(normalize=True)
+    moved_shares = _swapped(quiet)[TARGET].value_counts(normalize=True)
+    for c in CLASSES:
+        assert (moved["concept"]["class_calibration"][c]
+                - calm["concept"]["class_calibration"][c]) == pytest.approx(
+            moved_shares[c] - shares[c], abs=1e-9)
     # The inputs did not move: neither do the label-free kinds.
     assert moved["data"]["drift"] is False and moved["prediction"]["drift"] is False
 
@@ -363,3 +375,31 @@ def test_a_multiclass_model_doing_better_is_not_concept_drift(trained) -> None:
     worse = evaluate_concept(profile, residual_window(
         profile, held_out + 0.15, np.ones(2000), np.zeros(2000)), settings)
     assert worse.drift is True and "bias" in worse.reasons, worse
+
+
+# -- where concept drift lives -------------------------------------------------------------
+
+def test_the_classes_are_segments_too(trained) -> None:
+    layout = ModelStore(trained[0]).load(with_estimator=False).profile.segments.layout
+    assert [f.name for f in layout[:-1]] == list(load_wine().feature_names)
+    assert (layout[-1].name, layout[-1].kind, layout[-1].levels) == (TARGET, "categorical",
+                                                                     CLASSES)
+
+
+def test_the_pod_names_the_classes_whose_labels_moved(served, wine: pd.DataFrame) -> None:
+    """barolo and grignolino labels swapped: the pod's window (rings, with each row's
+    label) locates the drift in those two classes, not in barbera."""
+    app, client = served
+    world = _swapped(wine.sample(300, replace=True, random_state=10))
+    for start in range(0, 300, 50):
+        assert client.post("/feedback", json={"instances": _rows(world[start:start + 50],
+                                                                 label=True)}).status_code == 200
+    Monitor(state_of(app).config).tick()
+    concept = client.get("/drift").get_json()["concept"]
+    assert concept["drift"] is True
+    where = {loc["feature"]: loc for loc in concept["segments"]["locations"]}
+    assert sorted(where[TARGET]["segments"]) == ["barolo", "grignolino"], concept["segments"]
+    assert where[TARGET]["message"].startswith(f"{TARGET} barolo, grignolino: error ")
+    barbera = next(s for s in concept["segments"]["segments"]
+                   if s["feature"] == TARGET and s["segment"] == "barbera")
+    assert barbera["flagged"] is False

@@ -52,22 +52,32 @@ class FeedbackRows:
     the outcome: the probability the model gave the class that happened (a classifier's;
     NaN for a regression) and the label as encoded (a class index, or the actual value).
     Residual and prediction are the one-number forms of ``drift/probability.py`` for a
-    classifier of K >= 3 classes."""
+    classifier of K >= 3 classes (``n_classes``), whose rows end with the K probabilities
+    (each class's calibration needs them)."""
 
     n_features: int
+    n_classes: int = 0  # the model's classes; the rows hold K probabilities when K >= 3
     prefix = "feedback"
 
     @property
+    def n_probabilities(self) -> int:
+        return self.n_classes if self.n_classes >= 3 else 0
+
+    @property
     def width(self) -> int:
-        return self.n_features + 6
+        return self.n_features + 6 + self.n_probabilities
 
     def pack(self, stamps: np.ndarray, version_number: int, residuals: np.ndarray,
              predictions: np.ndarray, X: np.ndarray, outcomes: np.ndarray | None = None,
-             labels: np.ndarray | None = None) -> np.ndarray:
+             labels: np.ndarray | None = None,
+             probabilities: np.ndarray | None = None) -> np.ndarray:
         unknown = np.full(len(X), np.nan)
+        each = (np.empty((len(X), 0)) if not self.n_probabilities
+                else np.asarray(probabilities, dtype=np.float64).reshape(
+                    len(X), self.n_probabilities))
         return np.column_stack([stamps, np.full(len(X), version_number), residuals,
                                 predictions, X, unknown if outcomes is None else outcomes,
-                                unknown if labels is None else labels])
+                                unknown if labels is None else labels, each])
 
     def empty(self) -> np.ndarray:
         return np.empty((0, self.width))
@@ -92,3 +102,8 @@ class FeedbackRows:
 
     def labels(self, rows: np.ndarray) -> np.ndarray:
         return rows[:, 5 + self.n_features]
+
+    def probabilities(self, rows: np.ndarray) -> np.ndarray:
+        """(rows, K) class probabilities; (rows, 0) for any other model."""
+        start = 6 + self.n_features
+        return rows[:, start:start + self.n_probabilities]

@@ -16,7 +16,7 @@ from .judge import Windows, evaluate_all
 from .performance import estimate_window
 from .probability import Scored, score, segment_scales
 from .report import DriftReport
-from .segments import SegmentSums, segment_sums
+from .segments import SegmentSums, segment_matrix, segment_sums
 from .settings import MonitorSettings
 from .windows import data_window, prediction_window, residual_window
 
@@ -25,10 +25,12 @@ if TYPE_CHECKING:  # the serving model is only passed in; drift/ does not import
 
 
 def batch_windows(model: ServingModel, X: np.ndarray, labelled: Scored | None = None,
-                  segments: Callable[[], SegmentSums | None] | None = None) -> Windows:
+                  segments: Callable[[], SegmentSums | None] | None = None,
+                  classes: tuple[np.ndarray, np.ndarray] | None = None) -> Windows:
     """Every window of encoded rows ``X``: all rows count for data drift; the rows the model
     can score (complete, known categories) for the predictions and the loss estimates;
-    ``labelled`` (the labelled rows, scored) for concept drift, when there are labels."""
+    ``labelled`` (the labelled rows, scored) for concept drift, when there are labels
+    (``classes``: a multiclass model's labels and probabilities of those rows)."""
     profile = model.bundle.profile
     complete = profile.schema.complete_rows(X)
     scored = model.monitored(X[complete]) if complete.any() else np.empty(0)
@@ -36,7 +38,8 @@ def batch_windows(model: ServingModel, X: np.ndarray, labelled: Scored | None = 
     return Windows(data_window(profile, X), prediction_window(profile, scored),
                    None if estimates is None else estimate_window(estimates),
                    None if labelled is None else residual_window(
-                       profile, labelled.residual, labelled.log_loss, labelled.correct),
+                       profile, labelled.residual, labelled.log_loss, labelled.correct,
+                       *(classes or (None, None))),
                    segments)
 
 
@@ -54,8 +57,10 @@ def judge_frame(model: ServingModel, frame: pd.DataFrame, settings: MonitorSetti
         outputs = (model.predict(X[labelled]) if labelled.any()
                    else np.empty((0, k)) if k >= 3 else np.empty(0))
         scored = score(k, y[labelled], outputs)
-        segments = partial(_segment_sums, model, X[labelled], scored.residual, scored.summary)
-    windows = batch_windows(model, X, scored, segments)
+        segments = partial(_segment_sums, model, segment_matrix(
+            X[labelled], y[labelled] if k >= 3 else None), scored.residual, scored.summary)
+    windows = batch_windows(model, X, scored, segments,
+                            None if scored is None else (y[labelled], outputs))
     report = evaluate_all(model.bundle.profile, windows, settings, model.version, now,
                           predict=model.monitored)
     return report, windows

@@ -23,7 +23,7 @@ from .report import (
     ResidualTest,
 )
 from .segment_verdict import SegmentVerdict, evaluate_segments
-from .segments import SegmentSettings, SegmentSums, segment_sums
+from .segments import SegmentSettings, SegmentSums, segment_matrix, segment_sums
 from .settings import (
     ConceptSettings,
     DataSettings,
@@ -218,22 +218,35 @@ def evaluate_concept(profile: ReferenceProfile, window: ResidualWindow,
     return ConceptVerdict(score=score, threshold=threshold, drift=drift, samples=n,
                           min_samples=settings.min_samples, rmse=rmse, rmse_reference=ref.rmse,
                           bias=bias, residual_ks=ks_test, bias_test=bias_test, reasons=reasons,
-                          threshold_source=source, **_classifier_measures(ref, window))
+                          threshold_source=source, **_classifier_measures(
+                              ref, window, profile.schema.target.classes
+                              if profile.n_classes >= 3 else None))
 
 
-def _classifier_measures(ref: ResidualProfile, window: ResidualWindow) -> dict[str, Any]:
+def _classifier_measures(ref: ResidualProfile, window: ResidualWindow,
+                         classes: tuple[str, ...] | None = None) -> dict[str, Any]:
     """A classifier's log loss, accuracy and calibration beside the held-out ones (nothing
     for a regression). They are reported, not tested: the RMSE (the Brier score's root),
     residual-KS and bias tests already judge the same residuals."""
     if ref.log_loss is None:
         return {}
     n = window.n
-    return {"log_loss": window.log_loss_sum / n if n and window.log_loss_sum is not None
-            else None,
-            "log_loss_reference": ref.log_loss,
-            "accuracy": window.correct / n if n and window.correct is not None else None,
-            "accuracy_reference": ref.accuracy,
-            "calibration": window.total / n if n else None}
+    measures = {"log_loss": window.log_loss_sum / n if n and window.log_loss_sum is not None
+                else None,
+                "log_loss_reference": ref.log_loss,
+                "accuracy": window.correct / n if n and window.correct is not None else None,
+                "accuracy_reference": ref.accuracy,
+                "calibration": window.total / n if n else None}
+    if classes is not None:
+        # One-vs-rest: each class's observed rate minus its mean predicted probability
+        # (the mean residual is not a calibration here: a multiclass one is never < 0).
+        measures["calibration"] = None
+        known = (n and window.class_rows is not None
+                 and window.class_probabilities is not None)
+        measures["class_calibration"] = (
+            {c: float((window.class_rows[i] - window.class_probabilities[i]) / n)
+             for i, c in enumerate(classes)} if known else None)
+    return measures
 
 
 def evaluate_prediction(profile: ReferenceProfile, window: stats.NumericCounts | None,
@@ -283,17 +296,17 @@ def evaluate_performance(profile: ReferenceProfile, window: EstimateWindow | Non
 
 
 def locate_concept_drift(profile: ReferenceProfile, X: np.ndarray, residuals: np.ndarray,
-                         predictions: np.ndarray,
-                         settings: SegmentSettings) -> SegmentVerdict | None:
+                         predictions: np.ndarray, settings: SegmentSettings,
+                         labels: np.ndarray | None = None) -> SegmentVerdict | None:
     """Where the labelled window's residuals moved (None: off, or no segment reference).
     Callers ask only once concept drift is detected: naming segments of a quiet window
     would only add noise to a report that says all is well."""
     if profile.segments is None or not settings.enabled:
         return None
-    window = segment_sums(profile.segments.layout, X, residuals,
+    window = segment_sums(profile.segments.layout, segment_matrix(X, labels), residuals,
                           segment_scales(profile.n_classes, predictions))
     return evaluate_segments(profile.segments, window, settings,
-                             profile.schema.target.name)
+                             _shift_subject(profile))
 
 
 def locate_in_sums(profile: ReferenceProfile, window: SegmentSums | None,
@@ -302,4 +315,11 @@ def locate_in_sums(profile: ReferenceProfile, window: SegmentSums | None,
     if profile.segments is None or window is None or not settings.enabled:
         return None
     return evaluate_segments(profile.segments, window, settings,
-                             profile.schema.target.name)
+                             _shift_subject(profile))
+
+
+def _shift_subject(profile: ReferenceProfile) -> str:
+    """What a segment's shift is of, in its sentence: the target ("price 24 % above the
+    model"), or for a multiclass model the error (its residual is sqrt(Brier / 2) and
+    the segments include the classes themselves: "cultivar barolo: error 98 % above")."""
+    return "error" if profile.n_classes >= 3 else profile.schema.target.name

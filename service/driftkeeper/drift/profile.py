@@ -20,7 +20,7 @@ from . import calibration, stats
 from .calibration import NullTable
 from .performance import PerformanceProfile, build_performance_profile
 from .probability import correct, log_losses, segment_scales
-from .segments import SegmentProfile, build_segment_profile
+from .segments import SegmentProfile, build_segment_profile, segment_matrix
 
 PROFILE_FORMAT = 3
 """Bumped whenever the stored profile changes shape; older profiles need a retrain."""
@@ -220,11 +220,13 @@ def build_profile(schema: FeatureSchema, reference: np.ndarray,
                   estimates: np.ndarray | None = None,
                   sample: np.ndarray | None = None,
                   heldout: np.ndarray | None = None,
-                  measures: tuple[np.ndarray, np.ndarray] | None = None) -> ReferenceProfile:
+                  measures: tuple[np.ndarray, np.ndarray] | None = None,
+                  heldout_labels: np.ndarray | None = None) -> ReferenceProfile:
     """Profile an encoded reference matrix (rows x schema features), held-out residuals,
     the model's held-out predictions and the loss model's estimates on the same rows
     (``heldout``: those rows, encoded, which give the residuals per segment; ``measures``:
-    their log losses and correct flags, which a multiclass residual does not give).
+    their log losses and correct flags, which a multiclass residual does not give;
+    ``heldout_labels``: their class indices, which a multiclass model's segments need).
 
     ``keep_values`` keeps the sorted raw numerics in memory for exact-mode statistics.
     """
@@ -255,7 +257,9 @@ def build_profile(schema: FeatureSchema, reference: np.ndarray,
     segments = None
     if heldout is not None and residuals is not None and predictions is not None:
         segments = build_segment_profile(
-            schema, heldout, residuals, segment_scales(schema.target.n_classes, predictions))
+            schema, segment_matrix(heldout, heldout_labels if schema.target.n_classes >= 3
+                                   else None),
+            residuals, segment_scales(schema.target.n_classes, predictions))
     return ReferenceProfile(schema, features, len(reference), residual_profile,
                             meta={"bins": n_bins, "calibration_trials": trials, "seed": seed},
                             predictions=prediction_profile, performance=performance,

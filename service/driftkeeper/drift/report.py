@@ -98,10 +98,13 @@ class ConceptVerdict:
     accuracy: float | None = None
     accuracy_reference: float | None = None
     calibration: float | None = None
+    # A multiclass model's one-vs-rest calibration: each class's observed rate minus its
+    # mean predicted probability (None where the window does not carry the class sums).
+    class_calibration: dict[str, float] | None = None
 
 
 CLASSIFIER_FIELDS = ("log_loss", "log_loss_reference", "accuracy", "accuracy_reference",
-                     "calibration")
+                     "calibration", "class_calibration")
 """Concept fields only a classifier's report carries: a regression's keeps its shape."""
 
 

@@ -181,13 +181,26 @@ def _edge_texts(edges: Sequence[float]) -> list[str]:
 Layout = tuple[SegmentFeature, ...]
 
 
+def segment_matrix(X: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+    """What segments are assigned from: the encoded features, and for a classifier of
+    K >= 3 classes the label (class index) as one more column (``labels``; None for any
+    other model)."""
+    if labels is None:
+        return X
+    return np.column_stack([np.asarray(X, dtype=np.float64),
+                            np.asarray(labels, dtype=np.float64)])
+
+
 def layout_from_schema(schema: FeatureSchema, X: np.ndarray,
                        bands: int = DEFAULT_BANDS) -> Layout:
     """Segments of every schema feature: its levels, or ``bands`` quantile bands of the
-    finite values in ``X`` (interior edges; tied quantiles merge bands)."""
+    finite values in ``X`` (interior edges; tied quantiles merge bands). A classifier of
+    K >= 3 classes also has one segment per class that happened (``X``'s last column,
+    :func:`segment_matrix`): where concept drift lives may be "the rows of one class"."""
     if bands < 1:
         raise ValueError(f"bands must be at least 1, got {bands}")
-    X = _matrix(X, len(schema.features))
+    per_class = schema.target.n_classes >= 3
+    X = _matrix(X, len(schema.features) + per_class)
     out = []
     for j, feat in enumerate(schema.features):
         if feat.kind == "categorical":
@@ -199,6 +212,8 @@ def layout_from_schema(schema: FeatureSchema, X: np.ndarray,
             inner = np.quantile(col, np.linspace(0.0, 1.0, bands + 1)[1:-1])
             edges = tuple(float(e) for e in np.unique(inner))
         out.append(SegmentFeature(feat.name, "numerical", edges=edges))
+    if per_class:
+        out.append(_categorical(schema.target.name, schema.target.classes, X[:, -1]))
     return tuple(out)
 
 
@@ -399,7 +414,8 @@ class SegmentProfile:
 def build_segment_profile(schema: FeatureSchema, X_hold: np.ndarray, residuals: np.ndarray,
                           predictions: np.ndarray,
                           bands: int = DEFAULT_BANDS) -> SegmentProfile:
-    """Segment the held-out rows (bands from their own quantiles) and sum their residuals.
+    """Segment the held-out rows (bands from their own quantiles) and sum their residuals
+    (``X_hold`` from :func:`segment_matrix`: a multiclass model's rows with their labels).
 
     Held-out rows, not training rows: the model has fitted the latter, so their residuals
     would make every later window look biased."""

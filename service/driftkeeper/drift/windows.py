@@ -43,12 +43,18 @@ class ResidualWindow:
     total_sq: float  # sum of squared residuals
     log_loss_sum: float | None = None  # a classifier's summed log loss
     correct: int | None = None  # a classifier's correctly classified rows
+    # A multiclass model's rows per class that happened, and its summed probability of
+    # each class: one-vs-rest calibration is their difference over n.
+    class_rows: np.ndarray | None = None
+    class_probabilities: np.ndarray | None = None
 
     def __add__(self, other: ResidualWindow) -> ResidualWindow:
         return ResidualWindow(self.counts + other.counts, self.n + other.n,
                               self.total + other.total, self.total_sq + other.total_sq,
                               _add(self.log_loss_sum, other.log_loss_sum),
-                              _add(self.correct, other.correct))
+                              _add(self.correct, other.correct),
+                              _add(self.class_rows, other.class_rows),
+                              _add(self.class_probabilities, other.class_probabilities))
 
 
 def _add(a: Any, b: Any) -> Any:
@@ -71,11 +77,15 @@ def data_window(profile: ReferenceProfile, encoded: np.ndarray) -> DataWindow:
 
 def residual_window(profile: ReferenceProfile, residuals: np.ndarray,
                     losses: np.ndarray | None = None,
-                    hits: np.ndarray | None = None) -> ResidualWindow:
+                    hits: np.ndarray | None = None,
+                    labels: np.ndarray | None = None,
+                    probabilities: np.ndarray | None = None) -> ResidualWindow:
     """Summarise residuals (actual - predicted) against the profile's residual bins; a
     classifier's per-row log losses and correct flags are reused when given (the monitor
     derives them once per row), computed from binary residuals when not (a multiclass
-    window needs them given: its residual does not say them)."""
+    window needs them given: its residual does not say them). A multiclass window also
+    sums each class's rows and probabilities when ``labels`` (class indices) and
+    ``probabilities`` (rows x K) are given."""
     if profile.residuals is None:
         raise ValueError("this profile has no residual reference (trained without hold-out)")
     r = np.asarray(residuals, dtype=np.float64)
@@ -85,10 +95,18 @@ def residual_window(profile: ReferenceProfile, residuals: np.ndarray,
     if classifier:
         loss = float((log_losses(r) if losses is None else np.asarray(losses)[finite]).sum())
         right = int((correct(r) if hits is None else np.asarray(hits)[finite] > 0).sum())
+    k = profile.n_classes
+    class_rows = class_probabilities = None
+    if k >= 3 and labels is not None and probabilities is not None:
+        known = np.asarray(labels, dtype=np.float64)[finite]
+        p = np.asarray(probabilities, dtype=np.float64).reshape(-1, k)[finite]
+        ok = np.isfinite(known) & np.isfinite(p).all(axis=1)
+        class_rows = np.bincount(known[ok].astype(np.intp), minlength=k).astype(np.float64)
+        class_probabilities = p[ok].sum(axis=0)
     return ResidualWindow(profile.residuals.bins.count(r), len(r), float(r.sum()),
                           float(np.sum(r * r)),
                           loss if classifier else None,
-                          right if classifier else None)
+                          right if classifier else None, class_rows, class_probabilities)
 
 
 def prediction_window(profile: ReferenceProfile,

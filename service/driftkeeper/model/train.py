@@ -257,8 +257,17 @@ def _fit_with_feedback(config: TrainingConfig, schema: FeatureSchema, data: _Dat
               if schema.target.is_classification else scores)
     strategy = min(chosen, key=chosen.__getitem__)
     estimator = recipes[strategy](np.arange(len(y)))
-    return _Fitted(estimator, oof[strategy], y, X, X, strategy, scores,
-                   f"{config.folds}-fold cross-validation on {len(y)} recent labels",
+    reference, evaluation = oof[strategy], f"{config.folds}-fold cross-validation"
+    if strategy == "recalibrate" and schema.target.is_classification:
+        # Platt or vector scaling fits 2 or 2K numbers: on these rows its error is its error
+        # on new ones. Out-of-fold, each fold's slightly different numbers would spread
+        # every residual the serving model gives in few values (a confident base model's
+        # probabilities are near 0 or 1) over K near values, and the residual KS test would
+        # then see that spread, not a change, on live traffic.
+        reference = score(schema.target.n_classes, y, estimator.predict(X))
+        evaluation = f"in-sample residuals of the recalibration ({evaluation} chose it)"
+    return _Fitted(estimator, reference, y, X, X, strategy, scores,
+                   f"{evaluation} on {len(y)} recent labels",
                    chosen if schema.target.is_classification else None)
 
 
@@ -372,7 +381,8 @@ def train(model_dir: str | Path, config: TrainingConfig | None = None,
                             sample=reference_sample(fitted.heldout_X, seed=config.seed),
                             heldout=fitted.heldout_X,
                             measures=(fitted.scored.log_loss, fitted.scored.correct)
-                            if schema.target.is_classification else None)
+                            if schema.target.is_classification else None,
+                            heldout_labels=fitted.actual)
     metadata = {
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "parent": parent,

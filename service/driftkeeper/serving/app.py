@@ -239,13 +239,15 @@ def create_app(config: ServiceConfig, start_background: bool = True) -> Flask:
         rows, batch = _rows(config.max_rows)
         X, y = state.validator(model, with_target=True).encode(rows, batch)
         assert y is not None
-        scored = score(model.bundle.schema.target.n_classes, y, model.predict(X))
+        classes = model.bundle.schema.target.n_classes
+        outputs = model.predict(X)
+        scored = score(classes, y, outputs)
         predictions = scored.summary
         now = time.time()
-        layout = FeedbackRows(X.shape[1])
+        layout = FeedbackRows(X.shape[1], classes)
         state.ring(layout.prefix, layout.width).append(
             layout.pack(predicting.timestamps(now, len(X)), model.number, scored.residual,
-                        predictions, X, scored.outcome, y))
+                        predictions, X, scored.outcome, y, outputs))
         store = state.feedback_store(model)
         # Answered only once the rows are on disk (a group commit shares the fsync with
         # concurrent requests); a full store is pruned by the background loop, not here.

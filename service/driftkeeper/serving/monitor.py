@@ -124,7 +124,8 @@ def evaluate_windows(model: ServingModel, policy: DriftPolicy, recent: RecentRow
                       derive.derive_feedback(labels.empty()))
     extra = labelled[:, labels.width:]
     residuals = residual_window(profile, labels.residuals(labelled), extra[:, LOG_LOSS],
-                                extra[:, CORRECT])
+                                extra[:, CORRECT], labels.labels(labelled),
+                                labels.probabilities(labelled))
 
     def segments() -> SegmentSums | None:
         if profile.segments is None:

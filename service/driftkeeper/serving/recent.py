@@ -25,7 +25,7 @@ import numpy as np
 from ..contract.rings import FeedbackRows, InputRows
 from ..drift.probability import row_measures
 from ..drift.profile import ReferenceProfile
-from ..drift.segments import segment_ids
+from ..drift.segments import segment_ids, segment_matrix
 from .rings import read_ring_tail
 
 Estimator = Callable[[np.ndarray, np.ndarray], np.ndarray | None]
@@ -54,7 +54,7 @@ class Derivation:
 
     @property
     def feedback(self) -> FeedbackRows:
-        return FeedbackRows(len(self.profile.schema.features))
+        return FeedbackRows(len(self.profile.schema.features), self.profile.n_classes)
 
     def derive_inputs(self, rows: np.ndarray) -> np.ndarray:
         """Rows with the estimate column: estimated for this version's rows only."""
@@ -74,8 +74,9 @@ class Derivation:
         losses, hits = row_measures(self.profile.n_classes, layout.residuals(rows),
                                     layout.predictions(rows), layout.outcomes(rows))
         segments = self.profile.segments
+        labels = layout.labels(rows) if self.profile.n_classes >= 3 else None
         ids = (np.empty((len(rows), 0)) if segments is None
-               else segment_ids(segments.layout, layout.features(rows)))
+               else segment_ids(segments.layout, segment_matrix(layout.features(rows), labels)))
         return np.column_stack([rows, losses, hits, ids])
 
 

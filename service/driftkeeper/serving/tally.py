@@ -27,7 +27,7 @@ from ..contract import names
 from ..contract.rings import InputRows
 from ..drift.probability import correct, log_losses, segment_scales
 from ..drift.profile import NumericalProfile, ReferenceProfile
-from ..drift.segments import SegmentSums, segment_ids, sums_by_segment
+from ..drift.segments import SegmentSums, segment_ids, segment_matrix, sums_by_segment
 from ..drift.stats import NumericBins
 from ..files import write_atomic
 from .recent import (
@@ -140,11 +140,13 @@ class Tally:
         self.estimate_rows += len(e)
 
     def add_segments(self, profile: ReferenceProfile, X: np.ndarray, residuals: np.ndarray,
-                     predictions: np.ndarray) -> None:
-        """Add labelled rows (encoded) to their segments' residual sums."""
+                     predictions: np.ndarray, labels: np.ndarray | None = None) -> None:
+        """Add labelled rows (encoded; a multiclass model's with their class indices) to
+        their segments' residual sums."""
         if profile.segments is not None:
-            self.add_segment_ids(profile, segment_ids(profile.segments.layout, X), residuals,
-                                 predictions)
+            self.add_segment_ids(profile, segment_ids(profile.segments.layout,
+                                                      segment_matrix(X, labels)),
+                                 residuals, predictions)
 
     def add_segment_ids(self, profile: ReferenceProfile, ids: np.ndarray,
                         residuals: np.ndarray, predictions: np.ndarray) -> None:
