@@ -40,3 +40,20 @@ def as_classifier(profile: ReferenceProfile) -> ReferenceProfile:
                      exclusive_minimum=None, maximum=None)
     return replace(profile, residuals=residuals,
                    schema=replace(profile.schema, target=target))
+
+
+MULTICLASS = ("red", "green", "blue")
+
+
+def as_multiclass(profile: ReferenceProfile) -> ReferenceProfile:
+    """``profile`` as a 3-class model's: held-out residuals sqrt(Brier / 2) with their
+    log losses and correct flags, without training one."""
+    rng = np.random.default_rng(0)
+    residuals = rng.uniform(0.0, 0.8, 2000)
+    classifier = build_residual_profile(
+        residuals, rng, trials=500, classification=True,
+        measures=(rng.exponential(0.5, 2000), rng.random(2000) < 0.7))
+    target = replace(profile.schema.target, task="classification", classes=MULTICLASS,
+                     exclusive_minimum=None, maximum=None)
+    return replace(profile, residuals=classifier,
+                   schema=replace(profile.schema, target=target))

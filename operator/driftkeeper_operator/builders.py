@@ -280,11 +280,14 @@ def _classifier_measures(concept: Any) -> dict[str, Any]:
     (absent for a regression, whose verdict has no log loss reference)."""
     if concept.log_loss_reference is None:
         return {}
+    by_class = concept.class_calibration
     return {"logLoss": _round(concept.log_loss),
             "logLossReference": _round(concept.log_loss_reference),
             "accuracy": _round(concept.accuracy),
             "accuracyReference": _round(concept.accuracy_reference),
-            "calibration": _round(concept.calibration)}
+            "calibration": _round(concept.calibration),
+            "classCalibration": None if by_class is None else {
+                c: round(float(v), 6) for c, v in by_class.items()}}
 
 
 def _round(value: float | None) -> float | None:

@@ -2,7 +2,8 @@
 
 Every model pod exports cumulative counters of what its windows saw (``serving/tally.py``):
 rows per reference bin and feature, labelled rows per residual bin, residual sums (and a
-classifier's summed log loss and correct rows). The
+classifier's summed log loss and correct rows; a multiclass model's rows and summed
+probability per class). The
 difference of two readings of one replica is that replica's window between them, and the
 windows of all replicas add up (the drift engine's mergeable windows), so the operator
 judges the whole Deployment as one.
@@ -49,6 +50,9 @@ class Counters:
     # A classifier's summed log loss and correct rows (None: not exported, a regression).
     log_loss_sum: float | None = None
     correct: float | None = None
+    # A multiclass model's class name -> (labelled rows of that class, summed probability
+    # of it): one-vs-rest calibration (None: not exported, another model).
+    classes: dict[str, tuple[float, float]] | None = None
 
     def same_series(self, other: Counters) -> bool:
         """Both readings continue the same counters (no promotion, no restart between)."""
@@ -79,7 +83,18 @@ class Counters:
             max(self.estimate_sum - older.estimate_sum, 0.0),
             max(self.estimate_rows - older.estimate_rows, 0.0),
             {k: _sub(v, older.segments.get(k)) for k, v in self.segments.items()},
-            _since(self.log_loss_sum, older.log_loss_sum), _since(self.correct, older.correct))
+            _since(self.log_loss_sum, older.log_loss_sum), _since(self.correct, older.correct),
+            _classes_since(self.classes, older.classes))
+
+
+def _classes_since(new: dict[str, tuple[float, float]] | None,
+                   old: dict[str, tuple[float, float]] | None
+                   ) -> dict[str, tuple[float, float]] | None:
+    """Each class's increase, unknown unless both readings have every class."""
+    if new is None or old is None or set(new) != set(old):
+        return None
+    return {c: (max(n - old[c][0], 0.0), max(p - old[c][1], 0.0))
+            for c, (n, p) in new.items()}
 
 
 def _since(new: float | None, old: float | None) -> float | None:
@@ -130,6 +145,7 @@ def parse_counters(text: str) -> Counters:
     version = started = None
     squares = labels = estimates = 0.0
     log_loss = correct = None
+    classes: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
     segments: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
     for name, lab, value in read_samples(text, _READ):
         if name == names.FEATURE_BIN.sample:
@@ -150,6 +166,10 @@ def parse_counters(text: str) -> Counters:
             log_loss = value
         elif name == names.RESIDUAL_CORRECT.sample:
             correct = value
+        elif name == names.CLASS_ROWS.sample:
+            classes[lab[names.CLASS]][0] = value
+        elif name == names.CLASS_PROBABILITY.sample:
+            classes[lab[names.CLASS]][1] = value
         elif name == names.PREDICTION_BIN.sample:
             prediction_bins[int(lab[names.BIN])] = value
         elif name == names.ESTIMATED_SQUARED_ERROR.sample:
@@ -171,7 +191,8 @@ def parse_counters(text: str) -> Counters:
                     rows.get(names.DATA, 0.0), rows.get(names.CONCEPT, 0.0), labels,
                     bins_array(prediction_bins), rows.get(names.PREDICTION, 0.0), estimates,
                     rows.get(names.PERFORMANCE, 0.0),
-                    {k: bins_array(v) for k, v in segments.items()}, log_loss, correct)
+                    {k: bins_array(v) for k, v in segments.items()}, log_loss, correct,
+                    {c: (n, p) for c, (n, p) in classes.items()} if classes else None)
 
 
 def total(parts: list[Counters]) -> Counters:
@@ -203,7 +224,20 @@ def total(parts: list[Counters]) -> Counters:
                     prediction_bins, sum(p.prediction_rows for p in parts),
                     sum(p.estimate_sum for p in parts), sum(p.estimate_rows for p in parts),
                     segments, _sum([p.log_loss_sum for p in parts]),
-                    _sum([p.correct for p in parts]))
+                    _sum([p.correct for p in parts]), _classes_total(parts))
+
+
+def _classes_total(parts: list[Counters]) -> dict[str, tuple[float, float]] | None:
+    """Every class's sums over replicas, unknown unless every replica has them."""
+    if not parts or any(p.classes is None for p in parts):
+        return None
+    out: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for p in parts:
+        assert p.classes is not None
+        for c, (n, q) in p.classes.items():
+            out[c][0] += n
+            out[c][1] += q
+    return {c: (n, q) for c, (n, q) in out.items()}
 
 
 def _dense(bins: np.ndarray | None, size: int) -> np.ndarray:
@@ -236,17 +270,23 @@ def data_window_of(profile: ReferenceProfile, counts: Counters) -> DataWindow:
 
 def residual_window_of(profile: ReferenceProfile, counts: Counters) -> ResidualWindow:
     """The drift engine's labelled window from summed counters (a classifier's log loss
-    and correct rows too, when every replica exported them)."""
+    and correct rows, and a multiclass model's class sums, when every replica exported
+    them)."""
     if profile.residuals is None:
         raise ValueError("the reference profile has no held-out residuals")
     dense = _dense(counts.residual_bins, len(profile.residuals.bins.edges) + 1)
     classifier = profile.is_classifier
+    classes = profile.schema.target.classes
+    known = (profile.n_classes >= 3 and counts.classes is not None
+             and set(counts.classes) == set(classes))
     return ResidualWindow(stats.NumericCounts(dense), round(dense.sum()),
                           counts.residual_positive - counts.residual_negative,
                           counts.residual_squares,
                           counts.log_loss_sum if classifier else None,
                           None if not classifier or counts.correct is None
-                          else round(counts.correct))
+                          else round(counts.correct),
+                          np.array([counts.classes[c][0] for c in classes]) if known else None,
+                          np.array([counts.classes[c][1] for c in classes]) if known else None)
 
 
 def prediction_window_of(profile: ReferenceProfile,

@@ -15,8 +15,14 @@ from driftkeeper.contract import names
 from driftkeeper.contract.text import read_samples
 from driftkeeper.model.store import ModelStore
 from driftkeeper.serving.tally import Tally
-from driftkeeper_operator.counters import Counters, parse_counters
-from exposition import as_classifier, classifier_residuals, tally_exposition
+from driftkeeper_operator.counters import Counters, parse_counters, residual_window_of
+from exposition import (
+    MULTICLASS,
+    as_classifier,
+    as_multiclass,
+    classifier_residuals,
+    tally_exposition,
+)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +32,8 @@ def profile(trained_model_dir: Path):
 
 def _counted(profile, encoded: np.ndarray, residuals: np.ndarray, seed: int) -> Tally:
     """A tally with every kind of counter: inputs (some beyond the reference range, some
-    unseen levels), predictions, loss estimates, residuals and segments."""
+    unseen levels), predictions, loss estimates, residuals and segments (and a multiclass
+    model's class sums)."""
     rng = np.random.default_rng(seed)
     X = encoded[rng.choice(len(encoded), len(residuals), replace=False)].copy()
     X[:, 0] *= 1.4
@@ -36,7 +43,13 @@ def _counted(profile, encoded: np.ndarray, residuals: np.ndarray, seed: int) -> 
     tally.add_inputs(profile, X)
     tally.add_predictions(profile, predictions)
     tally.add_estimates(rng.gamma(2.0, 1e5, len(X)))
-    tally.add_residuals(profile, residuals)
+    if profile.n_classes >= 3:
+        k = profile.n_classes
+        tally.add_residuals(profile, residuals, rng.exponential(0.5, len(X)),
+                            rng.random(len(X)) < 0.7, rng.integers(0, k, len(X)),
+                            rng.dirichlet(np.ones(k), len(X)))
+    else:
+        tally.add_residuals(profile, residuals)
     tally.add_segments(profile, X, residuals, predictions)
     tally.dropped_rows = 5
     return tally
@@ -48,12 +61,15 @@ def _decoded(tally: Tally, directory: Path, labels: float) -> Counters:
     return parse_counters(page)
 
 
-@pytest.mark.parametrize("kind", ["regression", "classifier"])
+@pytest.mark.parametrize("kind", ["regression", "classifier", "multiclass"])
 def test_what_the_tally_encodes_the_operator_decodes(tmp_path, profile, encoded,
                                                      kind) -> None:
     if kind == "classifier":
         profile = as_classifier(profile)
         residuals = classifier_residuals(600, 3)
+    elif kind == "multiclass":
+        profile = as_multiclass(profile)
+        residuals = np.random.default_rng(2).uniform(0.0, 0.9, 600)
     else:
         residuals = np.random.default_rng(2).standard_t(3, 600) * 400
     tally = _counted(profile, encoded, residuals, seed=4)
@@ -79,16 +95,31 @@ def test_what_the_tally_encodes_the_operator_decodes(tmp_path, profile, encoded,
     for name, sums in tally.segments.features.items():
         for key in ("n", "positive", "negative", "squares", "predictions"):
             np.testing.assert_allclose(got.segments[(name, key)], getattr(sums, key))
-    if kind == "classifier":
+    if kind == "regression":
+        assert got.log_loss_sum is None and got.correct is None
+    else:
         assert got.log_loss_sum == pytest.approx(tally.log_loss_sum)
         assert got.correct == tally.correct and got.correct is not None
+    if kind == "multiclass":
+        assert tally.class_rows is not None and tally.class_probabilities is not None
+        assert tally.class_rows.sum() == 600
+        assert got.classes is not None and set(got.classes) == set(MULTICLASS)
+        for i, c in enumerate(MULTICLASS):
+            assert got.classes[c] == pytest.approx(
+                (tally.class_rows[i], tally.class_probabilities[i]))
+        # The operator's window has them in the profile's class order.
+        window = residual_window_of(profile, got)
+        np.testing.assert_allclose(window.class_rows, tally.class_rows)
+        np.testing.assert_allclose(window.class_probabilities, tally.class_probabilities)
     else:
-        assert got.log_loss_sum is None and got.correct is None
+        assert got.classes is None
 
 
 def test_every_family_of_the_contract_is_on_the_page(tmp_path, profile, encoded) -> None:
-    classifier = as_classifier(profile)
-    tally = _counted(classifier, encoded, classifier_residuals(300, 1), seed=5)
+    """A multiclass model's page has every family (a binary one all but the classes')."""
+    classifier = as_multiclass(profile)
+    tally = _counted(classifier, encoded, np.random.default_rng(1).uniform(0, 0.9, 300),
+                     seed=5)
     page = tally_exposition(tally, tmp_path)
     exposed = {s.name for f in text_string_to_metric_families(page) for s in f.samples}
     # The feedback counter is the workers' own (serving/metrics.py), not the tally's.
@@ -152,3 +183,17 @@ def test_ring_rows_read_back_by_name_what_was_packed() -> None:
     np.testing.assert_array_equal(labels.predictions(rows), predictions)
     np.testing.assert_array_equal(labels.features(rows), X)
     assert (served.prefix, labels.prefix) == ("inputs", "feedback")
+
+
+def test_class_sums_difference_and_add_up_only_when_every_reading_has_them() -> None:
+    from driftkeeper_operator.counters import total
+
+    older = Counters("v2", 10.0, classes={"red": (5.0, 4.0), "blue": (3.0, 4.5)})
+    newer = Counters("v2", 10.0, classes={"red": (9.0, 7.5), "blue": (4.0, 5.0)})
+    assert newer.minus(older).classes == {"red": (4.0, 3.5), "blue": (1.0, 0.5)}
+    restarted = Counters("v2", 20.0, classes={"red": (1.0, 0.5), "blue": (0.0, 0.25)})
+    assert restarted.minus(newer).classes == restarted.classes  # a reset: all of it
+    both = total([newer.minus(older), restarted])
+    assert both.classes == {"red": (5.0, 4.0), "blue": (1.0, 0.75)}
+    # A replica without them (an older pod) leaves the fleet's calibration unknown.
+    assert total([restarted, Counters("v2", 30.0)]).classes is None

@@ -266,3 +266,26 @@ def test_operator_config_from_the_environment() -> None:
         OperatorConfig.from_env({"DRIFTKEEPER_WATCH_TIMEOUT": "soon"})
     with pytest.raises(DriftkeeperError, match="DRIFTKEEPER_SCRAPE_TIMEOUT must be > 0"):
         OperatorConfig.from_env({"DRIFTKEEPER_SCRAPE_TIMEOUT": "0"})
+
+
+def test_report_status_of_a_multiclass_model_has_each_class_calibration(
+        trained_model_dir) -> None:
+    """The fleet's class sums become classCalibration (declared in the status schema);
+    calibration, a binary model's, stays null."""
+    from exposition import MULTICLASS, as_multiclass
+
+    profile = as_multiclass(ModelStore(trained_model_dir).load(with_estimator=False).profile)
+    rng = np.random.default_rng(8)
+    labels, p = rng.integers(0, 3, 400), rng.dirichlet(np.ones(3), 400)
+    window = residual_window(profile, rng.uniform(0, 0.9, 400), np.ones(400),
+                             np.ones(400), labels, p)
+    concept = evaluate_concept(profile, window, ConceptSettings())
+    status = builders.report_status(DriftReport(
+        evaluate_data(profile, data_window(profile, np.empty((0, 6))), DataSettings()),
+        concept, "v1", 5.0))["concept"]
+    assert status["calibration"] is None
+    assert status["classCalibration"] == pytest.approx(
+        {c: float(np.mean(labels == i) - p[:, i].mean()) for i, c in enumerate(MULTICLASS)},
+        abs=1e-6)
+    declared = status_schema()["properties"]["concept"]["properties"]
+    assert set(status) <= set(declared)

@@ -33,6 +33,7 @@ SIGN = "sign"
 POSITIVE, NEGATIVE = "positive", "negative"
 KIND = "kind"
 SEGMENT = "segment"
+CLASS = "class"  # a multiclass model's class name (at most 50: model/train.py MAX_CLASSES)
 UNSEEN_BIN = -1  # a categorical feature's codes the schema does not know
 
 # kind= values of WINDOW_ROWS
@@ -45,6 +46,8 @@ RESIDUAL_SUM = Family("driftkeeper_residual_sum", (SIGN, VERSION))
 RESIDUAL_SQUARES = Family("driftkeeper_residual_squares", (VERSION,))
 RESIDUAL_LOG_LOSS = Family("driftkeeper_residual_log_loss", (VERSION,))
 RESIDUAL_CORRECT = Family("driftkeeper_residual_correct", (VERSION,))
+CLASS_ROWS = Family("driftkeeper_class_rows", (CLASS, VERSION))
+CLASS_PROBABILITY = Family("driftkeeper_class_probability", (CLASS, VERSION))
 WINDOW_ROWS = Family("driftkeeper_window_rows", (KIND, VERSION))
 ESTIMATED_SQUARED_ERROR = Family("driftkeeper_estimated_squared_error", (VERSION,))
 PREDICTION_BIN = Family("driftkeeper_prediction_bin", (BIN, VERSION))
@@ -65,7 +68,8 @@ SEGMENT_SUMS = {SEGMENT_ROWS: "n", SEGMENT_RESIDUAL_SQUARES: "squares",
 fills ``positive`` and ``negative`` by its sign label)."""
 
 WINDOW_FAMILIES = (FEATURE_BIN, FEATURE_OUTSIDE, RESIDUAL_BIN, RESIDUAL_SUM, RESIDUAL_SQUARES,
-                   RESIDUAL_LOG_LOSS, RESIDUAL_CORRECT, WINDOW_ROWS, ESTIMATED_SQUARED_ERROR,
+                   RESIDUAL_LOG_LOSS, RESIDUAL_CORRECT, CLASS_ROWS, CLASS_PROBABILITY,
+                   WINDOW_ROWS, ESTIMATED_SQUARED_ERROR,
                    PREDICTION_BIN, SEGMENT_ROWS, SEGMENT_RESIDUAL_SQUARES,
                    SEGMENT_PREDICTIONS, SEGMENT_RESIDUAL_SUM, DROPPED_ROWS, COUNTERS_START,
                    FEEDBACK)

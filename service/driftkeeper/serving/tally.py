@@ -41,9 +41,9 @@ from .recent import (
     RecentRows,
 )
 
-FORMAT = 5  # 2: prediction counts; 3: estimated squared errors; 4: segment sums;
-# 5: a classifier's summed log loss and correct count
-READABLE = (4, 5)  # a format-4 file has no classifier sums (a classifier's restarts)
+FORMAT = 6  # 2: prediction counts; 3: estimated squared errors; 4: segment sums;
+# 5: a classifier's summed log loss and correct count; 6: a multiclass model's class sums
+READABLE = (4, 5, 6)  # older files lack a classifier's sums (its counts then restart)
 
 
 @dataclass
@@ -86,6 +86,11 @@ class Tally:
     # regression, or a file written before they were counted).
     log_loss_sum: float | None = None
     correct: int | None = None
+    # A multiclass model's labelled rows per class that happened and summed probability of
+    # each class (one-vs-rest calibration; None: another model, or an older file).
+    class_rows: np.ndarray | None = None
+    class_probabilities: np.ndarray | None = None
+    class_names: tuple[str, ...] = ()  # their labels on /metrics
 
     @classmethod
     def empty(cls, profile: ReferenceProfile, version: str, started: float) -> Tally:
@@ -103,7 +108,10 @@ class Tally:
                    segments=(None if profile.segments is None
                              else SegmentSums.empty(profile.segments.layout)),
                    log_loss_sum=0.0 if profile.is_classifier else None,
-                   correct=0 if profile.is_classifier else None)
+                   correct=0 if profile.is_classifier else None,
+                   class_rows=np.zeros(k) if (k := profile.n_classes) >= 3 else None,
+                   class_probabilities=np.zeros(k) if k >= 3 else None,
+                   class_names=profile.schema.target.classes if k >= 3 else ())
 
     def add_inputs(self, profile: ReferenceProfile, encoded: np.ndarray) -> None:
         """Count encoded input rows (rows x schema features)."""
@@ -160,7 +168,9 @@ class Tally:
 
     def add_residuals(self, profile: ReferenceProfile, residuals: np.ndarray,
                       losses: np.ndarray | None = None,
-                      hits: np.ndarray | None = None) -> None:
+                      hits: np.ndarray | None = None,
+                      labels: np.ndarray | None = None,
+                      probabilities: np.ndarray | None = None) -> None:
         """Add labelled rows' residuals (and a classifier's per-row log losses and correct
         flags, computed from binary residuals when not given)."""
         finite = np.isfinite(residuals)
@@ -175,6 +185,14 @@ class Tally:
             self.log_loss_sum += float((log_losses(r) if losses is None
                                         else losses[finite]).sum())
             self.correct += int((correct(r) if hits is None else hits[finite] > 0).sum())
+        if (self.class_rows is not None and self.class_probabilities is not None
+                and labels is not None and probabilities is not None):
+            known = np.asarray(labels, dtype=np.float64)[finite]
+            p = np.asarray(probabilities, dtype=np.float64)[finite]
+            ok = np.isfinite(known) & np.isfinite(p).all(axis=1)
+            self.class_rows += np.bincount(known[ok].astype(np.intp),
+                                           minlength=len(self.class_rows))
+            self.class_probabilities += p[ok].sum(axis=0)
         self.concept_rows += len(r)
 
     def count(self, derivation: Derivation, new: NewRows) -> bool:
@@ -197,7 +215,8 @@ class Tally:
             labels = derivation.feedback
             served = rows[labels.versions(rows) == derivation.number]
             residuals, extra = labels.residuals(served), served[:, labels.width:]
-            self.add_residuals(profile, residuals, extra[:, LOG_LOSS], extra[:, CORRECT])
+            self.add_residuals(profile, residuals, extra[:, LOG_LOSS], extra[:, CORRECT],
+                               labels.labels(served), labels.probabilities(served))
             self.add_segment_ids(profile, extra[:, SEGMENTS:], residuals,
                               labels.predictions(served))
         return True
@@ -216,7 +235,10 @@ class Tally:
                           "positive": self.residual_positive,
                           "negative": self.residual_negative,
                           "squares": self.residual_squares,
-                          "log_loss": self.log_loss_sum, "correct": self.correct},
+                          "log_loss": self.log_loss_sum, "correct": self.correct,
+                          "class_rows": _listed(self.class_rows),
+                          "class_probabilities": _listed(self.class_probabilities),
+                          "class_names": list(self.class_names)},
             "rows": {"data": self.data_rows, "concept": self.concept_rows,
                      "dropped": self.dropped_rows, "prediction": self.prediction_rows},
             "positions": self.positions,
@@ -241,12 +263,22 @@ class Tally:
                    float(d["estimates"]["sum"]), int(d["estimates"]["rows"]),
                    SegmentSums.from_dict(d["segments"]) if d.get("segments") else None,
                    None if r.get("log_loss") is None else float(r["log_loss"]),
-                   None if r.get("correct") is None else int(r["correct"]))
+                   None if r.get("correct") is None else int(r["correct"]),
+                   _array(r.get("class_rows")), _array(r.get("class_probabilities")),
+                   tuple(r.get("class_names") or ()))
 
     def save(self, path: Path) -> None:
         """Atomically: counts and ring positions always change together (not fsynced: the
         pod's state directory does not outlive the pod)."""
         write_atomic(path, json.dumps(self.to_dict(), separators=(",", ":")), durable=False)
+
+
+def _listed(values: np.ndarray | None) -> list[float] | None:
+    return None if values is None else values.tolist()
+
+
+def _array(values: list[float] | None) -> np.ndarray | None:
+    return None if values is None else np.asarray(values, dtype=np.float64)
 
 
 def _bin_counts(bins: NumericBins, values: np.ndarray, size: int) -> np.ndarray:
@@ -278,9 +310,10 @@ def update_tally(tally: Tally | None, profile: ReferenceProfile, version: str,
     """
     changed = False
     if (tally is None or tally.model_version != version
-            or (profile.is_classifier and tally.log_loss_sum is None)):
-        # A new version, or a classifier's counts from a file without its sums (format 4):
-        # start from zero, so every counter covers the same rows.
+            or (profile.is_classifier and tally.log_loss_sum is None)
+            or (profile.n_classes >= 3 and tally.class_rows is None)):
+        # A new version, or a classifier's counts from a file without its sums (formats 4
+        # and 5): start from zero, so every counter covers the same rows.
         positions = tally.positions if tally is not None else {}
         tally = Tally.empty(profile, version, now)
         tally.positions = positions
@@ -357,6 +390,8 @@ def tally_metrics(tally: Tally) -> Iterator[CounterMetricFamily | GaugeMetricFam
             "classes[1] when p > 0.5) was right.")
         right.add_metric([v], float(tally.correct))
         yield right
+    if tally.class_rows is not None and tally.class_probabilities is not None:
+        yield from _class_metrics(tally, v)
     rows = _family(
         names.WINDOW_ROWS,
         "Rows counted into the windows' counters, by kind (data: inputs; concept: labelled rows "
@@ -395,6 +430,23 @@ def tally_metrics(tally: Tally) -> Iterator[CounterMetricFamily | GaugeMetricFam
         "When the window counters of this version started from zero (a change means a reset).")
     started.add_metric([v], tally.started)
     yield started
+
+
+def _class_metrics(tally: Tally, v: str) -> Iterator[CounterMetricFamily]:
+    """A multiclass model's one-vs-rest calibration sums, by class name."""
+    assert tally.class_rows is not None and tally.class_probabilities is not None
+    rows = _family(names.CLASS_ROWS, "A multiclass model's labelled rows by the class that "
+                   "happened (the observed rate of each class is these over "
+                   "window_rows{kind=\"concept\"}).")
+    probability = _family(names.CLASS_PROBABILITY, "A multiclass model's summed probability "
+                          "of each class over its labelled rows (over the same count: the "
+                          "predicted rate; observed minus predicted is its calibration).")
+    for name, n, p in zip(tally.class_names, tally.class_rows.tolist(),
+                          tally.class_probabilities.tolist(), strict=True):
+        rows.add_metric([name, v], n)
+        probability.add_metric([name, v], p)
+    yield rows
+    yield probability
 
 
 def _segment_metrics(sums: SegmentSums, version: str) -> Iterator[CounterMetricFamily]:
