@@ -160,14 +160,51 @@ def test_the_exported_softmax_serves_without_scikit_learn(trained, wine: pd.Data
     np.testing.assert_allclose(exported.sum(axis=1), 1.0)
 
 
-def test_a_users_estimator_is_refused_for_many_classes(wine_csv: Path, tmp_path: Path,
-                                                       capsys) -> None:
-    code = main(["train", "--output", str(tmp_path / "m"), "--data", str(wine_csv),
-                 "--target", TARGET, "--estimator", "sklearn.linear_model:LogisticRegression"])
-    assert code == EXIT_ERROR
+def test_a_users_classifier_serves_every_class_by_name(wine: pd.DataFrame, wine_csv: Path,
+                                                      tmp_path: Path, quick_profiles) -> None:
+    """--estimator: the user's classifier learns the class names; the model's outputs are
+    its probabilities in the schema's class order, whatever order it keeps them in."""
+    out = tmp_path / "m"
+    assert main(["train", "--output", str(out), "--data", str(wine_csv), "--target", TARGET,
+                 "--estimator", "sklearn.ensemble:RandomForestClassifier"]) == EXIT_OK
+    bundle = ModelStore(out).load()
+    user = bundle.model.estimator_
+    frame = wine.drop(columns=[TARGET])
+    by_name = dict(zip(user.classes_, user.predict_proba(frame).T, strict=True))
+    np.testing.assert_allclose(bundle.model.predict(bundle.schema.encode(wine)),
+                               np.column_stack([by_name[c] for c in CLASSES]))
+    assert bundle.metrics["task"] == "classification" and bundle.metrics["classes"] == 3
+
+
+def test_a_model_file_of_other_classes_is_refused_naming_them(
+        wine: pd.DataFrame, wine_csv: Path, tmp_path: Path, capsys) -> None:
+    import joblib
+    from sklearn.ensemble import RandomForestClassifier
+
+    # A model that never saw barolo: its two columns go to their classes by name, and
+    # barolo gets 0.
+    frame = wine.drop(columns=[TARGET])
+    seen = wine[TARGET] != "barolo"
+    good = RandomForestClassifier(n_estimators=20, random_state=0).fit(frame[seen],
+                                                                       wine[TARGET][seen])
+    joblib.dump(good, tmp_path / "good.joblib")
+    assert main(["train", "--output", str(tmp_path / "m"), "--data", str(wine_csv),
+                 "--target", TARGET, "--model-file", str(tmp_path / "good.joblib")]) == EXIT_OK
+    bundle = ModelStore(tmp_path / "m").load()
+    proba = good.predict_proba(frame)
+    np.testing.assert_allclose(bundle.model.predict(bundle.schema.encode(wine)),
+                               np.column_stack([proba[:, 0], np.zeros(len(wine)),
+                                                proba[:, 1]]))
+    capsys.readouterr()
+    other = RandomForestClassifier(n_estimators=20, random_state=0).fit(
+        frame, wine[TARGET].str.upper())
+    joblib.dump(other, tmp_path / "other.joblib")
+    assert main(["train", "--output", str(tmp_path / "n"), "--data", str(wine_csv),
+                 "--target", TARGET, "--model-file", str(tmp_path / "other.joblib")]
+                ) == EXIT_ERROR
     err = capsys.readouterr().err
-    assert f"target {TARGET} has 3 classes" in err and "--estimator" in err
-    assert not (tmp_path / "m" / "current").exists()
+    assert "BARBERA" in err and "fit it on the table's class labels" in err
+    assert not (tmp_path / "n" / "current").exists()
 
 
 # -- the service ---------------------------------------------------------------------------

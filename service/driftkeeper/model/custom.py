@@ -42,9 +42,10 @@ class TableModel(RegressorMixin, BaseEstimator):
     NaN where missing or unknown) and call the user's estimator, which is fitted as a copy:
     ``estimator`` stays unfitted, so a refit (``sklearn.base.clone``) starts afresh.
 
-    For a binary classification target the user's classifier is fitted on the class labels
-    (the schema's text) and ``predict`` returns its ``predict_proba`` of ``classes[1]``,
-    the probability every other part of Driftkeeper calls a classifier's prediction.
+    For a classification target the user's classifier is fitted on the class labels (the
+    schema's text) and ``predict`` returns what every other part of Driftkeeper calls a
+    classifier's prediction: its ``predict_proba`` of ``classes[1]`` for two classes, every
+    class's probability in the schema's class order for three or more.
     """
 
     def __init__(self, estimator: Any = None, schema: FeatureSchema | None = None) -> None:
@@ -107,20 +108,44 @@ class TableModel(RegressorMixin, BaseEstimator):
         return np.asarray(self.schema.target.classes, dtype=object)[
             np.asarray(y, dtype=np.float64).astype(np.intp)]
 
-    def _positive_probability(self, frame: Any) -> np.ndarray:
-        """P(classes[1]) from the user's classifier, found by name among its ``classes_``
-        (compared as text; a model fitted on class indices 0/1 has it second)."""
+    def _probabilities(self, frame: Any) -> tuple[np.ndarray, list[str]]:
+        """The user's classifier's ``predict_proba`` and its classes' names (as text)."""
         assert self.schema is not None
         model = self.estimator_
         if not hasattr(model, "predict_proba"):
             raise TrainingError(f"{type(model).__name__} has no predict_proba: a classifier "
                                 f"of {self.schema.target.name} must give probabilities")
         proba = np.asarray(model.predict_proba(frame), dtype=np.float64)
-        names = [level_text(c) for c in getattr(model, "classes_", ())]
+        return proba, [level_text(c) for c in getattr(model, "classes_", ())]
+
+    def _positive_probability(self, frame: Any) -> np.ndarray:
+        """P(classes[1]) from the user's classifier, found by name among its ``classes_``
+        (compared as text; a model fitted on class indices 0/1 has it second)."""
+        assert self.schema is not None
+        proba, names = self._probabilities(frame)
         positive = self.schema.target.classes[1]
         return proba[:, names.index(positive) if positive in names else 1]
 
+    def _class_probabilities(self, frame: Any) -> np.ndarray:
+        """Every class's probability in the schema's class order, found by name among the
+        user's classifier's ``classes_``; a class it never saw gets 0, and a class the
+        schema does not have is an error naming it."""
+        assert self.schema is not None
+        proba, names = self._probabilities(frame)
+        classes = list(self.schema.target.classes)
+        unknown = [n for n in names if n not in classes]
+        if unknown or len(names) != proba.shape[1]:
+            raise TrainingError(f"{type(self.estimator_).__name__} predicts classes "
+                                f"{names} of which {unknown} are not among "
+                                f"{self.schema.target.name}'s {classes}: fit it on the "
+                                f"table's class labels")
+        out = np.zeros((len(proba), len(classes)))
+        out[:, [classes.index(n) for n in names]] = proba
+        return out
+
     def predict(self, X: np.ndarray) -> np.ndarray:
+        if self.schema is not None and self.schema.target.n_classes >= 3:
+            return self._class_probabilities(self.frame(X))
         if self.schema is not None and self.schema.target.is_classification:
             return self._positive_probability(self.frame(X))
         predicted = np.asarray(self.estimator_.predict(self.frame(X)), dtype=np.float64)

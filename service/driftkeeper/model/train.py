@@ -226,9 +226,12 @@ def _fit_from_file(config: TrainingConfig, schema: FeatureSchema, data: _Data,
         raise TrainingError(f"--model-file {config.model_file}: the model cannot predict "
                             f"the table's rows ({type(exc).__name__}: {exc}); it must be "
                             f"fitted on a DataFrame with the table's columns") from exc
-    if predicted.shape != y_hold.shape or not np.isfinite(predicted).all():
-        raise TrainingError(f"--model-file {config.model_file}: expected one finite "
-                            f"prediction per row, got shape {predicted.shape} with "
+    k = schema.target.n_classes
+    expected = (len(y_hold), k) if k >= 3 else y_hold.shape
+    if predicted.shape != expected or not np.isfinite(predicted).all():
+        what = f"{k} finite class probabilities" if k >= 3 else "one finite prediction"
+        raise TrainingError(f"--model-file {config.model_file}: expected {what} per row, "
+                            f"got shape {predicted.shape} with "
                             f"{int((~np.isfinite(predicted)).sum())} non-finite values")
     scored = score(schema.target.n_classes, y_hold, predicted)
     return _Fitted(estimator, scored, y_hold, X_train, X_hold, "file",
@@ -421,8 +424,7 @@ def train(model_dir: str | Path, config: TrainingConfig | None = None,
 
 
 def _check_task(schema: FeatureSchema, config: TrainingConfig) -> None:
-    """Refuse what cannot be trained, naming the target: a multiclass model is the built-in
-    one (a user's estimator or file is a regressor or a binary classifier for now)."""
+    """Refuse what cannot be trained, naming the target."""
     target = schema.target
     if not target.is_classification:
         return
@@ -433,11 +435,7 @@ def _check_task(schema: FeatureSchema, config: TrainingConfig) -> None:
         raise TrainingError(f"target {target.name} has {len(target.classes)} classes; a "
                             f"classification takes at most {MAX_CLASSES} (a target of many "
                             f"values is a regression: --task regression)")
-    if len(target.classes) >= 3 and (config.estimator or config.model_file):
-        raise TrainingError(f"target {target.name} has {len(target.classes)} classes: "
-                            f"--estimator and --model-file take a regressor or a binary "
-                            f"classifier for now; a multiclass model trains the built-in "
-                            f"'hgb'")
+
     if config.model != "hgb":
         raise TrainingError(f"--model {config.model} is for regression only; a "
                             f"classification (target {target.name}) trains 'hgb'")
