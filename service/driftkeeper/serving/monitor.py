@@ -27,7 +27,6 @@ from ..drift.segments import SegmentSums, sums_by_segment
 from ..drift.windows import (
     DataWindow,
     ResidualWindow,
-    class_prediction_windows,
     data_window,
     prediction_window,
     residual_window,
@@ -137,8 +136,7 @@ def evaluate_windows(model: ServingModel, policy: DriftPolicy, recent: RecentRow
 
     windows = Windows(data, prediction_window(profile, layout.predictions(served)),
                       None if estimates is None else estimate_window(estimates),
-                      residuals, segments,
-                      class_prediction_windows(profile, layout.probabilities(served)))
+                      residuals, segments)
     report = evaluate_all(profile, windows, policy.monitor, model.version, now,
                           predict=model.monitored)
     return report, data, residuals

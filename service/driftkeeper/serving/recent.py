@@ -50,7 +50,7 @@ class Derivation:
 
     @property
     def inputs(self) -> InputRows:
-        return InputRows(len(self.profile.schema.features), self.profile.n_classes)
+        return InputRows(len(self.profile.schema.features))
 
     @property
     def feedback(self) -> FeedbackRows:
