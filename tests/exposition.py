@@ -9,7 +9,11 @@ from pathlib import Path
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
 
-from driftkeeper.drift.profile import ReferenceProfile, build_residual_profile
+from driftkeeper.drift.profile import (
+    ReferenceProfile,
+    build_residual_profile,
+    numerical_profiles,
+)
 from driftkeeper.serving.metrics import TallyCollector
 from driftkeeper.serving.tally import Tally
 
@@ -47,7 +51,8 @@ MULTICLASS = ("red", "green", "blue")
 
 def as_multiclass(profile: ReferenceProfile) -> ReferenceProfile:
     """``profile`` as a 3-class model's: held-out residuals sqrt(Brier / 2) with their
-    log losses and correct flags, without training one."""
+    log losses and correct flags, and held-out probabilities of each class, without
+    training one."""
     rng = np.random.default_rng(0)
     residuals = rng.uniform(0.0, 0.8, 2000)
     classifier = build_residual_profile(
@@ -55,5 +60,8 @@ def as_multiclass(profile: ReferenceProfile) -> ReferenceProfile:
         measures=(rng.exponential(0.5, 2000), rng.random(2000) < 0.7))
     target = replace(profile.schema.target, task="classification", classes=MULTICLASS,
                      exclusive_minimum=None, maximum=None)
-    return replace(profile, residuals=classifier,
+    held_out = rng.dirichlet(np.ones(len(MULTICLASS)), 2000)
+    by_class = numerical_profiles({c: held_out[:, k] for k, c in enumerate(MULTICLASS)},
+                                  rng, 20, 300)
+    return replace(profile, residuals=classifier, class_predictions=by_class,
                    schema=replace(profile.schema, target=target))

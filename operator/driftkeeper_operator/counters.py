@@ -53,6 +53,8 @@ class Counters:
     # A multiclass model's class name -> (labelled rows of that class, summed probability
     # of it): one-vs-rest calibration (None: not exported, another model).
     classes: dict[str, tuple[float, float]] | None = None
+    # A multiclass model's probability of each class, counted per bin: class -> by bin.
+    class_prediction_bins: dict[str, np.ndarray] = field(default_factory=dict)
 
     def same_series(self, other: Counters) -> bool:
         """Both readings continue the same counters (no promotion, no restart between)."""
@@ -84,7 +86,9 @@ class Counters:
             max(self.estimate_rows - older.estimate_rows, 0.0),
             {k: _sub(v, older.segments.get(k)) for k, v in self.segments.items()},
             _since(self.log_loss_sum, older.log_loss_sum), _since(self.correct, older.correct),
-            _classes_since(self.classes, older.classes))
+            _classes_since(self.classes, older.classes),
+            {c: _sub(b, older.class_prediction_bins.get(c))
+             for c, b in self.class_prediction_bins.items()})
 
 
 def _classes_since(new: dict[str, tuple[float, float]] | None,
@@ -146,6 +150,7 @@ def parse_counters(text: str) -> Counters:
     squares = labels = estimates = 0.0
     log_loss = correct = None
     classes: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    class_predictions: dict[str, dict[int, float]] = defaultdict(dict)
     segments: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
     for name, lab, value in read_samples(text, _READ):
         if name == names.FEATURE_BIN.sample:
@@ -170,6 +175,8 @@ def parse_counters(text: str) -> Counters:
             classes[lab[names.CLASS]][0] = value
         elif name == names.CLASS_PROBABILITY.sample:
             classes[lab[names.CLASS]][1] = value
+        elif name == names.CLASS_PREDICTION_BIN.sample:
+            class_predictions[lab[names.CLASS]][int(lab[names.BIN])] = value
         elif name == names.PREDICTION_BIN.sample:
             prediction_bins[int(lab[names.BIN])] = value
         elif name == names.ESTIMATED_SQUARED_ERROR.sample:
@@ -192,7 +199,8 @@ def parse_counters(text: str) -> Counters:
                     bins_array(prediction_bins), rows.get(names.PREDICTION, 0.0), estimates,
                     rows.get(names.PERFORMANCE, 0.0),
                     {k: bins_array(v) for k, v in segments.items()}, log_loss, correct,
-                    {c: (n, p) for c, (n, p) in classes.items()} if classes else None)
+                    {c: (n, p) for c, (n, p) in classes.items()} if classes else None,
+                    {c: bins_array(b) for c, b in class_predictions.items()})
 
 
 def total(parts: list[Counters]) -> Counters:
@@ -202,7 +210,10 @@ def total(parts: list[Counters]) -> Counters:
     outside: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
     residual_bins = prediction_bins = np.zeros(0)
     segments: dict[tuple[str, str], np.ndarray] = {}
+    class_predictions: dict[str, np.ndarray] = {}
     for p in parts:
+        for c, b in p.class_prediction_bins.items():
+            class_predictions[c] = _add(class_predictions.get(c), b)
         for k, v in p.segments.items():
             segments[k] = _add(segments.get(k), v)
         for f, bins in p.features.items():
@@ -224,7 +235,8 @@ def total(parts: list[Counters]) -> Counters:
                     prediction_bins, sum(p.prediction_rows for p in parts),
                     sum(p.estimate_sum for p in parts), sum(p.estimate_rows for p in parts),
                     segments, _sum([p.log_loss_sum for p in parts]),
-                    _sum([p.correct for p in parts]), _classes_total(parts))
+                    _sum([p.correct for p in parts]), _classes_total(parts),
+                    class_predictions)
 
 
 def _classes_total(parts: list[Counters]) -> dict[str, tuple[float, float]] | None:
@@ -287,6 +299,16 @@ def residual_window_of(profile: ReferenceProfile, counts: Counters) -> ResidualW
                           else round(counts.correct),
                           np.array([counts.classes[c][0] for c in classes]) if known else None,
                           np.array([counts.classes[c][1] for c in classes]) if known else None)
+
+
+def class_prediction_windows_of(profile: ReferenceProfile, counts: Counters
+                                ) -> dict[str, stats.NumericCounts] | None:
+    """The fleet's window of each class's probability (None: not a multiclass profile)."""
+    if profile.class_predictions is None:
+        return None
+    return {c: stats.NumericCounts(_dense(counts.class_prediction_bins.get(c),
+                                          len(p.bins.edges) + 1))
+            for c, p in profile.class_predictions.items()}
 
 
 def prediction_window_of(profile: ReferenceProfile,

@@ -9,12 +9,14 @@ from __future__ import annotations
 from functools import partial
 
 from driftkeeper.drift.judge import Windows, evaluate_all
+from driftkeeper.drift.probability import summaries
 from driftkeeper.drift.profile import ReferenceProfile
 from driftkeeper.drift.report import DriftReport
 from driftkeeper.model.predictor import TreePredictor
 from driftkeeper.policy import DriftPolicy
 
 from .counters import (
+    class_prediction_windows_of,
     data_window_of,
     estimate_window_of,
     prediction_window_of,
@@ -34,6 +36,8 @@ def judge_fleet(profile: ReferenceProfile, view: FleetView, policy: DriftPolicy,
                       prediction_window_of(profile, view.data),
                       estimate_window_of(profile, view.data),
                       residual_window_of(profile, view.concept),
-                      partial(segment_window_of, profile, view.concept))
+                      partial(segment_window_of, profile, view.concept),
+                      class_prediction_windows_of(profile, view.data))
     return evaluate_all(profile, windows, policy.monitor, view.version, now,
-                        predict=predictor.predict if predictor else None)
+                        predict=(lambda X: summaries(predictor.predict(X)))
+                        if predictor else None)

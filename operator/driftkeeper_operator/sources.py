@@ -196,11 +196,16 @@ class PrometheusSource:
             names.PREDICTION_BIN.sample, "bin", v, window, now)}
         estimates = sum(value for _, value in self._by(
             names.ESTIMATED_SQUARED_ERROR.sample, "model_version", v, window, now))
+        by_class: dict[str, dict[int, float]] = {}  # a multiclass model's, by class
+        for labels, value in self._by(names.CLASS_PREDICTION_BIN.sample, "class, bin", v,
+                                      window, now):
+            by_class.setdefault(labels[names.CLASS], {})[int(labels[names.BIN])] = value
         return Counters(version, None, {f: bins_array(b) for f, b in features.items()}, unseen,
                         {f: (u, o) for f, (u, o) in outside.items()}, data_rows=rows,
                         prediction_bins=bins_array(predictions),
                         prediction_rows=sum(predictions.values()), estimate_sum=estimates,
-                        estimate_rows=sum(self._by_kind(v, "performance", window, now)))
+                        estimate_rows=sum(self._by_kind(v, "performance", window, now)),
+                        class_prediction_bins={c: bins_array(b) for c, b in by_class.items()})
 
     def _by_kind(self, v: str, kind: str, window: str, now: float) -> list[float]:
         return [value for labels, value in self._by(names.WINDOW_ROWS.sample, "kind", v,
@@ -223,12 +228,17 @@ class PrometheusSource:
                 name = labels[names.SIGN] if key is None else key
                 segments.setdefault((labels[names.FEATURE], name), {})[
                     int(labels[names.SEGMENT])] = value
+        classes: dict[str, list[float]] = {}  # a multiclass model's (no series: another)
+        for index, family in enumerate((names.CLASS_ROWS, names.CLASS_PROBABILITY)):
+            for labels, value in self._by(family.sample, names.CLASS, v, window, now):
+                classes.setdefault(labels[names.CLASS], [0.0, 0.0])[index] = value
         return Counters(version, None, residual_bins=bins_array(bins),
                         residual_positive=sums.get("positive", 0.0),
                         residual_negative=sums.get("negative", 0.0), residual_squares=squares,
                         concept_rows=sum(bins.values()),
                         segments={k: bins_array(v) for k, v in segments.items()},
-                        log_loss_sum=log_loss, correct=correct)
+                        log_loss_sum=log_loss, correct=correct,
+                        classes={c: (n, p) for c, (n, p) in classes.items()} or None)
 
     def _total_or_none(self, metric: str, v: str, window: str, now: float) -> float | None:
         values = [value for _, value in self._by(metric, "model_version", v, window, now)]

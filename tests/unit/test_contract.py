@@ -15,7 +15,12 @@ from driftkeeper.contract import names
 from driftkeeper.contract.text import read_samples
 from driftkeeper.model.store import ModelStore
 from driftkeeper.serving.tally import Tally
-from driftkeeper_operator.counters import Counters, parse_counters, residual_window_of
+from driftkeeper_operator.counters import (
+    Counters,
+    class_prediction_windows_of,
+    parse_counters,
+    residual_window_of,
+)
 from exposition import (
     MULTICLASS,
     as_classifier,
@@ -41,7 +46,9 @@ def _counted(profile, encoded: np.ndarray, residuals: np.ndarray, seed: int) -> 
     predictions = 4000.0 * X[:, 0] ** 1.7
     tally = Tally.empty(profile, "v3", 1_700_000_123.5)
     tally.add_inputs(profile, X)
-    tally.add_predictions(profile, predictions)
+    tally.add_predictions(profile, predictions,
+                          rng.dirichlet(np.ones(profile.n_classes), len(X))
+                          if profile.n_classes >= 3 else None)
     tally.add_estimates(rng.gamma(2.0, 1e5, len(X)))
     if profile.n_classes >= 3:
         k = profile.n_classes
@@ -111,8 +118,15 @@ def test_what_the_tally_encodes_the_operator_decodes(tmp_path, profile, encoded,
         window = residual_window_of(profile, got)
         np.testing.assert_allclose(window.class_rows, tally.class_rows)
         np.testing.assert_allclose(window.class_probabilities, tally.class_probabilities)
+        # Each class's probability window, as the tally binned it.
+        assert tally.class_prediction_counts is not None
+        by_class = class_prediction_windows_of(profile, got)
+        assert by_class is not None and set(by_class) == set(MULTICLASS)
+        for c in MULTICLASS:
+            assert tally.class_prediction_counts[c].sum() == 600
+            np.testing.assert_array_equal(by_class[c].counts, tally.class_prediction_counts[c])
     else:
-        assert got.classes is None
+        assert got.classes is None and got.class_prediction_bins == {}
 
 
 def test_every_family_of_the_contract_is_on_the_page(tmp_path, profile, encoded) -> None:
@@ -188,9 +202,14 @@ def test_ring_rows_read_back_by_name_what_was_packed() -> None:
 def test_class_sums_difference_and_add_up_only_when_every_reading_has_them() -> None:
     from driftkeeper_operator.counters import total
 
-    older = Counters("v2", 10.0, classes={"red": (5.0, 4.0), "blue": (3.0, 4.5)})
-    newer = Counters("v2", 10.0, classes={"red": (9.0, 7.5), "blue": (4.0, 5.0)})
+    older = Counters("v2", 10.0, classes={"red": (5.0, 4.0), "blue": (3.0, 4.5)},
+                     class_prediction_bins={"red": np.array([1.0, 2.0])})
+    newer = Counters("v2", 10.0, classes={"red": (9.0, 7.5), "blue": (4.0, 5.0)},
+                     class_prediction_bins={"red": np.array([3.0, 2.0])})
     assert newer.minus(older).classes == {"red": (4.0, 3.5), "blue": (1.0, 0.5)}
+    np.testing.assert_array_equal(newer.minus(older).class_prediction_bins["red"], [2.0, 0.0])
+    np.testing.assert_array_equal(
+        total([newer, newer]).class_prediction_bins["red"], [6.0, 4.0])
     restarted = Counters("v2", 20.0, classes={"red": (1.0, 0.5), "blue": (0.0, 0.25)})
     assert restarted.minus(newer).classes == restarted.classes  # a reset: all of it
     both = total([newer.minus(older), restarted])

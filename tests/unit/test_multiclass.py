@@ -147,6 +147,10 @@ def test_trains_a_multiclass_model_with_its_measures(trained, wine: pd.DataFrame
     assert bundle.profile.predictions is not None
     assert bundle.profile.predictions.bins.edges.min() > 0
     assert bundle.profile.predictions.bins.edges.max() <= 3
+    # And each class's held-out probability is a reference of its own.
+    assert list(bundle.profile.class_predictions) == list(CLASSES)
+    barolo = bundle.profile.class_predictions["barolo"].bins
+    assert barolo.n == len(wine) and barolo.edges.min() >= 0 and barolo.edges.max() <= 1
 
 
 def test_the_exported_softmax_serves_without_scikit_learn(trained, wine: pd.DataFrame) -> None:
@@ -275,6 +279,13 @@ def test_the_service_judges_a_multiclass_window(served, wine: pd.DataFrame) -> N
     assert concept["log_loss"] == pytest.approx(log_loss(y, p, labels=[0, 1, 2]), rel=1e-6)
     assert concept["accuracy"] == pytest.approx(accuracy_score(y, p.argmax(axis=1)))
     assert concept["rmse"] == pytest.approx(np.sqrt(_brier(y, p).mean() / 2), rel=1e-6)
+    # Predictions: the summary's window and each class's.
+    assert client.post("/predict", json={"instances": _rows(world.head(40))}).status_code == 200
+    Monitor(state_of(app).config).tick()
+    report = client.get("/drift").get_json()
+    assert report["prediction"]["samples"] == 40
+    assert {c: v["samples"] for c, v in report["class_predictions"].items()} == {
+        c: 40 for c in CLASSES}
     # One-vs-rest calibration: each class's observed rate minus its mean probability.
     assert concept["calibration"] is None
     expected = {c: float(np.mean(y == i) - p[:, i].mean()) for i, c in enumerate(CLASSES)}
@@ -307,6 +318,8 @@ def test_drift_with_the_model_judges_a_multiclass_batch(trained, wine: pd.DataFr
                  "--json"]) == EXIT_OK
     calm = json.loads(capsys.readouterr().out)
     assert calm["concept"]["drift"] is False and calm["prediction"]["drift"] is False
+    assert sorted(calm["class_predictions"]) == sorted(CLASSES)
+    assert not any(v["drift"] for v in calm["class_predictions"].values())
     assert main(["drift", "--model", str(path), "--current", str(tmp_path / "swapped.csv"),
                  "--json"]) == EXIT_DRIFT
     moved = json.loads(capsys.readouterr().out)
@@ -334,7 +347,41 @@ def test_prediction_drift_sees_the_predicted_class_mix_move(trained, wine: pd.Da
     barbera.drop(columns=[TARGET]).to_csv(tmp_path / "barbera.csv", index=False)
     assert main(["drift", "--model", str(path), "--current", str(tmp_path / "barbera.csv"),
                  "--json"]) == EXIT_DRIFT
-    assert json.loads(capsys.readouterr().out)["prediction"]["drift"] is True
+    report = json.loads(capsys.readouterr().out)
+    assert report["prediction"]["drift"] is True
+    # Each class's probability moved too: barbera's up, the others' down.
+    assert all(v["drift"] for v in report["class_predictions"].values())
+
+
+def test_prediction_drift_splits_its_budget_over_the_classes(trained, wine: pd.DataFrame
+                                                             ) -> None:
+    """Summary + K class tests share the kind's false-alarm rate (Bonferroni); the verdict
+    is the test furthest over its threshold."""
+    from driftkeeper.drift.evaluate import evaluate_predictions
+    from driftkeeper.drift.settings import PredictionSettings
+    from driftkeeper.drift.windows import class_prediction_windows, prediction_window
+
+    bundle = ModelStore(trained[0]).load()
+    profile = bundle.profile
+    rows = wine[wine[TARGET] != "barbera"].sample(400, replace=True, random_state=11)
+    p = bundle.model.predict(bundle.schema.encode(rows))
+    summary = prediction_window(profile, probability.summaries(p))
+    by_class = class_prediction_windows(profile, p)
+    settings = PredictionSettings()
+    verdict, each = evaluate_predictions(profile, summary, by_class, settings)
+    alone, none = evaluate_predictions(profile, summary, None, settings)
+    quarter, _ = evaluate_predictions(profile, summary, None, replace(
+        settings, false_alarm_rate=settings.false_alarm_rate / 4))
+    assert none is None and set(each) == set(CLASSES)
+    assert quarter.threshold >= alone.threshold
+    tests = [quarter, *each.values()]
+    assert verdict == max(tests, key=lambda v: v.score / v.threshold)
+    assert verdict.drift is any(v.drift for v in tests)
+    for c in CLASSES:  # each class's test, alone at a quarter of the rate, is the same test
+        single, _ = evaluate_predictions(replace(profile, predictions=profile.class_predictions[
+            c]), by_class[c], None, replace(settings,
+                                            false_alarm_rate=settings.false_alarm_rate / 4))
+        assert each[c] == single
 
 
 # -- retraining and the gate ---------------------------------------------------------------
@@ -440,3 +487,21 @@ def test_the_pod_names_the_classes_whose_labels_moved(served, wine: pd.DataFrame
     barbera = next(s for s in concept["segments"]["segments"]
                    if s["feature"] == TARGET and s["segment"] == "barbera")
     assert barbera["flagged"] is False
+
+
+def test_a_class_tests_verdict_is_named_in_the_message(trained, wine: pd.DataFrame,
+                                                       tmp_path: Path, capsys) -> None:
+    from driftkeeper.drift.report import DriftReport
+    from driftkeeper.policy.engine import STATISTIC_LABELS, Observation
+
+    wine.drop(columns=[TARGET]).to_csv(tmp_path / "rows.csv", index=False)
+    main(["drift", "--model", str(trained[0]), "--current", str(tmp_path / "rows.csv"),
+          "--json"])
+    report = DriftReport.from_dict(json.loads(capsys.readouterr().out))
+    assert report.class_predictions is not None
+    barolo = replace(report, prediction=report.class_predictions["barolo"])
+    assert Observation.from_report(barolo).statistics["prediction"] == \
+        "P(barolo)'s KS statistic"
+    summary = replace(report, prediction=replace(report.prediction, score=-1.0))
+    name = Observation.from_report(summary).statistics["prediction"]
+    assert STATISTIC_LABELS[name] == "predictions' KS statistic"

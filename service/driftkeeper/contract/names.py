@@ -48,6 +48,7 @@ RESIDUAL_LOG_LOSS = Family("driftkeeper_residual_log_loss", (VERSION,))
 RESIDUAL_CORRECT = Family("driftkeeper_residual_correct", (VERSION,))
 CLASS_ROWS = Family("driftkeeper_class_rows", (CLASS, VERSION))
 CLASS_PROBABILITY = Family("driftkeeper_class_probability", (CLASS, VERSION))
+CLASS_PREDICTION_BIN = Family("driftkeeper_class_prediction_bin", (CLASS, BIN, VERSION))
 WINDOW_ROWS = Family("driftkeeper_window_rows", (KIND, VERSION))
 ESTIMATED_SQUARED_ERROR = Family("driftkeeper_estimated_squared_error", (VERSION,))
 PREDICTION_BIN = Family("driftkeeper_prediction_bin", (BIN, VERSION))
@@ -69,6 +70,7 @@ fills ``positive`` and ``negative`` by its sign label)."""
 
 WINDOW_FAMILIES = (FEATURE_BIN, FEATURE_OUTSIDE, RESIDUAL_BIN, RESIDUAL_SUM, RESIDUAL_SQUARES,
                    RESIDUAL_LOG_LOSS, RESIDUAL_CORRECT, CLASS_ROWS, CLASS_PROBABILITY,
+                   CLASS_PREDICTION_BIN,
                    WINDOW_ROWS, ESTIMATED_SQUARED_ERROR,
                    PREDICTION_BIN, SEGMENT_ROWS, SEGMENT_RESIDUAL_SQUARES,
                    SEGMENT_PREDICTIONS, SEGMENT_RESIDUAL_SUM, DROPPED_ROWS, COUNTERS_START,

@@ -16,18 +16,28 @@ import numpy as np
 @dataclass(frozen=True)
 class InputRows:
     """``/predict``'s rows: the stamp, the encoded features, the model version number and
-    the prediction."""
+    the prediction (a multiclass model's one-number summary, ``drift/probability.py``,
+    then its K probabilities: each class's prediction drift needs them)."""
 
     n_features: int
+    n_classes: int = 0  # the model's classes; the rows hold K probabilities when K >= 3
     prefix = "inputs"  # ring files are <prefix>-<pid>.<8 hex: one per writer>.ring
 
     @property
+    def n_probabilities(self) -> int:
+        return self.n_classes if self.n_classes >= 3 else 0
+
+    @property
     def width(self) -> int:
-        return self.n_features + 3
+        return self.n_features + 3 + self.n_probabilities
 
     def pack(self, stamps: np.ndarray, X: np.ndarray, version_number: int,
-             predictions: np.ndarray) -> np.ndarray:
-        return np.column_stack([stamps, X, np.full(len(X), version_number), predictions])
+             predictions: np.ndarray, probabilities: np.ndarray | None = None) -> np.ndarray:
+        each = (np.empty((len(X), 0)) if not self.n_probabilities
+                else np.asarray(probabilities, dtype=np.float64).reshape(
+                    len(X), self.n_probabilities))
+        return np.column_stack([stamps, X, np.full(len(X), version_number), predictions,
+                                each])
 
     def empty(self) -> np.ndarray:
         return np.empty((0, self.width))
@@ -43,6 +53,11 @@ class InputRows:
 
     def predictions(self, rows: np.ndarray) -> np.ndarray:
         return rows[:, 2 + self.n_features]
+
+    def probabilities(self, rows: np.ndarray) -> np.ndarray:
+        """(rows, K) class probabilities; (rows, 0) for any other model."""
+        start = 3 + self.n_features
+        return rows[:, start:start + self.n_probabilities]
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,16 @@ import pandas as pd
 
 from .judge import Windows, evaluate_all
 from .performance import estimate_window
-from .probability import Scored, score, segment_scales
+from .probability import Scored, score, segment_scales, summaries
 from .report import DriftReport
 from .segments import SegmentSums, segment_matrix, segment_sums
 from .settings import MonitorSettings
-from .windows import data_window, prediction_window, residual_window
+from .windows import (
+    class_prediction_windows,
+    data_window,
+    prediction_window,
+    residual_window,
+)
 
 if TYPE_CHECKING:  # the serving model is only passed in; drift/ does not import serving/
     from ..serving.runtime import ServingModel
@@ -33,14 +38,17 @@ def batch_windows(model: ServingModel, X: np.ndarray, labelled: Scored | None = 
     (``classes``: a multiclass model's labels and probabilities of those rows)."""
     profile = model.bundle.profile
     complete = profile.schema.complete_rows(X)
-    scored = model.monitored(X[complete]) if complete.any() else np.empty(0)
+    k = profile.n_classes
+    outputs = (model.predict(X[complete]) if complete.any()
+               else np.empty((0, k)) if k >= 3 else np.empty(0))
+    scored = summaries(outputs)
     estimates = model.estimate_squared_errors(X[complete], scored)
     return Windows(data_window(profile, X), prediction_window(profile, scored),
                    None if estimates is None else estimate_window(estimates),
                    None if labelled is None else residual_window(
                        profile, labelled.residual, labelled.log_loss, labelled.correct,
                        *(classes or (None, None))),
-                   segments)
+                   segments, class_prediction_windows(profile, outputs) if k >= 3 else None)
 
 
 def judge_frame(model: ServingModel, frame: pd.DataFrame, settings: MonitorSettings,

@@ -253,9 +253,41 @@ def evaluate_prediction(profile: ReferenceProfile, window: stats.NumericCounts |
                         settings: PredictionSettings) -> FeatureVerdict | None:
     """The predictions' distribution against the held-out predictions, or None when the
     profile has no prediction reference or prediction drift is off."""
+    return evaluate_predictions(profile, window, None, settings)[0]
+
+
+def evaluate_predictions(profile: ReferenceProfile, window: stats.NumericCounts | None,
+                         by_class: dict[str, stats.NumericCounts] | None,
+                         settings: PredictionSettings
+                         ) -> tuple[FeatureVerdict | None, dict[str, FeatureVerdict] | None]:
+    """The prediction verdict and, for a multiclass model (``by_class``: each class's
+    probability window), each class's. The kind's false-alarm rate is split evenly over
+    the summary's test and the K classes' (Bonferroni); the verdict returned first is the
+    test furthest over (or nearest to) its threshold, so it drifts when any test does and
+    says which score did."""
     prof = profile.predictions
     if prof is None or window is None or not settings.enabled:
-        return None
+        return None, None
+    classes = (profile.class_predictions
+               if by_class is not None and profile.class_predictions is not None else None)
+    alpha = settings.false_alarm_rate / (1 + (len(classes) if classes else 0))
+    summary = _prediction_verdict(prof, window, settings, alpha)
+    if classes is None:
+        return summary, None
+    each = {c: _prediction_verdict(classes[c], by_class[c], settings, alpha)  # type: ignore[index]
+            for c in classes}
+    return max([summary, *each.values()], key=_over_threshold), each
+
+
+def _over_threshold(verdict: FeatureVerdict) -> float:
+    if verdict.score is None:
+        return float("-inf")
+    return verdict.score / max(verdict.threshold, 1e-12)
+
+
+def _prediction_verdict(prof: NumericalProfile, window: stats.NumericCounts,
+                        settings: PredictionSettings, alpha: float) -> FeatureVerdict:
+    """One predicted quantity's window against its held-out distribution."""
     method = stats.method_for(settings.method, "numerical")
     n = window.n
     error_bound = None
@@ -268,7 +300,7 @@ def evaluate_prediction(profile: ReferenceProfile, window: stats.NumericCounts |
             error_bound = stats.ks_error_bound(prof.bins, window.counts)
     floor = method.floor if settings.min_score is None else settings.min_score
     threshold, source = _threshold(settings.threshold, prof.null.get(settings.method), n,
-                                   prof.bins.n, settings.false_alarm_rate, floor)
+                                   prof.bins.n, alpha, floor)
     score = None if n == 0 else float(result.score)
     return FeatureVerdict(method=settings.method, score=score, threshold=threshold,
                           drift=_verdict(score, threshold, n >= settings.min_samples),

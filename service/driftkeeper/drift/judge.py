@@ -14,7 +14,7 @@ from .evaluate import (
     evaluate_concept,
     evaluate_data,
     evaluate_performance,
-    evaluate_prediction,
+    evaluate_predictions,
     locate_in_sums,
 )
 from .performance import EstimateWindow
@@ -37,6 +37,8 @@ class Windows:
     # The labelled rows' sums per segment, asked for only once concept drift is found
     # (naming segments of a quiet window would only add noise). None: cannot be located.
     segments: Callable[[], SegmentSums | None] | None = None
+    # A multiclass model's probability windows by class (None: another model).
+    class_predictions: dict[str, NumericCounts] | None = None
 
 
 def evaluate_all(profile: ReferenceProfile, windows: Windows, settings: MonitorSettings,
@@ -50,8 +52,10 @@ def evaluate_all(profile: ReferenceProfile, windows: Windows, settings: MonitorS
         if concept.drift and windows.segments is not None:
             concept = replace(concept, segments=locate_in_sums(
                 profile, windows.segments(), settings.concept.segments))
+    prediction, by_class = evaluate_predictions(profile, windows.predictions,
+                                                windows.class_predictions, settings.prediction)
     return DriftReport(
         evaluate_data(profile, windows.data, settings.data, predict=predict),
-        concept, version, now,
-        prediction=evaluate_prediction(profile, windows.predictions, settings.prediction),
-        performance=evaluate_performance(profile, windows.estimates, settings.performance))
+        concept, version, now, prediction=prediction,
+        performance=evaluate_performance(profile, windows.estimates, settings.performance),
+        class_predictions=by_class)

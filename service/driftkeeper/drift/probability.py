@@ -125,6 +125,7 @@ class Scored:
     outcome: np.ndarray  # NaN for a regression
     log_loss: np.ndarray  # NaN for a regression
     correct: np.ndarray
+    outputs: np.ndarray  # the model's raw outputs (a multiclass model's K probabilities)
 
 
 def score(classes: int, y: np.ndarray, outputs: np.ndarray) -> Scored:
@@ -133,7 +134,7 @@ def score(classes: int, y: np.ndarray, outputs: np.ndarray) -> Scored:
     summary, residual = summaries(outputs), residuals(y, outputs)
     outcome = (outcomes(y, outputs) if classes else np.full(len(residual), np.nan))
     losses, hits = row_measures(classes, residual, summary, outcome)
-    return Scored(summary, residual, outcome, losses, hits)
+    return Scored(summary, residual, outcome, losses, hits, np.asarray(outputs, np.float64))
 
 
 def segment_scales(classes: int, predictions: np.ndarray) -> np.ndarray:

@@ -138,6 +138,9 @@ class ReferenceProfile:
     sample: np.ndarray | None = None
     # Held-out residuals per segment (drift/segments.py): where concept drift lives.
     segments: SegmentProfile | None = None
+    # A multiclass model's held-out probability of each class, by class name: each is a
+    # yardstick of prediction drift beside ``predictions`` (their one-number summary).
+    class_predictions: dict[str, NumericalProfile] | None = None
 
     @property
     def is_classifier(self) -> bool:
@@ -160,6 +163,8 @@ class ReferenceProfile:
                 "performance": self.performance.to_dict() if self.performance else None,
                 "sample": None if self.sample is None else self.sample.tolist(),
                 "segments": self.segments.to_dict() if self.segments else None,
+                "class_predictions": None if self.class_predictions is None else {
+                    c: p.to_dict() for c, p in self.class_predictions.items()},
                 "meta": self.meta}
 
     @classmethod
@@ -179,8 +184,12 @@ class ReferenceProfile:
         sample = (np.asarray(d["sample"], dtype=np.float64).reshape(-1, len(features))
                   if d.get("sample") else None)
         segments = SegmentProfile.from_dict(d["segments"]) if d.get("segments") else None
+        by_class = ({c: NumericalProfile.from_dict(c, p)
+                     for c, p in d["class_predictions"].items()}
+                    if d.get("class_predictions") else None)
         return cls(FeatureSchema.from_dict(d["schema"]), features, int(d["n_reference"]),
-                   residuals, d.get("meta", {}), predictions, performance, sample, segments)
+                   residuals, d.get("meta", {}), predictions, performance, sample, segments,
+                   by_class)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), separators=(",", ":")))
@@ -221,12 +230,14 @@ def build_profile(schema: FeatureSchema, reference: np.ndarray,
                   sample: np.ndarray | None = None,
                   heldout: np.ndarray | None = None,
                   measures: tuple[np.ndarray, np.ndarray] | None = None,
-                  heldout_labels: np.ndarray | None = None) -> ReferenceProfile:
+                  heldout_labels: np.ndarray | None = None,
+                  probabilities: np.ndarray | None = None) -> ReferenceProfile:
     """Profile an encoded reference matrix (rows x schema features), held-out residuals,
     the model's held-out predictions and the loss model's estimates on the same rows
     (``heldout``: those rows, encoded, which give the residuals per segment; ``measures``:
     their log losses and correct flags, which a multiclass residual does not give;
-    ``heldout_labels``: their class indices, which a multiclass model's segments need).
+    ``heldout_labels``: their class indices, which a multiclass model's segments need;
+    ``probabilities``: a multiclass model's (rows, K) held-out probabilities).
 
     ``keep_values`` keeps the sorted raw numerics in memory for exact-mode statistics.
     """
@@ -251,6 +262,11 @@ def build_profile(schema: FeatureSchema, reference: np.ndarray,
     if predictions is not None:
         prediction_profile = numerical_profile(PREDICTION, np.asarray(predictions, np.float64),
                                                rng, n_bins, trials, keep_values)
+    by_class = None
+    if probabilities is not None and schema.target.n_classes >= 3:
+        p = np.asarray(probabilities, dtype=np.float64).reshape(-1, schema.target.n_classes)
+        by_class = numerical_profiles({c: p[:, k] for k, c in enumerate(schema.target.classes)},
+                                      rng, n_bins, trials, keep_values)
     performance = None
     if estimates is not None and residuals is not None:
         performance = build_performance_profile(estimates, residuals, rng, trials)
@@ -264,7 +280,7 @@ def build_profile(schema: FeatureSchema, reference: np.ndarray,
                             meta={"bins": n_bins, "calibration_trials": trials, "seed": seed},
                             predictions=prediction_profile, performance=performance,
                             sample=None if sample is None else np.asarray(sample, np.float64),
-                            segments=segments)
+                            segments=segments, class_predictions=by_class)
 
 
 def numerical_profile(name: str, values: np.ndarray, rng: np.random.Generator, n_bins: int,

@@ -135,10 +135,13 @@ class DriftReport:
     prediction: FeatureVerdict | None = None
     # The RMSE estimated from the inputs alone (None: not monitored, or no loss model).
     performance: PerformanceVerdict | None = None
+    # A multiclass model's probability of each class against its held-out distribution
+    # (``prediction`` is then the test furthest over its threshold, these included).
+    class_predictions: dict[str, FeatureVerdict] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        for optional in ("concept", "prediction", "performance"):
+        for optional in ("concept", "prediction", "performance", "class_predictions"):
             if out[optional] is None:
                 del out[optional]
         concept = out.get("concept")
@@ -162,5 +165,7 @@ class DriftReport:
         prediction = FeatureVerdict(**d["prediction"]) if d.get("prediction") else None
         performance = (PerformanceVerdict(**d["performance"]) if d.get("performance")
                        else None)
+        by_class = ({c: FeatureVerdict(**v) for c, v in d["class_predictions"].items()}
+                    if d.get("class_predictions") else None)
         return cls(DataVerdict(**data), concept, d.get("model_version"), d.get("evaluated_at"),
-                   d.get("mode", "binned"), prediction, performance)
+                   d.get("mode", "binned"), prediction, performance, by_class)

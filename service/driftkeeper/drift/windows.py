@@ -109,6 +109,17 @@ def residual_window(profile: ReferenceProfile, residuals: np.ndarray,
                           right if classifier else None, class_rows, class_probabilities)
 
 
+def class_prediction_windows(profile: ReferenceProfile, probabilities: np.ndarray
+                             ) -> dict[str, stats.NumericCounts] | None:
+    """A multiclass model's probabilities of each class (rows x K) binned against the
+    held-out ones, by class name (None: the profile has none)."""
+    if profile.class_predictions is None:
+        return None
+    p = np.asarray(probabilities, dtype=np.float64).reshape(-1, profile.n_classes)
+    return {c: profile.class_predictions[c].bins.count(p[:, k])
+            for k, c in enumerate(profile.schema.target.classes)}
+
+
 def prediction_window(profile: ReferenceProfile,
                       predictions: np.ndarray) -> stats.NumericCounts | None:
     """Bin the model's predictions against the profile's held-out predictions (None when

@@ -385,7 +385,9 @@ def train(model_dir: str | Path, config: TrainingConfig | None = None,
                             heldout=fitted.heldout_X,
                             measures=(fitted.scored.log_loss, fitted.scored.correct)
                             if schema.target.is_classification else None,
-                            heldout_labels=fitted.actual)
+                            heldout_labels=fitted.actual,
+                            probabilities=fitted.scored.outputs
+                            if schema.target.n_classes >= 3 else None)
     metadata = {
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "parent": parent,

@@ -20,14 +20,15 @@ from . import DriftPolicy
 KINDS = ("data", "concept", "prediction", "performance")
 CONDITION_TYPES = {"data": "DataDrift", "concept": "ConceptDrift",
                    "prediction": "PredictionDrift", "performance": "PerformanceDrift"}
+# Prediction drift's statistic by method.
+METHOD_WORDS = {"ks": "KS statistic", "psi": "PSI", "wasserstein": "Wasserstein distance"}
 # How a condition message names each judged statistic (DataVerdict.statistic_name).
 STATISTIC_LABELS = {"max_feature_ratio": "largest feature score over its threshold",
                     "drifted_share": "share of drifted features", "mean_score": "mean score",
                     "rmse_increase": "RMSE increase",
                     "estimated_rmse_increase": "estimated RMSE increase (before labels)",
                     # prediction drift: its method's score
-                    "ks": "predictions' KS statistic", "psi": "predictions' PSI",
-                    "wasserstein": "predictions' Wasserstein distance"}
+                    **{m: f"predictions' {w}" for m, w in METHOD_WORDS.items()}}
 
 # Phases, in the order a user would read them on `kubectl get driftpolicies`.
 MONITORING = "Monitoring"  # verdicts are in, nothing to do
@@ -96,10 +97,22 @@ class Observation:
             concept_locations=tuple(loc.message for loc in concept.segments.locations)
             if concept and concept.segments else (),
             statistics={"data": data.statistic_name, "concept": "rmse_increase",
-                        **({"prediction": prediction.method} if prediction else {}),
+                        **({"prediction": _prediction_statistic(report)} if prediction
+                           else {}),
                         **({"performance": "estimated_rmse_increase"} if performance
                            else {})})
 
+
+
+def _prediction_statistic(report: DriftReport) -> str:
+    """The prediction verdict's statistic: its method, or for a multiclass model whose
+    verdict is one class's test, that class's ("P(barolo)'s KS statistic")."""
+    verdict = report.prediction
+    assert verdict is not None
+    for name, each in (report.class_predictions or {}).items():
+        if each == verdict:
+            return f"P({name})'s {METHOD_WORDS.get(verdict.method, verdict.method)}"
+    return verdict.method
 
 
 @dataclass(frozen=True)

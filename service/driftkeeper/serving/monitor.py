@@ -27,6 +27,7 @@ from ..drift.segments import SegmentSums, sums_by_segment
 from ..drift.windows import (
     DataWindow,
     ResidualWindow,
+    class_prediction_windows,
     data_window,
     prediction_window,
     residual_window,
@@ -136,7 +137,8 @@ def evaluate_windows(model: ServingModel, policy: DriftPolicy, recent: RecentRow
 
     windows = Windows(data, prediction_window(profile, layout.predictions(served)),
                       None if estimates is None else estimate_window(estimates),
-                      residuals, segments)
+                      residuals, segments,
+                      class_prediction_windows(profile, layout.probabilities(served)))
     report = evaluate_all(profile, windows, policy.monitor, model.version, now,
                           predict=model.monitored)
     return report, data, residuals

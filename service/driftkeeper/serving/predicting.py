@@ -66,10 +66,10 @@ def timestamps(now: float, n: int) -> np.ndarray:
 def record(state: ServiceState, p: Prediction) -> None:
     """The rows go to this worker's ring (the monitor counts them from there) and the
     prediction counter; the request path does nothing else for monitoring."""
-    layout = InputRows(p.X.shape[1])
+    layout = InputRows(p.X.shape[1], p.model.bundle.schema.target.n_classes)
     state.ring(layout.prefix, layout.width).append(
         layout.pack(timestamps(time.time(), len(p.X)), p.X, p.model.number,
-                    summaries(p.predictions)))
+                    summaries(p.predictions), p.predictions))
     metrics.PREDICTIONS.inc(len(p.X))
 
 

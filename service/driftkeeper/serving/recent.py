@@ -50,7 +50,7 @@ class Derivation:
 
     @property
     def inputs(self) -> InputRows:
-        return InputRows(len(self.profile.schema.features))
+        return InputRows(len(self.profile.schema.features), self.profile.n_classes)
 
     @property
     def feedback(self) -> FeedbackRows:

@@ -91,6 +91,9 @@ class Tally:
     class_rows: np.ndarray | None = None
     class_probabilities: np.ndarray | None = None
     class_names: tuple[str, ...] = ()  # their labels on /metrics
+    # A multiclass model's predicted probability of each class per held-out bin of it
+    # (each class's prediction drift; None: another model, or an older file).
+    class_prediction_counts: dict[str, np.ndarray] | None = None
 
     @classmethod
     def empty(cls, profile: ReferenceProfile, version: str, started: float) -> Tally:
@@ -111,7 +114,10 @@ class Tally:
                    correct=0 if profile.is_classifier else None,
                    class_rows=np.zeros(k) if (k := profile.n_classes) >= 3 else None,
                    class_probabilities=np.zeros(k) if k >= 3 else None,
-                   class_names=profile.schema.target.classes if k >= 3 else ())
+                   class_names=profile.schema.target.classes if k >= 3 else (),
+                   class_prediction_counts=None if profile.class_predictions is None else {
+                       c: np.zeros(len(p.bins.edges) + 1)
+                       for c, p in profile.class_predictions.items()})
 
     def add_inputs(self, profile: ReferenceProfile, encoded: np.ndarray) -> None:
         """Count encoded input rows (rows x schema features)."""
@@ -132,14 +138,25 @@ class Tally:
                 tally.unseen += int((~known).sum())
         self.data_rows += len(encoded)
 
-    def add_predictions(self, profile: ReferenceProfile, predictions: np.ndarray) -> None:
-        """Count this version's predictions into its held-out prediction bins."""
-        p = predictions[np.isfinite(predictions)]
+    def add_predictions(self, profile: ReferenceProfile, predictions: np.ndarray,
+                        probabilities: np.ndarray | None = None) -> None:
+        """Count this version's predictions into its held-out prediction bins (and a
+        multiclass model's probabilities of each class into that class's bins)."""
+        finite = np.isfinite(predictions)
+        p = predictions[finite]
         if profile.predictions is None or not len(p):
             return
         self.prediction_counts += _bin_counts(profile.predictions.bins, p,
                                               len(self.prediction_counts))
         self.prediction_rows += len(p)
+        counts, by_class = self.class_prediction_counts, profile.class_predictions
+        if counts is None or by_class is None or probabilities is None:
+            return
+        each = np.asarray(probabilities, dtype=np.float64)[finite]
+        for k, c in enumerate(profile.schema.target.classes):
+            column = each[:, k]
+            counts[c] += _bin_counts(by_class[c].bins, column[np.isfinite(column)],
+                                     len(counts[c]))
 
     def add_estimates(self, estimates: np.ndarray) -> None:
         """Add the loss model's estimates of this version's rows (a sum and a count)."""
@@ -209,7 +226,8 @@ class Tally:
             layout = derivation.inputs
             self.add_inputs(profile, layout.features(rows))
             served = rows[layout.versions(rows) == derivation.number]
-            self.add_predictions(profile, layout.predictions(served))
+            self.add_predictions(profile, layout.predictions(served),
+                                 layout.probabilities(served))
             self.add_estimates(served[:, layout.width + ESTIMATE])
         else:
             labels = derivation.feedback
@@ -245,6 +263,8 @@ class Tally:
             "predictions": self.prediction_counts.astype(int).tolist(),
             "estimates": {"sum": self.estimate_sum, "rows": self.estimate_rows},
             "segments": None if self.segments is None else self.segments.to_dict(),
+            "class_predictions": None if self.class_prediction_counts is None else {
+                c: v.astype(int).tolist() for c, v in self.class_prediction_counts.items()},
         }
 
     @classmethod
@@ -265,7 +285,10 @@ class Tally:
                    None if r.get("log_loss") is None else float(r["log_loss"]),
                    None if r.get("correct") is None else int(r["correct"]),
                    _array(r.get("class_rows")), _array(r.get("class_probabilities")),
-                   tuple(r.get("class_names") or ()))
+                   tuple(r.get("class_names") or ()),
+                   None if d.get("class_predictions") is None else {
+                       c: np.asarray(v, dtype=np.float64)
+                       for c, v in d["class_predictions"].items()})
 
     def save(self, path: Path) -> None:
         """Atomically: counts and ring positions always change together (not fsynced: the
@@ -311,7 +334,9 @@ def update_tally(tally: Tally | None, profile: ReferenceProfile, version: str,
     changed = False
     if (tally is None or tally.model_version != version
             or (profile.is_classifier and tally.log_loss_sum is None)
-            or (profile.n_classes >= 3 and tally.class_rows is None)):
+            or (profile.n_classes >= 3 and tally.class_rows is None)
+            or (profile.class_predictions is not None
+                and tally.class_prediction_counts is None)):
         # A new version, or a classifier's counts from a file without its sums (formats 4
         # and 5): start from zero, so every counter covers the same rows.
         positions = tally.positions if tally is not None else {}
@@ -416,6 +441,16 @@ def tally_metrics(tally: Tally) -> Iterator[CounterMetricFamily | GaugeMetricFam
         for b, c in enumerate(tally.prediction_counts.tolist()):
             predictions.add_metric([str(b), v], c)
         yield predictions
+        if tally.class_prediction_counts is not None:
+            by_class = _family(
+                names.CLASS_PREDICTION_BIN,
+                "A multiclass model's predicted probability of each class per bin of its "
+                "held-out probabilities of that class (0 under, 1..K, K+1 over): each "
+                "class's prediction window.")
+            for name, counts in tally.class_prediction_counts.items():
+                for b, c in enumerate(counts.tolist()):
+                    by_class.add_metric([name, str(b), v], c)
+            yield by_class
     yield rows
     if tally.segments is not None:
         yield from _segment_metrics(tally.segments, v)
