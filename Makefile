@@ -48,6 +48,7 @@ bench: venv ## benchmarks against the lab; writes bench/results.json (see bench/
 	$(BIN)/python bench/recovery.py
 	$(BIN)/python bench/false_alarms.py
 	$(BIN)/python bench/wide_tables.py
+	$(BIN)/python bench/multiclass_alarms.py
 
 crd: venv ## regenerate the DriftPolicy CRD and copy it into the chart
 	scripts/generate-crd
