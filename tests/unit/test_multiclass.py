@@ -505,3 +505,29 @@ def test_a_class_tests_verdict_is_named_in_the_message(trained, wine: pd.DataFra
     summary = replace(report, prediction=replace(report.prediction, score=-1.0))
     name = Observation.from_report(summary).statistics["prediction"]
     assert STATISTIC_LABELS[name] == "predictions' KS statistic"
+
+
+def test_a_multiclass_models_log_loss_is_a_concept_test_of_its_own(trained) -> None:
+    """Residuals as held out, but the class that happened got less probability where it
+    was not the winner: the Brier root barely moves, the log loss doubles."""
+    served = ModelStore(trained[0]).load(with_estimator=False).profile
+    rng = np.random.default_rng(12)
+    held_out, losses = rng.uniform(0.1, 0.6, 2000), rng.exponential(0.4, 2000)
+    profile = replace(served, residuals=build_residual_profile(
+        held_out, rng, trials=500, classification=True,
+        measures=(losses, np.ones(2000)), log_loss_test=True))
+    assert "log_loss" in profile.residuals.null
+    settings = ConceptSettings()
+    same = evaluate_concept(profile, residual_window(profile, held_out, losses,
+                                                     np.ones(2000)), settings)
+    assert same.drift is False and same.log_loss_test.score == pytest.approx(0.0)
+    worse = evaluate_concept(profile, residual_window(profile, held_out, 2 * losses,
+                                                      np.ones(2000)), settings)
+    assert worse.reasons == ["log_loss"] and worse.drift is True
+    assert worse.log_loss_test.score == pytest.approx(1.0)
+    # Four calibrated tests share the budget: each threshold at a quarter of the rate.
+    alone = replace(profile, residuals=replace(profile.residuals, null={
+        k: v for k, v in profile.residuals.null.items() if k != "log_loss"}))
+    three = evaluate_concept(alone, residual_window(alone, held_out, losses, np.ones(2000)),
+                             settings)
+    assert three.log_loss_test is None and same.threshold >= three.threshold

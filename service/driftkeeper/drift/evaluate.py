@@ -174,10 +174,12 @@ def _rule_statistic(settings: DataSettings, verdicts: dict[str, FeatureVerdict],
 
 def evaluate_concept(profile: ReferenceProfile, window: ResidualWindow,
                      settings: ConceptSettings) -> ConceptVerdict:
-    """Relative RMSE increase over the held-out RMSE, plus residual-KS and bias tests.
+    """Relative RMSE increase over the held-out RMSE, plus residual-KS and bias tests (and,
+    for a multiclass model, the relative log-loss increase over the held-out log loss).
 
-    The three tests share ``false_alarm_rate`` (Bonferroni over those set to ``auto``). The
-    residual-KS test counts only when the window's RMSE is not below the reference's.
+    The tests share ``false_alarm_rate`` (Bonferroni over those set to ``auto``; the
+    log-loss test always is). The residual-KS test counts only when the window's RMSE is
+    not below the reference's.
     """
     ref = profile.residuals
     if ref is None:
@@ -186,7 +188,10 @@ def evaluate_concept(profile: ReferenceProfile, window: ResidualWindow,
     enough = n >= settings.min_samples
     auto_tests = sum(t == "auto" for t in (settings.threshold, settings.residual_threshold,
                                            settings.bias_threshold))
-    alpha = settings.false_alarm_rate / max(auto_tests, 1)
+    # A multiclass model's log loss is judged too (always calibrated: "auto").
+    log_loss_null = ref.null.get("log_loss")
+    log_loss_judged = log_loss_null is not None and window.log_loss_sum is not None
+    alpha = settings.false_alarm_rate / max(auto_tests + log_loss_judged, 1)
 
     rmse = float(np.sqrt(window.total_sq / n)) if n else None
     score = (rmse - ref.rmse) / ref.rmse if rmse is not None and ref.rmse > 0 else None
@@ -212,13 +217,23 @@ def evaluate_concept(profile: ReferenceProfile, window: ResidualWindow,
     bias_score = None if bias is None else bias if profile.n_classes >= 3 else abs(bias)
     bias_test = ResidualTest(bias_score, bias_threshold,
                              _verdict(bias_score, bias_threshold, enough))
+    log_loss_test = None
+    if log_loss_judged and ref.log_loss:
+        assert log_loss_null is not None and window.log_loss_sum is not None
+        increase = window.log_loss_sum / n / ref.log_loss - 1.0 if n else None
+        ll_threshold, _ = _threshold("auto", log_loss_null, n, None, alpha, settings.min_score)
+        log_loss_test = ResidualTest(increase, ll_threshold,
+                                     _verdict(increase, ll_threshold, enough))
     reasons = [name for name, hit in (("rmse", rmse_drift), ("residual_ks", ks_test.drift),
-                                      ("bias", bias_test.drift)) if hit]
+                                      ("bias", bias_test.drift),
+                                      ("log_loss", log_loss_test and log_loss_test.drift))
+               if hit]
     drift = None if not enough else bool(reasons)
     return ConceptVerdict(score=score, threshold=threshold, drift=drift, samples=n,
                           min_samples=settings.min_samples, rmse=rmse, rmse_reference=ref.rmse,
                           bias=bias, residual_ks=ks_test, bias_test=bias_test, reasons=reasons,
-                          threshold_source=source, **_classifier_measures(
+                          threshold_source=source, log_loss_test=log_loss_test,
+                          **_classifier_measures(
                               ref, window, profile.schema.target.classes
                               if profile.n_classes >= 3 else None))
 

@@ -257,7 +257,8 @@ def build_profile(schema: FeatureSchema, reference: np.ndarray,
     residual_profile = None
     if residuals is not None:
         residual_profile = build_residual_profile(residuals, rng, n_bins, trials,
-                                                  schema.target.is_classification, measures)
+                                                  schema.target.is_classification, measures,
+                                                  log_loss_test=schema.target.n_classes >= 3)
     prediction_profile = None
     if predictions is not None:
         prediction_profile = numerical_profile(PREDICTION, np.asarray(predictions, np.float64),
@@ -322,8 +323,8 @@ def build_residual_profile(residuals: np.ndarray, rng: np.random.Generator,
                            n_bins: int = DEFAULT_BINS,
                            trials: int = calibration.TRIALS,
                            classification: bool = False,
-                           measures: tuple[np.ndarray, np.ndarray] | None = None
-                           ) -> ResidualProfile:
+                           measures: tuple[np.ndarray, np.ndarray] | None = None,
+                           log_loss_test: bool = False) -> ResidualProfile:
     """Bins, moments and null tables of held-out residuals (and a classifier's log loss
     and accuracy: from ``measures``, the rows' log losses and correct flags, for a
     classifier of K >= 3 classes, whose residual alone does not give them).
@@ -339,10 +340,32 @@ def build_residual_profile(residuals: np.ndarray, rng: np.random.Generator,
     null = calibration.calibrate(bins.counts, {"ks": lambda c: stats.ks_binned_scores(bins, c)},
                                  rng, trials=trials)
     null.update(_bootstrap_rmse_bias(r, rng, max(trials // 10, 500)))
+    if log_loss_test and losses is not None:
+        null["log_loss"] = _bootstrap_log_loss(np.asarray(losses, dtype=np.float64), rng,
+                                               max(trials // 10, 500))
     return ResidualProfile(bins=bins, n=len(r), rmse=float(np.sqrt(np.mean(r**2))),
                            mean=float(r.mean()), null=null,
                            log_loss=float(losses.mean()) if losses is not None else None,
                            accuracy=float(hits.mean()) if hits is not None else None)
+
+
+def _bootstrap_log_loss(losses: np.ndarray, rng: np.random.Generator, trials: int,
+                        chunk_cells: int = 4_000_000) -> NullTable:
+    """Null quantiles of the relative log-loss increase by window size (a multiclass
+    model's own concept test), by the same two-sample bootstrap as the RMSE's."""
+    ref_n = len(losses)
+    rows = []
+    for n in calibration.SIZES:
+        ratios = []
+        per_chunk = max(chunk_cells // (n + ref_n), 1)
+        for start in range(0, trials, per_chunk):
+            k = min(per_chunk, trials - start)
+            cur = losses[rng.integers(0, ref_n, size=(k, n))].mean(axis=1)
+            ref = losses[rng.integers(0, ref_n, size=(k, ref_n))].mean(axis=1)
+            ratios.append(cur / np.maximum(ref, 1e-12) - 1.0)
+        rows.append(np.quantile(np.concatenate(ratios), calibration.LEVELS))
+    return NullTable(np.asarray(calibration.SIZES, dtype=np.float64),
+                     np.asarray(calibration.LEVELS), np.vstack(rows))
 
 
 def _bootstrap_rmse_bias(r: np.ndarray, rng: np.random.Generator, trials: int,

@@ -101,10 +101,12 @@ class ConceptVerdict:
     # A multiclass model's one-vs-rest calibration: each class's observed rate minus its
     # mean predicted probability (None where the window does not carry the class sums).
     class_calibration: dict[str, float] | None = None
+    # A multiclass model's relative log-loss increase over held-out, tested like the RMSE.
+    log_loss_test: ResidualTest | None = None
 
 
 CLASSIFIER_FIELDS = ("log_loss", "log_loss_reference", "accuracy", "accuracy_reference",
-                     "calibration", "class_calibration")
+                     "calibration", "class_calibration", "log_loss_test")
 """Concept fields only a classifier's report carries: a regression's keeps its shape."""
 
 
@@ -161,6 +163,8 @@ class DriftReport:
             c["bias_test"] = ResidualTest(**c["bias_test"])
             if c.get("segments"):
                 c["segments"] = SegmentVerdict.from_dict(c["segments"])
+            if c.get("log_loss_test"):
+                c["log_loss_test"] = ResidualTest(**c["log_loss_test"])
             concept = ConceptVerdict(**c)
         prediction = FeatureVerdict(**d["prediction"]) if d.get("prediction") else None
         performance = (PerformanceVerdict(**d["performance"]) if d.get("performance")

@@ -188,12 +188,14 @@ def _concept_checks(concept: ConceptVerdict) -> dict[str, tuple[float, float]]:
     checks = {"rmse": (concept.score, concept.threshold),
               "residual_ks": (concept.residual_ks.score, concept.residual_ks.threshold),
               "bias": (concept.bias_test.score, concept.bias_test.threshold)}
+    if concept.log_loss_test is not None:
+        checks["log_loss"] = (concept.log_loss_test.score, concept.log_loss_test.threshold)
     return {test: (score, threshold) for test, (score, threshold) in checks.items()
             if score is not None}
 
 
 CONCEPT_TEST_NAMES = {"rmse": "RMSE increase", "residual_ks": "residual KS",
-                      "bias": "mean residual shift"}
+                      "bias": "mean residual shift", "log_loss": "log loss increase"}
 
 
 def _judged(kind: str, obs: Observation) -> str | None:
