@@ -25,17 +25,13 @@ from driftkeeper.drift.profile import ReferenceProfile
 from driftkeeper.model.predictor import TreePredictor
 from driftkeeper.model.train import TrainingConfig, train
 from driftkeeper.schema import DIAMONDS_SCHEMA, FeatureSchema
-from driftkeeper.serving.app import create_app, state_of
-from driftkeeper.serving.config import ServiceConfig
+from driftkeeper.serving.app import state_of
 from driftkeeper.serving.monitor_process import Monitor
+from inprocess import in_process_app
 
 
 def _app(model_dir: Path, tmp_path: Path, policy: Path | None = None, **kw):
-    config = ServiceConfig(model_dir=model_dir, state_dir=tmp_path / "state", policy=policy,
-                           max_rows=50, max_body_bytes=64 * 1024, **kw)
-    config.windows_dir.mkdir(parents=True, exist_ok=True)
-    app = create_app(config, start_background=False)
-    return app, app.test_client()
+    return in_process_app(model_dir, tmp_path, policy=policy, **kw)
 
 
 @pytest.fixture

@@ -33,11 +33,12 @@ from driftkeeper.model.predictor import TreePredictor
 from driftkeeper.model.store import ModelStore
 from driftkeeper.model.train import TrainingConfig, _group_folds, train
 from driftkeeper.schema import Feature, FeatureSchema, Target
-from driftkeeper.serving.app import create_app, state_of
-from driftkeeper.serving.config import ServiceConfig
+from driftkeeper.serving.app import state_of
 from driftkeeper.serving.monitor_process import Monitor
 from driftkeeper.serving.openapi import openapi_document
 from driftkeeper.serving.validation import RowValidator
+from inprocess import in_process_app
+from inprocess import quick_profiles as fewer_null_draws
 
 TARGET = "diagnosis"
 
@@ -61,14 +62,8 @@ def cancer_csv(cancer: pd.DataFrame, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def quick_profiles():
-    """Fewer null draws for the auto thresholds (30 features x 20,000 draws are slow);
-    these tests are about classification, not the thresholds."""
-    from driftkeeper.model import train as training
-
-    real = training.build_profile
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(training, "build_profile",
-                   lambda *a, **kw: real(*a, **{**kw, "trials": 500}))
+    """Fewer null draws for the auto thresholds: these tests are not about them."""
+    with fewer_null_draws():
         yield
 
 
@@ -187,11 +182,8 @@ def test_train_prints_classification_metrics(cancer_csv: Path, tmp_path: Path,
 
 @pytest.fixture
 def served(model_dir: Path, tmp_path: Path):
-    config = ServiceConfig(model_dir=model_dir, state_dir=tmp_path / "state", max_rows=50,
-                           max_body_bytes=256 * 1024)
-    config.windows_dir.mkdir(parents=True, exist_ok=True)
-    app = create_app(config, start_background=False)
-    yield app, app.test_client()
+    app, client = in_process_app(model_dir, tmp_path, max_body_bytes=256 * 1024)
+    yield app, client
     state_of(app).stop()
 
 

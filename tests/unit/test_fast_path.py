@@ -10,18 +10,15 @@ import pytest
 
 from bad_inputs import BAD_PREDICT_INPUTS, GOOD_ROW, oversized_body, too_many_rows
 from driftkeeper.serving import metrics
-from driftkeeper.serving.app import create_app, state_of
-from driftkeeper.serving.config import ServiceConfig
+from driftkeeper.serving.app import state_of
 from driftkeeper.serving.fast_path import FastPredict
 from driftkeeper.serving.rings import read_ring
+from inprocess import in_process_app
 
 
 @pytest.fixture
 def served(model_dir: Path, tmp_path: Path):
-    config = ServiceConfig(model_dir=model_dir, state_dir=tmp_path / "state", max_rows=50,
-                           max_body_bytes=64 * 1024)
-    config.windows_dir.mkdir(parents=True, exist_ok=True)
-    app = create_app(config, start_background=False)
+    app, _ = in_process_app(model_dir, tmp_path)
     fast = app.wsgi_app
     assert isinstance(fast, FastPredict)
     flask_calls = []

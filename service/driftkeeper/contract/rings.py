@@ -13,6 +13,18 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def _probability_count(n_classes: int) -> int:
+    """The K probability columns a multiclass model's rows end with (none otherwise)."""
+    return n_classes if n_classes >= 3 else 0
+
+
+def _probability_block(rows: int, columns: int,
+                         probabilities: np.ndarray | None) -> np.ndarray:
+    if not columns:
+        return np.empty((rows, 0))
+    return np.asarray(probabilities, dtype=np.float64).reshape(rows, columns)
+
+
 @dataclass(frozen=True)
 class InputRows:
     """``/predict``'s rows: the stamp, the encoded features, the model version number and
@@ -25,7 +37,7 @@ class InputRows:
 
     @property
     def n_probabilities(self) -> int:
-        return self.n_classes if self.n_classes >= 3 else 0
+        return _probability_count(self.n_classes)
 
     @property
     def width(self) -> int:
@@ -33,9 +45,7 @@ class InputRows:
 
     def pack(self, stamps: np.ndarray, X: np.ndarray, version_number: int,
              predictions: np.ndarray, probabilities: np.ndarray | None = None) -> np.ndarray:
-        each = (np.empty((len(X), 0)) if not self.n_probabilities
-                else np.asarray(probabilities, dtype=np.float64).reshape(
-                    len(X), self.n_probabilities))
+        each = _probability_block(len(X), self.n_probabilities, probabilities)
         return np.column_stack([stamps, X, np.full(len(X), version_number), predictions,
                                 each])
 
@@ -76,7 +86,7 @@ class FeedbackRows:
 
     @property
     def n_probabilities(self) -> int:
-        return self.n_classes if self.n_classes >= 3 else 0
+        return _probability_count(self.n_classes)
 
     @property
     def width(self) -> int:
@@ -87,9 +97,7 @@ class FeedbackRows:
              labels: np.ndarray | None = None,
              probabilities: np.ndarray | None = None) -> np.ndarray:
         unknown = np.full(len(X), np.nan)
-        each = (np.empty((len(X), 0)) if not self.n_probabilities
-                else np.asarray(probabilities, dtype=np.float64).reshape(
-                    len(X), self.n_probabilities))
+        each = _probability_block(len(X), self.n_probabilities, probabilities)
         return np.column_stack([stamps, np.full(len(X), version_number), residuals,
                                 predictions, X, unknown if outcomes is None else outcomes,
                                 unknown if labels is None else labels, each])

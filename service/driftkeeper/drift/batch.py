@@ -39,8 +39,7 @@ def batch_windows(model: ServingModel, X: np.ndarray, labelled: Scored | None = 
     profile = model.bundle.profile
     complete = profile.schema.complete_rows(X)
     k = profile.n_classes
-    outputs = (model.predict(X[complete]) if complete.any()
-               else np.empty((0, k)) if k >= 3 else np.empty(0))
+    outputs = _outputs(model, X[complete])
     scored = summaries(outputs)
     estimates = model.estimate_squared_errors(X[complete], scored)
     return Windows(data_window(profile, X), prediction_window(profile, scored),
@@ -62,8 +61,7 @@ def judge_frame(model: ServingModel, frame: pd.DataFrame, settings: MonitorSetti
         y = schema.encode_target(frame[schema.target.name])  # a classifier's: class indices
         labelled = schema.complete_rows(X) & np.isfinite(y)
         k = schema.target.n_classes
-        outputs = (model.predict(X[labelled]) if labelled.any()
-                   else np.empty((0, k)) if k >= 3 else np.empty(0))
+        outputs = _outputs(model, X[labelled])
         scored = score(k, y[labelled], outputs)
         segments = partial(_segment_sums, model, segment_matrix(
             X[labelled], y[labelled] if k >= 3 else None), scored.residual, scored.summary)
@@ -72,6 +70,15 @@ def judge_frame(model: ServingModel, frame: pd.DataFrame, settings: MonitorSetti
     report = evaluate_all(model.bundle.profile, windows, settings, model.version, now,
                           predict=model.monitored)
     return report, windows
+
+
+def _outputs(model: ServingModel, X: np.ndarray) -> np.ndarray:
+    """The model's raw outputs for rows it can score; none (in the outputs' shape) for
+    no rows, which the model is not asked about."""
+    if len(X):
+        return model.predict(X)
+    k = model.bundle.profile.n_classes
+    return np.empty((0, k)) if k >= 3 else np.empty(0)
 
 
 def _segment_sums(model: ServingModel, X: np.ndarray, residuals: np.ndarray,
